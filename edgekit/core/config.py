@@ -1,0 +1,152 @@
+"""Strict, typed configuration loading shared by every stage.
+
+Configs are frozen pydantic models that forbid unknown keys. They load from YAML or JSON and take
+``key=value`` overrides (dotted keys for nested sections). Priority: overrides > file > defaults.
+An unknown key fails naming the key, the file and the closest valid key::
+
+    unknown key 'lr_0' in train.yaml; did you mean 'lr0'?
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every edgekit config: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+def read_mapping(path: Path) -> Dict[str, Any]:
+    """Read a YAML or JSON file that must hold a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", "pass an existing .yaml/.yml/.json file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"cannot parse config {path}: {first}", "fix the YAML/JSON syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple:
+    """``a.b=3`` -> (["a", "b"], 3); the value is parsed as YAML (numbers, bools, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not key=value", "write it as key=value, e.g. epochs=10")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{item}' has an empty key", "write it as key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    out = _deep_copy(data)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = out
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[k] = nxt
+            node = nxt
+        node[keys[-1]] = value
+    return out
+
+
+def _deep_copy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d
+
+
+def _model_at(model: Type[BaseModel], loc: Sequence[Any]) -> Optional[Type[BaseModel]]:
+    """The nested pydantic model class found by following ``loc`` field names from ``model``."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+        # Unwrap Optional[Model]
+        args = getattr(current, "__args__", None)
+        if args:
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            current = models[0] if models else current
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def closest_key(key: str, valid: Sequence[str]) -> Optional[str]:
+    matches = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> ConfigError:
+    first = err.errors()[0]
+    loc = [p for p in first["loc"] if not isinstance(p, int)]
+    dotted = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        valid = sorted(parent.model_fields) if parent else []
+        hint = closest_key(str(loc[-1]), valid)
+        fix = f"did you mean '{'.'.join([*map(str, loc[:-1]), hint])}'?" if hint else (
+            f"valid keys here: {', '.join(valid)}" if valid else None)
+        return ConfigError(f"unknown key '{dotted}' in {source}", fix)
+    msg = first.get("msg", "invalid value")
+    return ConfigError(f"invalid value for '{dotted}' in {source}: {msg}",
+                       f"got {first.get('input')!r}; see the config reference in the README")
+
+
+def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config") -> T:
+    """Validate ``data`` against ``model``; errors become one-line :class:`ConfigError`."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as e:
+        raise _explain(model, e, source) from None
+
+
+def load_config(model: Type[T], path: Optional[Path] = None, overrides: Sequence[str] = ()) -> T:
+    """Load ``model`` from an optional YAML/JSON file plus ``key=value`` overrides."""
+    data: Dict[str, Any] = read_mapping(Path(path)) if path else {}
+    source = Path(path).name if path else "overrides"
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{source} (with overrides)" if path else "overrides"
+    return build_config(model, data, source)
+
+
+def dump_config(cfg: BaseModel) -> str:
+    """YAML text of a resolved config (used for ``config_resolved.yaml``)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+__all__: List[str] = [
+    "StrictModel", "read_mapping", "apply_overrides", "parse_override", "build_config", "load_config",
+    "dump_config", "closest_key",
+]

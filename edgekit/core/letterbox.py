@@ -1,0 +1,107 @@
+"""The preprocessing contract shared by export (calibration, parity, golden data) and deploy.
+
+One :class:`LetterboxSpec` travels in the bundle manifest; :func:`preprocess` is the only function
+that turns a camera frame into a network input, on the host and on the device alike. The
+geometry matches Ultralytics' ``LetterBox(center=True)`` exactly (same rounding), so a model
+exported from Ultralytics sees the same pixels it was validated on.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Tuple
+
+import numpy as np
+from pydantic import field_validator
+
+from .config import StrictModel
+from .errors import DataError
+
+
+class LetterboxSpec(StrictModel):
+    """How a frame becomes a network input. ``imgsz`` is (height, width)."""
+
+    imgsz: Tuple[int, int] = (640, 640)
+    pad_value: int = 114
+    color_order: str = "RGB"  # channel order the network expects; frames arrive as BGR (OpenCV)
+    scale: float = 1.0 / 255.0
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    scaleup: bool = True
+    dtype: str = "float32"
+
+    @field_validator("imgsz", mode="before")
+    @classmethod
+    def _square(cls, v):  # an int means a square input
+        return (int(v), int(v)) if isinstance(v, (int, np.integer)) else v
+
+    @field_validator("color_order")
+    @classmethod
+    def _order(cls, v: str) -> str:
+        if v not in ("RGB", "BGR"):
+            raise ValueError("color_order must be 'RGB' or 'BGR'")
+        return v
+
+
+class LetterboxInfo(NamedTuple):
+    """What :func:`letterbox` did, to map network-space boxes back to the frame."""
+
+    ratio: float
+    pad: Tuple[float, float]  # (left, top) in network pixels
+    orig_shape: Tuple[int, int]  # (height, width) of the source frame
+
+
+def letterbox(img: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, LetterboxInfo]:
+    """Resize keeping aspect ratio and pad to ``spec.imgsz`` (HWC uint8 in, HWC uint8 out)."""
+    import cv2  # lazy: cv2 is heavy to import and only needed here
+
+    if img is None or img.ndim != 3 or img.shape[2] != 3:
+        raise DataError(f"expected an HxWx3 image, got shape {None if img is None else img.shape}")
+    h0, w0 = img.shape[:2]
+    new_h, new_w = spec.imgsz
+    r = min(new_h / h0, new_w / w0)
+    if not spec.scaleup:
+        r = min(r, 1.0)
+    unpad_w, unpad_h = int(round(w0 * r)), int(round(h0 * r))
+    dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
+    if (w0, h0) != (unpad_w, unpad_h):
+        img = cv2.resize(img, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    v = spec.pad_value
+    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(v, v, v))
+    return img, LetterboxInfo(r, (float(left), float(top)), (h0, w0))
+
+
+def preprocess(img_bgr: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, LetterboxInfo]:
+    """BGR uint8 frame -> (1, 3, H, W) network input in ``spec.dtype``, plus the letterbox info."""
+    boxed, info = letterbox(img_bgr, spec)
+    if spec.color_order == "RGB":
+        boxed = boxed[..., ::-1]
+    x = boxed.astype(np.float32) * np.float32(spec.scale)
+    if spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0):
+        x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    x = np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(spec.dtype, copy=False)
+    return x, info
+
+
+def unletterbox_xywhr(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Map (N, 5) xywhr boxes from network pixels back to source-frame pixels."""
+    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 5)
+    out[:, 0] = (out[:, 0] - info.pad[0]) / info.ratio
+    out[:, 1] = (out[:, 1] - info.pad[1]) / info.ratio
+    out[:, 2:4] /= info.ratio
+    return out
+
+
+def unletterbox_xyxy(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Map (N, 4) xyxy boxes from network pixels back to source-frame pixels, clipped."""
+    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    out[:, [0, 2]] = (out[:, [0, 2]] - info.pad[0]) / info.ratio
+    out[:, [1, 3]] = (out[:, [1, 3]] - info.pad[1]) / info.ratio
+    h, w = info.orig_shape
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out
+
+
+__all__ = ["LetterboxSpec", "LetterboxInfo", "letterbox", "preprocess", "unletterbox_xywhr", "unletterbox_xyxy"]

@@ -1,0 +1,1 @@
+"""Datasets: formats, checks, converters, synthetic generators, dataset layout."""
