@@ -54,7 +54,7 @@ def cli() -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: EdgekitError -> one line on stderr, exit 1."""
     try:
-        cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as e:
         click.echo(f"error: {e.format()}", err=True)
         sys.exit(1)
@@ -66,7 +66,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    sys.exit(0)
+    # With standalone_mode=False click returns ctx.exit(N)'s code instead of exiting.
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

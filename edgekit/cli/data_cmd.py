@@ -1,0 +1,116 @@
+"""``edgekit data``: synthesise, check and convert datasets.
+
+Thin commands: validate options, call one library function (imported inside the command, so
+``edgekit data --help`` stays light), print the result.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Tuple
+
+import click
+
+_CHECK_FORMATS = ("auto", "yolo-obb", "yolo", "dota", "coco", "refdet")
+
+
+def _split_classes(values: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
+    """``--classes a,b --classes c`` -> ("a", "b", "c"); None when not given."""
+    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+    return names or None
+
+
+def _classes_option(help_text: str):
+    return click.option("--classes", multiple=True, metavar="NAMES", help=f"{help_text} (comma-separated or repeated).")
+
+
+@click.group("data", context_settings={"help_option_names": ["-h", "--help"]})
+def data() -> None:
+    """Synthesise, check and convert datasets."""
+
+
+@data.group("synth")
+def synth() -> None:
+    """Generate small synthetic datasets (deterministic per seed)."""
+
+
+@synth.command("obb")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset root to write.")
+@click.option("--n-train", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--n-val", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True, help="Image side in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth_obb(out: Path, n_train: int, n_val: int, imgsz: int, seed: int) -> None:
+    """Write an aerial OBB dataset (YOLO-OBB labels + data.yaml) to --out."""
+    from edgekit.data.synth.obb import generate_obb_dataset
+
+    root = generate_obb_dataset(out, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed)
+    click.echo(f"wrote OBB dataset {root} ({n_train} train / {n_val} val images, {imgsz}px); data.yaml: {Path(root) / 'data.yaml'}")
+
+
+@synth.command("refdet")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset root to write.")
+@click.option("--n-train", type=click.IntRange(min=1), default=6, show_default=True, help="Training videos.")
+@click.option("--n-test", type=click.IntRange(min=1), default=2, show_default=True, help="Test videos.")
+@click.option("--frames", type=click.IntRange(min=1), default=48, show_default=True, help="Frames per video.")
+@click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True, help="Frame side in pixels.")
+@click.option("--fps", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth_refdet(out: Path, n_train: int, n_test: int, frames: int, imgsz: int, fps: int, seed: int) -> None:
+    """Write a few-shot RefDet video dataset (train/ and test/) to --out."""
+    from edgekit.data.synth.refdet import generate_refdet_dataset
+
+    root = generate_refdet_dataset(out, n_train=n_train, n_test=n_test, frames=frames, imgsz=imgsz, fps=fps, seed=seed)
+    click.echo(f"wrote RefDet dataset {root} ({n_train} train / {n_test} test videos of {frames} frames)")
+
+
+@data.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(_CHECK_FORMATS), default="auto", show_default=True)
+@_classes_option("DOTA only: the class vocabulary (default: the DOTA v2.0 classes)")
+@click.option("--images", "image_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="COCO only: directory the json's file_names resolve against.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(path: Path, fmt: str, classes: Tuple[str, ...], image_dir: Optional[Path],
+          as_json: bool) -> None:
+    """Report every problem in the dataset at PATH, one `path:line: error|warning: message` a line.
+
+    Line 0 means the file as a whole. Exits 1 when there are errors (warnings alone exit 0).
+    """
+    from edgekit.data.check import check_dataset
+
+    report = check_dataset(path, fmt, _split_classes(classes), image_dir)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for issue in report.issues:
+            click.echo(issue.format())
+        click.echo(report.summary())
+    if not report.ok:
+        # SystemExit, not ctx.exit(1): the root runs click with standalone_mode=False, which turns
+        # click's Exit into a return value that main() does not pass on.
+        sys.exit(1)
+
+
+@data.command("convert")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--from", "src_format", type=click.Choice(("dota", "coco")), required=True)
+@click.option("--to", "dst_format", type=click.Choice(("yolo-obb", "yolo")), required=True)
+@_classes_option("Classes to write, in this order; objects of other classes are skipped")
+@click.option("--images", "image_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="COCO only: directory the json's file_names resolve against.")
+@click.option("--link", is_flag=True, help="Symlink images instead of copying them.")
+@click.option("--overwrite", is_flag=True, help="Replace DST if it exists (only once the new one is complete).")
+def convert(src: Path, dst: Path, src_format: str, dst_format: str, classes: Tuple[str, ...],
+            image_dir: Optional[Path], link: bool, overwrite: bool) -> None:
+    """Convert a DOTA directory or COCO json(s) at SRC into a YOLO dataset root DST with data.yaml."""
+    from edgekit.data.convert import convert_dataset
+
+    result = convert_dataset(src, dst, src_format, dst_format, _split_classes(classes), image_dir=image_dir,
+                             overwrite=overwrite, link_images=link)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(result.summary())

@@ -1,0 +1,59 @@
+"""``edgekit export``: a run or checkpoint -> verified ONNX, INT8 Q/DQ, calibration cache, deploy bundle.
+
+Thin on purpose: parse options into :class:`~edgekit.export.options.ExportOptions`, call
+:func:`~edgekit.export.export_model`, print a summary table. Heavy imports happen inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import click
+
+
+@click.command("export")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--imgsz", type=int, default=None, help="Input size (multiple of 32). Default: the training size.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (<= 17 for jetson-xavier-nx).")
+@click.option("--dynamic", is_flag=True, help="Dynamic batch/height/width axes.")
+@click.option("--fp16", is_flag=True, help="Record/build an FP16 engine (model.onnx itself stays FP32).")
+@click.option("--int8", is_flag=True, help="Also write model.int8.qdq.onnx, a calibration cache and the INT8 accuracy report.")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None,
+              help="Folder of calibration images. Default: the run's dataset, train split.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--calib-size", type=int, default=64, show_default=True, help="Calibration images to use.")
+@click.option("--simplifier", type=click.Choice(["onnxslim", "onnxsim", "none"]), default="onnxslim", show_default=True)
+@click.option("--target", type=click.Choice(["jetson-xavier-nx", "x86"]), default="jetson-xavier-nx", show_default=True)
+@click.option("--engine", is_flag=True, help="Build a TensorRT engine here if tensorrt is importable.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Bundle directory. Default: RUN_DIR/bundle or <checkpoint>_bundle.")
+@click.option("--no-parity-gate", is_flag=True, help="Keep the export even if ONNX differs from PyTorch.")
+@click.option("--max-int8-drop", type=float, default=None, help="Fail if INT8 loses more mAP50 points than this.")
+@click.option("--val-size", type=int, default=None, help="Cap on val images for the INT8 accuracy report.")
+@click.option("--conf", type=float, default=0.25, show_default=True, help="Confidence threshold in the manifest.")
+@click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
+def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: bool, int8: bool,
+           calib_data: Optional[Path], calib_method: str, calib_size: int, simplifier: str, target: str,
+           engine: bool, out: Optional[Path], no_parity_gate: bool, max_int8_drop: Optional[float],
+           val_size: Optional[int], conf: float, quiet: bool) -> None:
+    """Export RUN_DIR (runs/<id>/) or an Ultralytics OBB CHECKPOINT to a verified deploy bundle."""
+    from edgekit.core.config import build_config
+    from edgekit.export import ExportOptions, export_model
+
+    options = build_config(ExportOptions, {
+        "source": source, "imgsz": imgsz, "opset": opset, "dynamic": dynamic, "fp16": fp16, "int8": int8,
+        "calib_data": calib_data, "calib_method": calib_method, "calib_size": calib_size, "simplifier": simplifier,
+        "target": target, "engine": engine, "out": out, "parity_gate": not no_parity_gate,
+        "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf,
+    }, source="edgekit export options")
+    log = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    result = export_model(options, log=log)
+    click.echo(render_table(result.summary_rows))
+
+
+def render_table(rows: List[Tuple[str, str]]) -> str:
+    """Two aligned columns; plain text so it reads the same in a terminal, a log and a CI page."""
+    width = max((len(k) for k, _ in rows), default=0)
+    rule = "-" * (width + 2 + max((len(v) for _, v in rows), default=0))
+    return "\n".join([rule, *(f"{k.ljust(width)}  {v}" for k, v in rows), rule])

@@ -1,0 +1,41 @@
+"""``edgekit train``: training commands (``obb``: YOLOv8-OBB with DINOv3 feature distillation).
+
+Thin: parse options, build the typed config (CLI ``key=value`` > config file > defaults), call
+:func:`edgekit.train.obb.train_obb`, print where the run went. Heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import click
+
+
+@click.group()
+def train() -> None:
+    """Train a model into runs/<run_id>/ (checkpoints, reports, signal maps)."""
+
+
+@train.command("obb", context_settings={"ignore_unknown_options": True})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML or JSON config (see edgekit.train.obb.ObbTrainConfig).")
+@click.option("--run-id", default=None, help="Run directory name under `project` (default: a fresh id).")
+@click.option("--resume", is_flag=True, help="Continue the run's interrupted stage/epoch from checkpoints/last.pt.")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, overrides: Tuple[str, ...]) -> None:
+    """YOLOv8-OBB (Ultralytics) distilled from a frozen DINOv3 teacher, stage A then stage B.
+
+    OVERRIDES are key=value (dotted for nested keys, e.g. teacher.imgsz=320, stages.a.epochs=5).
+    """
+    from edgekit.train.obb.config import load_train_config
+
+    cfg = load_train_config(config_path, overrides)
+    from edgekit.train.obb import train_obb
+
+    result = train_obb(cfg, run_id=run_id, resume=resume)
+    click.echo(f"run: {result.run_dir}")
+    click.echo(f"best: {result.best}")
+    metrics = {k: v for k, v in result.final_metrics.items() if k.startswith("metrics/")}
+    if metrics:
+        click.echo("final: " + ", ".join(f"{k.split('/', 1)[1]}={v:.4f}" for k, v in sorted(metrics.items())))

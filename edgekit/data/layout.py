@@ -1,0 +1,201 @@
+"""The on-disk layout of a YOLO dataset root and its ``data.yaml``.
+
+One layout is shared by the synthetic generator, the converters, training, export and calibration::
+
+    ROOT/data.yaml              path: <ABSOLUTE root>, train: images/train, val: images/val, names: {0: plane}
+    ROOT/images/<split>/*.jpg
+    ROOT/labels/<split>/*.txt   one object a line (YOLO-OBB or axis-aligned YOLO)
+
+Label paths follow Ultralytics' rule (the last ``/images/`` becomes ``/labels/``, the suffix ``.txt``),
+so whatever Ultralytics trains on, :meth:`DatasetLayout.label_path` points at the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import yaml
+
+from edgekit.core.atomic import write_text_atomic
+from edgekit.core.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_SPLITS: Dict[str, str] = {"train": "images/train", "val": "images/val"}
+DATA_YAML = "data.yaml"
+
+NamesLike = Union[Mapping[int, str], Sequence[str]]
+
+
+def _normalise_names(names: NamesLike, source: str = "names") -> Dict[int, str]:
+    """Class names as ``{0: name, 1: name, ...}`` (Ultralytics accepts a list or a dict)."""
+    items = names.items() if isinstance(names, Mapping) else enumerate(names)
+    try:
+        out = {int(k): str(v) for k, v in items}
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: class ids must be integers", "write names as {0: plane, 1: ship}") from None
+    if sorted(out) != list(range(len(out))):
+        raise DataError(f"{source}: class ids must be 0..{len(out) - 1} without gaps, got {sorted(out)}",
+                        "renumber the classes from 0")
+    return dict(sorted(out.items()))
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(directory: Path) -> List[Path]:
+    """Image files directly inside ``directory``, sorted by name."""
+    return sorted(p for p in Path(directory).iterdir() if p.is_file() and is_image_file(p))
+
+
+def label_path_for(image_path: Path) -> Path:
+    """Ultralytics' image -> label rule: the last ``images`` directory becomes ``labels``, suffix ``.txt``."""
+    sep = os.sep
+    text = str(image_path)
+    marker = f"{sep}images{sep}"
+    if marker in text:
+        head, tail = text.rsplit(marker, 1)
+        text = f"{head}{sep}labels{sep}{tail}"
+    return Path(text).with_suffix(".txt")
+
+
+@dataclass
+class DatasetLayout:
+    """A dataset root: class names and split -> image directory (relative to ``root``).
+
+    >>> layout = DatasetLayout("/tmp/ds", ["plane", "ship"])
+    >>> layout.names
+    {0: 'plane', 1: 'ship'}
+    >>> layout.label_path(Path("/tmp/ds/images/train/a.jpg")).as_posix()
+    '/tmp/ds/labels/train/a.txt'
+    """
+
+    root: Path
+    names: Dict[int, str]
+    splits: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).expanduser().absolute()
+        self.names = _normalise_names(self.names)
+        self.splits = {str(k): str(v) for k, v in self.splits.items()}
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, root: Union[str, Path]) -> DatasetLayout:
+        """Read ``ROOT/data.yaml`` (``root`` may also be the yaml file itself).
+
+        Split paths are resolved against the directory holding data.yaml, not its ``path:`` key,
+        so a dataset that was moved or copied still loads; :meth:`write_data_yaml` refreshes ``path:``.
+        """
+        root = Path(root)
+        yaml_path = root if root.suffix in (".yaml", ".yml") else root / DATA_YAML
+        if not yaml_path.is_file():
+            raise DataError(f"{yaml_path} does not exist",
+                            "point at a dataset root holding data.yaml (e.g. from `edgekit data synth obb`)")
+        data = _read_yaml_mapping(yaml_path)
+        if "names" not in data:
+            raise DataError(f"{yaml_path} has no 'names' key", "add names: {0: <class name>, ...}")
+        splits = {k: str(data[k]) for k in ("train", "val", "test") if isinstance(data.get(k), str)}
+        if not splits:
+            raise DataError(f"{yaml_path} names no split (train/val/test)", "add train: images/train")
+        return cls(yaml_path.parent, _normalise_names(data["names"], str(yaml_path)), splits)
+
+    @classmethod
+    def create(cls, root: Union[str, Path], names: NamesLike, splits: Iterable[str] = ("train", "val")
+               ) -> DatasetLayout:
+        """A layout with the standard ``images/<split>`` directories, created on disk (labels too)."""
+        layout = cls(Path(root), names, {s: f"images/{s}" for s in splits})  # type: ignore[arg-type]
+        for split in layout.splits:
+            layout.image_dir(split).mkdir(parents=True, exist_ok=True)
+            layout.label_dir(split).mkdir(parents=True, exist_ok=True)
+        return layout
+
+    @classmethod
+    def from_images(cls, root: Union[str, Path], names: NamesLike, images: Mapping[str, Sequence[Path]],
+                    link: bool = False) -> DatasetLayout:
+        """Create a layout at ``root`` and copy (or symlink) each split's images into ``images/<split>``."""
+        layout = cls.create(root, names, list(images))
+        for split, paths in images.items():
+            for path in paths:
+                layout.add_image(split, Path(path), link=link)
+        return layout
+
+    def add_image(self, split: str, source: Path, link: bool = False) -> Path:
+        """Copy (or symlink) one image into the split's directory; a second image of the same name fails."""
+        target = self.image_dir(split) / Path(source).name
+        if target.exists() or target.is_symlink():
+            raise DataError(f"two images named {target.name} in split '{split}' ({source})",
+                            "give every image of a split a unique file name")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            target.symlink_to(Path(source).absolute())
+        else:
+            shutil.copyfile(source, target)
+        return target
+
+    # -- paths ----------------------------------------------------------------------------------
+    @property
+    def data_yaml(self) -> Path:
+        return self.root / DATA_YAML
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    def image_dir(self, split: str) -> Path:
+        if split not in self.splits:
+            raise DataError(f"split '{split}' is not in {self.data_yaml}",
+                            f"use one of: {', '.join(self.splits)}")
+        return self.root / self.splits[split]
+
+    def label_dir(self, split: str) -> Path:
+        return label_path_for(self.image_dir(split) / "x").parent
+
+    def image_paths(self, split: str) -> List[Path]:
+        """The split's image files, sorted by name."""
+        directory = self.image_dir(split)
+        if not directory.is_dir():
+            raise DataError(f"image directory {directory} for split '{split}' does not exist",
+                            f"create it or fix '{split}:' in {self.data_yaml}")
+        return list_images(directory)
+
+    def label_path(self, image_path: Union[str, Path]) -> Path:
+        return label_path_for(Path(image_path))
+
+    # -- writing --------------------------------------------------------------------------------
+    def data_yaml_text(self) -> str:
+        data: Dict[str, Any] = {"path": str(self.root)}
+        data.update(self.splits)
+        data["names"] = dict(self.names)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    def write_data_yaml(self, directory: Optional[Path] = None) -> Path:
+        """Write ``data.yaml`` (atomically) with an ABSOLUTE ``path:`` pointing at :attr:`root`.
+
+        ``directory`` writes the same text elsewhere, for a root being built under a temporary name
+        that is renamed onto :attr:`root` afterwards.
+        """
+        target = Path(directory) / DATA_YAML if directory is not None else self.data_yaml
+        return write_text_atomic(target, self.data_yaml_text())
+
+
+def _read_yaml_mapping(path: Path) -> Dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise DataError(f"{where}: cannot parse YAML ({getattr(e, 'problem', None) or e})",
+                        "fix the YAML syntax") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} must hold a mapping (path/train/val/names)")
+    return data
+
+
+__all__ = ["DatasetLayout", "IMAGE_SUFFIXES", "DEFAULT_SPLITS", "DATA_YAML", "label_path_for", "list_images", "is_image_file"]
