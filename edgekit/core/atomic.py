@@ -38,11 +38,10 @@ def atomic_path(target: PathLike, suffix: str = "") -> Iterator[Path]:
 
 
 def write_bytes_atomic(target: PathLike, data: bytes) -> Path:
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     return Path(target)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, TypeVar
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -84,21 +84,35 @@ def _deep_copy(d: Any) -> Any:
     return d
 
 
+def _unwrap(annotation: Any) -> Tuple[Any, bool]:
+    """The pydantic model inside Optional[M] / List[M] / Dict[str, M], and whether it sits under
+    a dict (whose key then appears in an error location and must be skipped)."""
+    origin = get_origin(annotation)
+    if origin in (dict, Dict):
+        return _unwrap(get_args(annotation)[1])[0], True
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, False
+        inner, keyed = _unwrap(arg) if get_args(arg) else (None, False)
+        if inner is not None:
+            return inner, keyed
+    return (annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None), False
+
+
 def _model_at(model: Type[BaseModel], loc: Sequence[Any]) -> Optional[Type[BaseModel]]:
     """The nested pydantic model class found by following ``loc`` field names from ``model``."""
     current: Any = model
+    skip_key = False
     for part in loc:
+        if skip_key:  # a key of a Dict[str, Model] field, not a field name
+            skip_key = False
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(str(part))
         if field is None:
             return None
-        current = field.annotation
-        # Unwrap Optional[Model]
-        args = getattr(current, "__args__", None)
-        if args:
-            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            current = models[0] if models else current
+        current, skip_key = _unwrap(field.annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
@@ -108,7 +122,9 @@ def closest_key(key: str, valid: Sequence[str]) -> Optional[str]:
 
 
 def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> ConfigError:
-    first = err.errors()[0]
+    errors = err.errors()
+    # A typo'd key shows up both as unknown and as the missing field it was meant to be: name the typo.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [p for p in first["loc"] if not isinstance(p, int)]
     dotted = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":

@@ -34,6 +34,13 @@ class LetterboxSpec(StrictModel):
     def _square(cls, v):  # an int means a square input
         return (int(v), int(v)) if isinstance(v, (int, np.integer)) else v
 
+    @field_validator("imgsz")
+    @classmethod
+    def _positive(cls, v: Tuple[int, int]) -> Tuple[int, int]:
+        if min(v) < 1:
+            raise ValueError("imgsz must be positive (height, width)")
+        return v
+
     @field_validator("color_order")
     @classmethod
     def _order(cls, v: str) -> str:
@@ -61,7 +68,7 @@ def letterbox(img: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, Letterb
     r = min(new_h / h0, new_w / w0)
     if not spec.scaleup:
         r = min(r, 1.0)
-    unpad_w, unpad_h = int(round(w0 * r)), int(round(h0 * r))
+    unpad_w, unpad_h = max(int(round(w0 * r)), 1), max(int(round(h0 * r)), 1)  # thin images keep 1 px
     dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
     if (w0, h0) != (unpad_w, unpad_h):
         img = cv2.resize(img, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)

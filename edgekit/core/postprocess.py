@@ -1,0 +1,115 @@
+"""Decode raw Ultralytics detector outputs into :class:`Detections` (numpy only, runs on device).
+
+Raw outputs, as exported to ONNX by Ultralytics 8.4 (REFERENCE.md §5):
+
+- OBB: (B, 4 + nc + 1, A): rows ``cx, cy, w, h`` in network pixels, ``nc`` class scores
+  (already sigmoid), then the angle in radians (in ``[-pi/4, 3pi/4)``); one column per anchor.
+- detect: (B, 4 + nc, A): ``cx, cy, w, h`` then class scores.
+
+The decode reproduces ``ultralytics.utils.nms.non_max_suppression`` with its predictor defaults
+(best class per anchor, ``score > conf``, at most ``max_nms`` candidates, class-aware NMS unless
+``agnostic``, ``max_det``): OBB uses ProbIoU with Fast-NMS, detect uses greedy IoU NMS. Boxes
+stay in network pixels; map them back with :func:`edgekit.core.letterbox.unletterbox_xywhr`.
+"""
+
+from __future__ import annotations
+
+from typing import List, Literal, Tuple
+
+import numpy as np
+from pydantic import Field
+
+from .config import StrictModel
+from .detections import Detections
+from .errors import ModelError
+from .geometry import nms_xyxy, regularize_xywhr, rotated_nms
+
+
+class PostprocessSpec(StrictModel):
+    """Thresholds and NMS choices; travels in the bundle manifest."""
+
+    conf: float = Field(0.25, ge=0.0, le=1.0)
+    iou: float = Field(0.7, ge=0.0, le=1.0)
+    max_det: int = Field(300, ge=1)
+    task: Literal["obb", "detect"] = "obb"
+    agnostic: bool = False
+    max_nms: int = Field(30000, ge=1)  # candidates kept (best scores) before NMS, as Ultralytics
+    obb_iou: Literal["probiou", "polygon"] = "probiou"  # ProbIoU = Ultralytics; polygon = exact overlap
+    obb_fast_nms: bool = True  # Fast-NMS = Ultralytics; False = classic greedy NMS
+
+
+def _batched(raw: np.ndarray, min_rows: int, what: str) -> np.ndarray:
+    arr = np.asarray(raw)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] < min_rows:
+        raise ModelError(
+            f"{what} output must be (B, C, A) or (C, A) with C >= {min_rows}, got shape {np.shape(raw)}",
+            "check the model's task matches postprocess.task in the manifest",
+        )
+    return arr.astype(np.float32, copy=False)
+
+
+def _candidates(pred: np.ndarray, nc: int, spec: PostprocessSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, A) one image -> (columns, scores, class ids) above ``conf``, best ``max_nms`` first."""
+    cls_scores = pred[4 : 4 + nc]
+    class_ids = cls_scores.argmax(0)
+    scores = cls_scores.max(0)
+    cols = np.nonzero(scores > spec.conf)[0]
+    if len(cols) > spec.max_nms:
+        cols = cols[np.argsort(-scores[cols], kind="stable")[: spec.max_nms]]
+    return cols, scores[cols], class_ids[cols].astype(np.int64)
+
+
+def decode_obb(raw: np.ndarray, spec: PostprocessSpec = PostprocessSpec()) -> List[Detections]:
+    """Raw OBB output (B, 4+nc+1, A) or (4+nc+1, A) -> one Detections (xywhr, le135) per image.
+
+    >>> raw = np.zeros((1, 4 + 2 + 1, 3), np.float32)
+    >>> raw[0, :4, 0], raw[0, 4, 0] = (32, 32, 10, 4), 0.9
+    >>> decode_obb(raw)[0].boxes.tolist()
+    [[32.0, 32.0, 10.0, 4.0, 0.0]]
+    """
+    batch = _batched(raw, 6, "OBB")
+    nc = batch.shape[1] - 5
+    out = []
+    for pred in batch:
+        cols, scores, class_ids = _candidates(pred, nc, spec)
+        boxes = np.concatenate([pred[:4, cols], pred[-1:, cols]], 0).T.astype(np.float64)
+        keep = rotated_nms(boxes, scores, spec.iou, None if spec.agnostic else class_ids, spec.max_det,
+                           iou=spec.obb_iou, fast=spec.obb_fast_nms)
+        out.append(Detections(regularize_xywhr(boxes[keep]).astype(np.float32), scores[keep], class_ids[keep]))
+    return out
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) centre-size boxes -> (N, 4) corner boxes."""
+    b = np.asarray(boxes)
+    half = b[:, 2:4] / 2
+    return np.concatenate([b[:, :2] - half, b[:, :2] + half], 1)
+
+
+def decode_detect(raw: np.ndarray, spec: PostprocessSpec = PostprocessSpec(task="detect")) -> List[Detections]:
+    """Raw detect output (B, 4+nc, A) or (4+nc, A) -> one Detections (xyxy) per image.
+
+    >>> raw = np.zeros((4 + 1, 2), np.float32)
+    >>> raw[:, 0] = (20, 20, 10, 6, 0.8)
+    >>> decode_detect(raw)[0].boxes.tolist()
+    [[15.0, 17.0, 25.0, 23.0]]
+    """
+    batch = _batched(raw, 5, "detect")
+    nc = batch.shape[1] - 4
+    out = []
+    for pred in batch:
+        cols, scores, class_ids = _candidates(pred, nc, spec)
+        boxes = xywh_to_xyxy(pred[:4, cols].T)
+        keep = nms_xyxy(boxes, scores, spec.iou, None if spec.agnostic else class_ids, spec.max_det)
+        out.append(Detections(boxes[keep], scores[keep], class_ids[keep]))
+    return out
+
+
+def decode(raw: np.ndarray, spec: PostprocessSpec) -> List[Detections]:
+    """Dispatch on ``spec.task``."""
+    return decode_obb(raw, spec) if spec.task == "obb" else decode_detect(raw, spec)
+
+
+__all__ = ["PostprocessSpec", "decode_obb", "decode_detect", "decode", "xywh_to_xyxy"]

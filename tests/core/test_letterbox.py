@@ -1,0 +1,97 @@
+"""Letterbox/preprocess: pixel parity with Ultralytics' LetterBox, and exact inverse box mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edgekit.core.errors import DataError
+from edgekit.core.letterbox import (
+    LetterboxInfo,
+    LetterboxSpec,
+    letterbox,
+    preprocess,
+    unletterbox_xywhr,
+    unletterbox_xyxy,
+)
+
+
+def image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+SHAPES = [(64, 64), (48, 80), (100, 37), (37, 100), (160, 120), (300, 2), (2, 300), (64, 65)]
+
+
+@pytest.mark.parametrize(("h", "w"), SHAPES)
+@pytest.mark.parametrize(("imgsz", "scaleup"), [((64, 64), True), ((64, 96), True), ((96, 64), False)])
+def test_matches_ultralytics_letterbox(h, w, imgsz, scaleup):
+    augment = pytest.importorskip("ultralytics.data.augment")
+    img = image(h, w)
+    ours, info = letterbox(img, LetterboxSpec(imgsz=imgsz, scaleup=scaleup))
+    theirs = augment.LetterBox(new_shape=imgsz, auto=False, scaleup=scaleup, center=True)(image=img)
+    assert ours.shape == (*imgsz, 3)
+    np.testing.assert_array_equal(ours, theirs)
+    assert info.orig_shape == (h, w)
+
+
+def test_preprocess_layout_order_and_scale():
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[..., 0], img[..., 2] = 10, 200  # B=10, R=200
+    x, info = preprocess(img, LetterboxSpec(imgsz=64))
+    assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    assert info == LetterboxInfo(1.0, (0.0, 16.0), (32, 64))
+    assert x[0, 0, 32, 32] == pytest.approx(200 / 255)  # RGB: channel 0 is red
+    assert x[0, 2, 32, 32] == pytest.approx(10 / 255)
+    assert x[0, 1, 0, 0] == pytest.approx(114 / 255)  # padding
+    bgr, _ = preprocess(img, LetterboxSpec(imgsz=64, color_order="BGR"))
+    assert bgr[0, 0, 32, 32] == pytest.approx(10 / 255)
+
+
+def test_preprocess_mean_std_and_dtype():
+    img = np.full((64, 64, 3), 255, np.uint8)
+    spec = LetterboxSpec(imgsz=64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0), dtype="float16")
+    x, _ = preprocess(img, spec)
+    assert x.dtype == np.float16
+    np.testing.assert_allclose(x[0, :, 0, 0], [2.0, 1.0, 0.5], rtol=1e-3)
+
+
+@pytest.mark.parametrize(("h", "w"), SHAPES[:6])
+def test_unletterbox_inverts_the_forward_mapping(h, w):
+    _, info = letterbox(image(h, w), LetterboxSpec(imgsz=(64, 96)))
+    rng = np.random.default_rng(1)
+    frame_xywhr = np.concatenate([rng.uniform(0, min(h, w), (10, 4)), rng.uniform(-1, 2, (10, 1))], 1)
+    net = frame_xywhr.copy()
+    net[:, :2] = net[:, :2] * info.ratio + info.pad
+    net[:, 2:4] *= info.ratio
+    np.testing.assert_allclose(unletterbox_xywhr(net, info), frame_xywhr, rtol=1e-4, atol=1e-3)
+
+    x1y1 = rng.uniform(0, 0.5, (10, 2)) * (w, h)
+    frame_xyxy = np.concatenate([x1y1, x1y1 + rng.uniform(0, 0.5, (10, 2)) * (w, h)], 1)
+    net_xyxy = frame_xyxy * info.ratio + np.tile(info.pad, 2)
+    np.testing.assert_allclose(unletterbox_xyxy(net_xyxy, info), frame_xyxy, rtol=1e-4, atol=1e-3)
+
+
+def test_unletterbox_xyxy_clips_to_frame():
+    info = LetterboxInfo(0.5, (0.0, 8.0), (100, 128))
+    out = unletterbox_xyxy(np.array([[-4, 0, 70, 70]]), info)
+    assert out.tolist() == [[0, 0, 128, 100]]
+
+
+@pytest.mark.parametrize("bad", [None, np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8)])
+def test_rejects_non_bgr_images(bad):
+    with pytest.raises(DataError, match="HxWx3"):
+        letterbox(bad, LetterboxSpec(imgsz=32))
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"color_order": "RGBA"}, "color_order"), ({"imgsz": 0}, "imgsz"), ({"pad": 1}, "pad"),
+])
+def test_spec_validation(kwargs, field):
+    with pytest.raises(ValidationError, match=field):
+        LetterboxSpec(**kwargs)
+
+
+def test_spec_int_imgsz_means_square():
+    assert LetterboxSpec(imgsz=320).imgsz == (320, 320)
