@@ -24,5 +24,22 @@ for p in edgekit/core edgekit/deploy edgekit/bench edgekit/jetson edgekit/cli \
 done
 "$PY" -m vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
 
+echo "== the device subset on a real Python 3.8 with numpy<1.24 (as on JetPack 5) =="
+# vermin is static; this also runs the device-side tests under the interpreter the Jetson has.
+PY38=$(command -v python3.8 || ls /root/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | head -n1 || true)
+if [ -n "$PY38" ]; then
+  venv=${EDGEKIT_PY38_VENV:-$HOME/.cache/edgekit-py38}
+  [ -x "$venv/bin/python" ] || "$PY38" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
+      "opencv-python-headless<4.11" pytest pytest-timeout
+  device_tests=()
+  for t in tests/core tests/cli/test_root.py tests/deploy tests/calib/test_cache.py; do
+    [ -e "$t" ] && device_tests+=("$t")
+  done
+  PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider "${device_tests[@]}"
+else
+  echo "no python3.8 on this machine: skipped (the static vermin check above still ran)"
+fi
+
 echo "== pytest =="
 "$PY" -m pytest -q -p no:cacheprovider --timeout=900 "$@"

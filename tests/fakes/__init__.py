@@ -1,0 +1,1 @@
+"""Test doubles shared by the calibration, TensorRT build and TensorRT runner tests."""
