@@ -27,9 +27,14 @@ def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, overri
     """YOLOv8-OBB (Ultralytics) distilled from a frozen DINOv3 teacher, stage A then stage B.
 
     OVERRIDES are key=value (dotted for nested keys, e.g. teacher.imgsz=320, stages.a.epochs=5).
+    `--run-id ID --resume` without --config continues with the run's reports/config_resolved.yaml.
     """
     from edgekit.train.obb.config import load_train_config
 
+    if resume and config_path is None and run_id:  # resume alone: the run's own resolved config
+        project = next((o.split("=", 1)[1] for o in overrides if o.startswith("project=")), "runs")
+        saved = Path(project) / run_id / "reports" / "config_resolved.yaml"
+        config_path = saved if saved.is_file() else None
     cfg = load_train_config(config_path, overrides)
     from edgekit.train.obb import train_obb
 

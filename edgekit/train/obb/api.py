@@ -1,0 +1,163 @@
+"""``train_obb``: run every stage of a distilled YOLOv8-OBB training back to back into one run directory.
+
+Stage A trains with the backbone frozen, stage B fine-tunes everything; each stage is one
+Ultralytics training started from the previous stage's ``last.pt``. ``resume=True`` reads
+``checkpoints/last.pt``'s ``edgekit`` entry and continues the interrupted stage at its next epoch
+(Ultralytics resume) or starts the next stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+from edgekit.core.atomic import write_text_atomic
+from edgekit.core.config import dump_config
+from edgekit.core.errors import ConfigError
+
+from ..run import RunDir, git_sha, host_info, keep_jsonl, new_run_id, read_jsonl, update_run_meta
+from .config import ObbTrainConfig
+
+LOG = logging.getLogger(__name__)
+VERSIONED = ("torch", "torchvision", "ultralytics", "timm", "numpy", "opencv-python-headless", "wandb", "mlflow",
+             "tensorboard")
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run's artifacts are and the best checkpoint's final validation metrics."""
+
+    run_dir: Path
+    best: Path
+    last: Path
+    final_metrics: Dict[str, Any] = field(default_factory=dict)
+
+
+def plan_stages(state: Dict[str, Any], n_stages: int) -> Tuple[int, bool]:
+    """(stage index to run next, whether it resumes mid-stage) from a last.pt ``edgekit`` entry.
+
+    A stage is finished when marked so or when its last saved epoch was its final one.
+    """
+    if not state:
+        return 0, False
+    idx = int(state.get("stage_index", 0))
+    done = bool(state.get("stage_done")) or int(state.get("stage_epoch", -1)) + 1 >= int(state.get("stage_epochs", 0))
+    if not done and idx < n_stages:
+        return idx, True
+    return idx + 1, False
+
+
+def resolve_dataset(cfg: ObbTrainConfig, run: Optional[RunDir] = None) -> Tuple[Path, Optional[Path]]:
+    """(dataset root, data.yaml for Ultralytics regenerated inside the run; None without a run).
+
+    DataError (naming data.yaml) when the root is not a dataset layout.
+    """
+    from edgekit.data.layout import DatasetLayout
+
+    layout = DatasetLayout.load(Path(cfg.data).expanduser())
+    return layout.root, (layout.write_data_yaml(directory=run.reports) if run is not None else None)
+
+
+def _write_run_start(cfg: ObbTrainConfig, run: RunDir, resume: bool) -> None:
+    from edgekit.train.run import package_versions
+
+    write_text_atomic(run.config_resolved, dump_config(cfg))
+    warnings = []
+    if cfg.distillation.enabled and cfg.teacher.weights == "random":
+        warnings.append("teacher.weights: random - the teacher is randomly initialised (tests/benchmarks only)")
+    update_run_meta(run, run_id=run.run_id, seed=cfg.seed, git_sha=git_sha(), host=host_info(),
+                    versions=package_versions(VERSIONED), device=cfg.device, warnings=warnings,
+                    resumed=resume, cuda=_cuda_info(), python_impl=platform.python_implementation())
+
+
+def _cuda_info() -> Dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"available": False}
+    return {"available": True, "device": torch.cuda.get_device_name(0), "cuda": torch.version.cuda,
+            "count": torch.cuda.device_count()}
+
+
+@contextlib.contextmanager
+def _spec_env(text: str) -> Iterator[None]:
+    """Expose the stage spec to this process and to DDP workers (they inherit the environment)."""
+    from .trainer import ENV_SPEC
+
+    old = os.environ.get(ENV_SPEC)
+    os.environ[ENV_SPEC] = text
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_SPEC, None)
+        else:
+            os.environ[ENV_SPEC] = old
+
+
+def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, init: str) -> Dict[str, Any]:
+    """Ultralytics overrides for one stage (only keys Ultralytics knows)."""
+    stage = cfg.stages[index]
+    return dict(model=init, data=str(data_yaml), epochs=stage.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                device=cfg.device, workers=cfg.workers, seed=cfg.seed, deterministic=True, optimizer=cfg.optimizer,
+                lr0=stage.lr0, freeze=stage.freeze, amp=cfg.amp, mosaic=cfg.mosaic, close_mosaic=cfg.close_mosaic,
+                val=cfg.val, patience=cfg.patience, plots=False, project=str(run.root / "stages"),
+                name=stage.name, exist_ok=True, verbose=False)
+
+
+def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, resume: bool) -> None:
+    from .trainer import DistillOBBTrainer, TrainSpec
+
+    stage = cfg.stages[index]
+    offset = sum(s.epochs for s in cfg.stages[:index])
+    spec = TrainSpec(run_dir=str(run.root), stage_index=index, epoch_offset=offset,
+                     config=cfg.model_dump(mode="json"))
+    if resume:
+        overrides: Dict[str, Any] = dict(resume=str(run.last), data=str(data_yaml), device=cfg.device,
+                                         workers=cfg.workers)
+    else:
+        init = cfg.student if index == 0 else str(run.last)
+        overrides = stage_overrides(cfg, run, index, data_yaml, init)
+    LOG.info("stage %s (%d/%d): %s", stage.name, index + 1, len(cfg.stages), "resuming" if resume else "starting")
+    update_run_meta(run, stages={stage.name: {"index": index, "epochs": stage.epochs, "freeze": stage.freeze,
+                                              "lr0": stage.lr0, "distill_scale": stage.distill_scale}})
+    with _spec_env(spec.to_json()):
+        trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
+        trainer.train()
+
+
+def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = False) -> TrainResult:
+    """Train all stages of ``cfg`` into ``<cfg.project>/<run_id>/`` and return the run's artifacts."""
+    from .trainer import read_edgekit_state
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    if resume and not run_id:
+        raise ConfigError("--resume needs the run to continue", "pass --run-id ID (a directory under project)")
+    resolve_dataset(cfg)  # fail on a bad dataset before any run directory exists
+    run = RunDir.create(cfg.project, run_id or new_run_id())
+    if not resume and run.last.exists():
+        raise ConfigError(f"run {run.root} already has checkpoints", "pass --resume, or a new --run-id")
+    if resume and not run.last.exists():
+        raise ConfigError(f"nothing to resume: {run.last} does not exist", "start the run without --resume")
+    root, data_yaml = resolve_dataset(cfg, run)
+    cfg = cfg.model_copy(update={"data": str(root)})
+    _write_run_start(cfg, run, resume)
+
+    start, mid_stage = plan_stages(read_edgekit_state(run.last), len(cfg.stages)) if resume else (0, False)
+    if resume:
+        offset = sum(s.epochs for s in cfg.stages[:start])
+        first_epoch = offset + (read_edgekit_state(run.last).get("stage_epoch", -1) + 1 if mid_stage else 0)
+        for path in (run.train_metrics, run.val_metrics):  # epochs about to be redone must not appear twice
+            keep_jsonl(path, lambda r, e=first_epoch: int(r.get("epoch", -1)) < e or bool(r.get("final")))
+    for index in range(start, len(cfg.stages)):
+        _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start))
+    finals = [r for r in read_jsonl(run.val_metrics) if r.get("final")]
+    return TrainResult(run_dir=run.root, best=run.best, last=run.last, final_metrics=finals[-1] if finals else {})
+
+
+__all__ = ["TrainResult", "train_obb", "plan_stages", "stage_overrides", "resolve_dataset"]

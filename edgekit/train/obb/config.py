@@ -1,0 +1,172 @@
+"""The typed configuration of ``edgekit train obb`` (a StrictModel tree; unknown keys fail by name).
+
+Priority when loading: CLI ``key=value`` > config file > the defaults written here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from pydantic import Field, field_validator, model_validator
+
+from edgekit.core.config import StrictModel, apply_overrides, build_config, parse_override, read_mapping
+from edgekit.core.errors import ConfigError
+
+DEFAULT_TEACHER = "vit_small_patch16_dinov3"
+DEFAULT_DINO_DIR = "artifacts/models/dino"
+# Ultralytics-side neck outputs of yolov8n-obb (strides 8/16/32); layer 22 is the OBB head.
+DEFAULT_HOOK_LAYERS = (15, 18, 21)
+
+
+class TeacherConfig(StrictModel):
+    """The frozen DINOv3 teacher (timm)."""
+
+    name: str = DEFAULT_TEACHER
+    # "auto": search weights_dir; a file path: that file; "random": random init (tests/benchmarks only).
+    weights: str = "auto"
+    weights_dir: str = DEFAULT_DINO_DIR
+    # Input side in pixels (multiple of 16); None = the student's imgsz.
+    imgsz: Optional[int] = None
+    # "auto": fp16 on CUDA, fp32 on CPU.
+    dtype: str = "auto"
+    # Transformer block whose patch tokens are distilled (python index; -1 = last block).
+    layer: int = -1
+    # Extra timm.create_model kwargs (e.g. depth=2 for a tiny test teacher with the same layout).
+    model_kwargs: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_16(cls, v: Optional[int]) -> Optional[int]:
+        if v is not None and (v < 16 or v % 16):
+            raise ValueError(f"teacher.imgsz must be a positive multiple of 16 (DINOv3 patch size), got {v}")
+        return v
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, v: str) -> str:
+        if v not in ("auto", "fp16", "bf16", "fp32"):
+            raise ValueError(f"teacher.dtype must be auto, fp16, bf16 or fp32, got {v!r}")
+        return v
+
+
+class DistillConfig(StrictModel):
+    """Feature distillation from the teacher's patch tokens into hooked student layers."""
+
+    enabled: bool = True
+    layers: List[int] = Field(default_factory=lambda: list(DEFAULT_HOOK_LAYERS))
+    weight: float = 1.0
+    # Linear ramp of the distillation weight from 0 over this many (global) epochs; 0 = no warmup.
+    warmup_epochs: float = 1.0
+    obj_weight: float = 1.0
+    bg_weight: float = 0.25
+
+    @field_validator("layers")
+    @classmethod
+    def _non_empty(cls, v: List[int]) -> List[int]:
+        if not v:
+            raise ValueError("distillation.layers must name at least one student layer (e.g. [15, 18, 21])")
+        return v
+
+
+class StageConfig(StrictModel):
+    """One training stage: its epochs, frozen layers, learning rate and distillation scale."""
+
+    name: str
+    epochs: int = Field(ge=1)
+    freeze: int = Field(default=0, ge=0)  # first N student layers frozen (10 = the yolov8 backbone)
+    lr0: float = 0.002
+    distill_scale: float = 1.0
+
+
+def _default_stages() -> List[StageConfig]:
+    return [StageConfig(name="a", epochs=10, freeze=10, lr0=0.002, distill_scale=1.0),
+            StageConfig(name="b", epochs=20, freeze=0, lr0=0.001, distill_scale=0.5)]
+
+
+class LoggingConfig(StrictModel):
+    """Where metrics go besides the run's JSONL reports."""
+
+    wandb: str = "auto"  # auto (online with a key and network, else offline) | online | offline | disabled
+    wandb_project: str = "edgekit"
+    mlflow: bool = False
+    tensorboard: bool = False
+    signal_maps_every: int = Field(default=1, ge=0)  # epochs between signal-map PNGs; 0 = never
+
+    @field_validator("wandb")
+    @classmethod
+    def _wandb_mode(cls, v: str) -> str:
+        if v not in ("auto", "online", "offline", "disabled"):
+            raise ValueError(f"logging.wandb must be auto, online, offline or disabled, got {v!r}")
+        return v
+
+
+class ObbTrainConfig(StrictModel):
+    """Everything ``edgekit train obb`` needs; dumped as ``reports/config_resolved.yaml``."""
+
+    student: str = "yolov8n-obb.yaml"
+    data: str  # a dataset root holding data.yaml (edgekit.data.layout.DatasetLayout)
+    imgsz: int = Field(default=640, ge=32)
+    batch: int = Field(default=16, ge=1)
+    device: str = "cpu"
+    workers: int = Field(default=4, ge=0)
+    seed: int = 0
+    optimizer: str = "AdamW"
+    amp: bool = True
+    mosaic: float = 1.0
+    close_mosaic: int = 0
+    val: bool = True
+    patience: int = 100
+    project: str = "runs"
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    distillation: DistillConfig = Field(default_factory=DistillConfig)
+    stages: List[StageConfig] = Field(default_factory=_default_stages)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_text(cls, v: Any) -> str:
+        return str(v)  # `device=0` on the CLI parses as an int
+
+    @model_validator(mode="after")
+    def _unique_stage_names(self) -> ObbTrainConfig:
+        names = [s.name for s in self.stages]
+        if not names:
+            raise ValueError("stages must hold at least one stage")
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stages)
+
+
+def _apply_stage_override(data: Dict[str, Any], item: str) -> None:
+    """``stages.<name|index>.<key>=value`` edits one entry of the stage list (dotted overrides can't index lists)."""
+    keys, value = parse_override(item)
+    stages = data.setdefault("stages", [s.model_dump() for s in _default_stages()])
+    if len(keys) != 3 or not isinstance(stages, list):
+        raise ConfigError(f"override '{item}' must look like stages.<name or index>.<key>=value")
+    ref, key = keys[1], keys[2]
+    matches = [s for i, s in enumerate(stages) if isinstance(s, dict) and (s.get("name") == ref or str(i) == ref)]
+    if not matches:
+        names = [s.get("name") for s in stages if isinstance(s, dict)]
+        raise ConfigError(f"override '{item}': no stage named {ref!r}", f"stages are {names}")
+    matches[0][key] = value
+
+
+def load_train_config(path: Optional[Path] = None, overrides: Sequence[str] = ()) -> ObbTrainConfig:
+    """File + ``key=value`` overrides -> ObbTrainConfig (CLI > file > defaults; unknown keys fail by name)."""
+    data: Dict[str, Any] = read_mapping(Path(path)) if path else {}
+    stage_items = [o for o in overrides if o.startswith("stages.")]
+    other = [o for o in overrides if not o.startswith("stages.")]
+    data = apply_overrides(data, other)
+    for item in stage_items:
+        _apply_stage_override(data, item)
+    source = Path(path).name if path else "overrides"
+    return build_config(ObbTrainConfig, data, f"{source} (with overrides)" if path and overrides else source)
+
+
+__all__ = ["load_train_config", "TeacherConfig", "DistillConfig", "StageConfig", "LoggingConfig", "ObbTrainConfig",
+           "DEFAULT_TEACHER", "DEFAULT_DINO_DIR", "DEFAULT_HOOK_LAYERS"]

@@ -1,0 +1,198 @@
+"""The run contract shared by every trainer: the layout of ``runs/<run_id>/`` and its reports.
+
+::
+
+    runs/<run_id>/checkpoints/{last,best}.pt      written atomically (kill -9 leaves a loadable last.pt)
+    runs/<run_id>/reports/train_metrics.jsonl     one JSON object per epoch
+    runs/<run_id>/reports/val_metrics.jsonl       one JSON object per validation (+ the final one)
+    runs/<run_id>/reports/config_resolved.yaml    the resolved config (``data:`` = the dataset root)
+    runs/<run_id>/reports/run_meta.json           versions, git sha, host, seed, stage timings, teacher
+    runs/<run_id>/signal_maps/                    PNGs written during training
+
+No heavy imports here: the export stage reads runs on machines without torch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+from edgekit.core.atomic import write_json_atomic, write_text_atomic
+from edgekit.core.errors import ConfigError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def new_run_id(prefix: str = "obb") -> str:
+    """A sortable, unique run id, e.g. ``obb-20261121-142501-3fa2``."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:4]}"
+
+
+class RunDir:
+    """Paths of one run; creating it makes the directories, nothing else."""
+
+    def __init__(self, root: PathLike) -> None:
+        self.root = Path(root).absolute()
+
+    @classmethod
+    def create(cls, project: PathLike, run_id: str) -> RunDir:
+        if not run_id or any(c in run_id for c in "/\\") or run_id in (".", ".."):
+            raise ConfigError(f"run id {run_id!r} is not a plain directory name", "pass --run-id like exp1")
+        run = cls(Path(project) / run_id)
+        for d in (run.checkpoints, run.reports, run.signal_maps):
+            d.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def signal_maps(self) -> Path:
+        return self.root / "signal_maps"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.reports / "train_metrics.jsonl"
+
+    @property
+    def val_metrics(self) -> Path:
+        return self.reports / "val_metrics.jsonl"
+
+    @property
+    def config_resolved(self) -> Path:
+        return self.reports / "config_resolved.yaml"
+
+    @property
+    def run_meta(self) -> Path:
+        return self.reports / "run_meta.json"
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+
+# -- JSONL reports -------------------------------------------------------------------------------
+def append_jsonl(path: PathLike, record: Dict[str, Any]) -> None:
+    """Append one record as one line with a single write, so a kill leaves at most a torn last line."""
+    line = (json.dumps(record, default=_json_default) + "\n").encode("utf-8")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: PathLike) -> List[Dict[str, Any]]:
+    """Records of a JSONL file; a torn (unparseable) line left by a kill is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def keep_jsonl(path: PathLike, keep: Callable[[Dict[str, Any]], bool]) -> None:
+    """Rewrite a JSONL file atomically with only the records ``keep`` accepts (used on resume)."""
+    path = Path(path)
+    if path.is_file():
+        kept = [r for r in read_jsonl(path) if keep(r)]
+        write_text_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in kept))
+
+
+def _json_default(o: Any) -> Any:
+    for attr in ("item", "tolist"):  # numpy / torch scalars and arrays
+        if hasattr(o, attr):
+            try:
+                return getattr(o, attr)()
+            except (TypeError, ValueError, RuntimeError):
+                pass
+    return str(o)
+
+
+# -- run_meta.json -------------------------------------------------------------------------------
+def git_sha(cwd: Optional[PathLike] = None) -> Optional[str]:
+    """The commit of the source tree edgekit runs from (None outside git)."""
+    where = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(where), capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def package_versions(names: Sequence[str] = ()) -> Dict[str, Optional[str]]:
+    """Installed versions of ``names`` (None when absent), plus python and edgekit."""
+    from importlib import metadata
+
+    out: Dict[str, Optional[str]] = {"python": platform.python_version()}
+    for name in ["edgekit", *names]:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def host_info() -> Dict[str, Any]:
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "argv": list(sys.argv)}
+
+
+def read_run_meta(run: RunDir) -> Dict[str, Any]:
+    try:
+        data = json.loads(run.run_meta.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def update_run_meta(run: RunDir, **fields: Any) -> Dict[str, Any]:
+    """Merge ``fields`` into run_meta.json (dicts merge one level deep) and write it atomically."""
+    meta = read_run_meta(run)
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(meta.get(key), dict):
+            meta[key] = {**meta[key], **value}
+        else:
+            meta[key] = value
+    meta["updated"] = _dt.datetime.now().astimezone().isoformat()
+    write_json_atomic(run.run_meta, json.loads(json.dumps(meta, default=_json_default)))
+    return meta
+
+
+__all__ = ["RunDir", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
+           "host_info", "read_run_meta", "update_run_meta"]
