@@ -112,7 +112,7 @@ def write(result: Dict, out: Path) -> Path:
     from edgekit.core.atomic import write_json_atomic, write_text_atomic
 
     c = result["config"]
-    stem = f"distill_map_{c['imgsz']}px_{c['n_train']}img_{c['epochs_a']}+{c['epochs_b']}ep_{c['device']}"
+    stem = f"distill_map_{c['imgsz']}px_{c['n_train']}img_{c['epochs_a']}-{c['epochs_b']}ep_{c['device']}"
     write_json_atomic(out / f"{stem}.json", result)
     a = result["arms"]
     ratio = result["map50_ratio_distill_over_plain"]
