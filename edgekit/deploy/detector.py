@@ -1,0 +1,107 @@
+"""``Detector``: one BGR frame in, :class:`~edgekit.core.detections.Detections` in frame pixels out.
+
+frame -> :func:`edgekit.core.letterbox.preprocess` (the bundle's spec) -> any runner of the runner
+contract -> :func:`edgekit.core.postprocess.decode` (the bundle's thresholds) -> unletterbox. It
+depends on the runner contract and the manifest only, so the same code serves ONNX Runtime on a
+laptop and TensorRT on the Jetson.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from edgekit.core.detections import Detections
+from edgekit.core.errors import ModelError
+from edgekit.core.letterbox import (
+    LetterboxInfo,
+    LetterboxSpec,
+    preprocess,
+    unletterbox_xywhr,
+    unletterbox_xyxy,
+)
+from edgekit.core.postprocess import PostprocessSpec, decode
+
+from .runners.base import Runner
+
+
+class Detector:
+    """Preprocess, infer, decode and map back to the frame, with per-stage timings.
+
+    >>> with Detector(create_runner("onnxruntime", "bundle/model.onnx"), load_manifest("bundle")) as det:  # doctest: +SKIP
+    ...     dets = det(cv2.imread("frame.jpg"))
+    """
+
+    def __init__(self, runner: Runner, manifest: Any = None, *, letterbox: Optional[LetterboxSpec] = None,
+                 postprocess: Optional[PostprocessSpec] = None, input_name: Optional[str] = None,
+                 output_name: Optional[str] = None) -> None:
+        from_manifest = manifest_settings(manifest) if manifest is not None else {}
+        self.runner = runner
+        self.letterbox: LetterboxSpec = letterbox or from_manifest.get("letterbox") or LetterboxSpec()
+        self.postprocess: PostprocessSpec = postprocess or from_manifest.get("postprocess") or PostprocessSpec()
+        self.input_name = input_name or from_manifest.get("input_name")
+        self.output_name = output_name or from_manifest.get("output_name")
+        self.timings: Dict[str, float] = {}
+
+    def __enter__(self) -> Detector:
+        if not self.runner.is_active:
+            self.runner.activate()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.runner.deactivate()
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        return self.detect(frame_bgr)
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        import time
+
+        t0 = time.perf_counter()
+        x, info = preprocess(frame_bgr, self.letterbox)
+        t1 = time.perf_counter()
+        outputs = self.runner.infer({self._input_name(): x})
+        t2 = time.perf_counter()
+        dets = self.decode(outputs, info)
+        t3 = time.perf_counter()
+        self.timings = {"preprocess_s": t1 - t0, "infer_s": t2 - t1, "postprocess_s": t3 - t2, "total_s": t3 - t0}
+        return dets
+
+    def decode(self, outputs: Dict[str, np.ndarray], info: LetterboxInfo) -> Detections:
+        """Raw outputs of one frame -> detections in that frame's pixels."""
+        raw = outputs[self.output_name] if self.output_name else next(iter(outputs.values()))
+        dets = decode(raw, self.postprocess)[0]
+        if len(dets) == 0:
+            return dets
+        boxes = unletterbox_xywhr(dets.boxes, info) if dets.is_obb else unletterbox_xyxy(dets.boxes, info)
+        return Detections(boxes, dets.scores, dets.class_ids)
+
+    def _input_name(self) -> str:
+        if self.input_name:
+            return self.input_name
+        names = list(self.runner.input_metadata())
+        if len(names) != 1:
+            raise ModelError(f"model has inputs {names}; the detector needs exactly one image input",
+                             "name the image input in the manifest")
+        self.input_name = names[0]
+        return self.input_name
+
+
+def manifest_settings(manifest: Any) -> Dict[str, Any]:
+    """Letterbox spec, postprocess spec and I/O names from a bundle manifest (BundleManifest or its dict)."""
+    if isinstance(manifest, dict):
+        from edgekit.core.config import build_config
+        from edgekit.core.manifest import BundleManifest
+
+        manifest = build_config(BundleManifest, manifest, "manifest")
+    model = manifest.models.get("fp32") or next(iter(manifest.models.values()), None)
+    return {
+        "letterbox": manifest.preprocess,
+        "postprocess": manifest.postprocess,
+        "input_name": model.inputs[0].name if model is not None and model.inputs else None,
+        "output_name": model.outputs[0].name if model is not None and model.outputs else None,
+    }
+
+
+__all__ = ["Detector", "manifest_settings"]

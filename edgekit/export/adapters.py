@@ -1,0 +1,215 @@
+"""The model-specific half of export, behind one small :class:`ExportAdapter` per task.
+
+The pipeline (``edgekit.export.pipeline``) knows nothing about Ultralytics: it asks the adapter for
+the graphs to export, their reference runner, how an image becomes a feed, how raw outputs decode
+into :class:`~edgekit.core.detections.Detections` and what the ground truth of an image is. The
+few-shot detector's two graphs (reference encoder + per-frame detector) join by registering one
+more adapter under its task, without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple, Type
+
+import numpy as np
+
+from edgekit.core.detections import Detections
+from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xywhr
+from edgekit.core.postprocess import PostprocessSpec, decode_obb
+from edgekit.deploy.runners.base import Runner
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint loaded once, with what export needs to know about it."""
+
+    path: Path
+    model: Any  # torch.nn.Module (unfused, eval, FP32)
+    task: str
+    names: Dict[int, str]
+    imgsz: int  # training image size, the default export size
+    train_args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX graph an adapter exports: its bundle file name and I/O names."""
+
+    role: str  # "model" for the detector; e.g. "reference_encoder" for RefDet's second graph
+    filename: str
+    input_names: Tuple[str, ...]
+    output_names: Tuple[str, ...]
+    detections: bool = True  # whether its outputs decode into Detections (parity on detections)
+
+
+class ExportAdapter(abc.ABC):
+    """Model-specific export knowledge for one task."""
+
+    task: str = ""
+
+    @abc.abstractmethod
+    def graphs(self) -> List[GraphSpec]:
+        """The graphs to export, the detector first."""
+
+    @abc.abstractmethod
+    def export_graph(self, ckpt: LoadedCheckpoint, graph: GraphSpec, out_path: Path, imgsz: int, opset: int,
+                     dynamic: bool) -> None:
+        """Write ``graph`` of ``ckpt`` as ONNX to ``out_path`` (IR pinning and simplification come after)."""
+
+    @abc.abstractmethod
+    def reference_runner(self, ckpt: LoadedCheckpoint, graph: GraphSpec) -> Runner:
+        """A runner for the PyTorch original of ``graph`` (the parity reference)."""
+
+    @abc.abstractmethod
+    def letterbox_spec(self, imgsz: int) -> LetterboxSpec:
+        """The preprocessing the model was trained with."""
+
+    @abc.abstractmethod
+    def feed(self, image_path: Path, graph: GraphSpec, spec: LetterboxSpec) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
+        """One real image as the graph's feed, plus how it was letterboxed."""
+
+    @abc.abstractmethod
+    def decode(self, outputs: Dict[str, np.ndarray], post: PostprocessSpec) -> List[Detections]:
+        """Raw outputs -> detections in network pixels, one per batch item."""
+
+    @abc.abstractmethod
+    def ground_truth(self, image_path: Path, label_path: Path, info: LetterboxInfo) -> Detections:
+        """The labelled objects of one image, in source-image pixels."""
+
+    def to_image_space(self, dets: Detections, info: LetterboxInfo) -> Detections:
+        """Map network-pixel detections back to source-image pixels."""
+        if len(dets) == 0:
+            return dets
+        return Detections(unletterbox_xywhr(dets.boxes, info), dets.scores, dets.class_ids)
+
+
+# ---- Ultralytics OBB -------------------------------------------------------------------------------
+class UltralyticsObbAdapter(ExportAdapter):
+    """YOLOv8-OBB (and any Ultralytics OBB head): one graph ``images`` -> ``output0`` (B, 4+nc+1, A).
+
+    Export goes through Ultralytics' own ``Exporter`` (format onnx, its simplifier off): it owns the
+    export-mode switches of its heads (``Detect.export``, ``C2f.forward_split``, fusing) and writes
+    the metadata that lets plain ``YOLO("model.onnx", task="obb")`` load the file, and we would
+    otherwise copy that logic and drift from it between 8.4.x releases. IR pinning and
+    simplification are ours, so both are verified.
+    """
+
+    task = "obb"
+    GRAPH = GraphSpec("model", "model.onnx", ("images",), ("output0",))
+
+    def graphs(self) -> List[GraphSpec]:
+        return [self.GRAPH]
+
+    def export_graph(self, ckpt: LoadedCheckpoint, graph: GraphSpec, out_path: Path, imgsz: int, opset: int,
+                     dynamic: bool) -> None:
+        from ultralytics.engine.exporter import Exporter
+
+        overrides = {"format": "onnx", "imgsz": imgsz, "opset": opset, "dynamic": dynamic, "simplify": False,
+                     "batch": 1, "nms": False, "device": "cpu", "data": None,
+                     "verbose": False, "mode": "export"}
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
+            # The exporter writes beside `pt_path`; point it at a scratch dir, never the user's run.
+            saved_path = getattr(ckpt.model, "pt_path", None)
+            ckpt.model.pt_path = str(Path(tmp) / "model.pt")
+            try:
+                with quiet_ultralytics():
+                    written = Exporter(overrides=overrides)(model=ckpt.model)
+            finally:
+                ckpt.model.pt_path = saved_path
+            shutil.move(str(written), str(out_path))
+
+    def reference_runner(self, ckpt: LoadedCheckpoint, graph: GraphSpec) -> Runner:
+        from edgekit.deploy.runners.torch import TorchRunner
+
+        return TorchRunner(ckpt.model, input_name=graph.input_names[0], output_names=graph.output_names,
+                           name=f"torch:{ckpt.path.name}")
+
+    def letterbox_spec(self, imgsz: int) -> LetterboxSpec:
+        return LetterboxSpec(imgsz=imgsz)  # Ultralytics: letterbox 114, RGB, /255, no mean/std
+
+    def feed(self, image_path: Path, graph: GraphSpec, spec: LetterboxSpec) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
+        x, info = preprocess(read_image(image_path), spec)
+        return {graph.input_names[0]: x}, info
+
+    def decode(self, outputs: Dict[str, np.ndarray], post: PostprocessSpec) -> List[Detections]:
+        return decode_obb(outputs[self.GRAPH.output_names[0]], post)
+
+    def ground_truth(self, image_path: Path, label_path: Path, info: LetterboxInfo) -> Detections:
+        from edgekit.core.geometry import corners_to_xywhr
+        from edgekit.data.formats.yolo_obb import read_yolo_obb
+
+        labels = read_yolo_obb(label_path) if label_path.is_file() else []
+        if not labels:
+            return Detections.empty(obb=True)
+        h, w = info.orig_shape
+        corners = np.asarray([lb.corners for lb in labels], np.float64).reshape(-1, 4, 2) * np.array([w, h])
+        boxes = corners_to_xywhr(corners).astype(np.float32)
+        return Detections(boxes, np.ones(len(labels), np.float32), np.array([lb.class_id for lb in labels], np.int64))
+
+
+ADAPTERS: Dict[str, Type[ExportAdapter]] = {"obb": UltralyticsObbAdapter}
+
+
+def register_adapter(task: str, adapter: Type[ExportAdapter]) -> None:
+    ADAPTERS[task] = adapter
+
+
+def get_adapter(task: str) -> ExportAdapter:
+    if task not in ADAPTERS:
+        raise ConfigError(f"export does not support task '{task}' yet",
+                          f"export a checkpoint of one of: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[task]()
+
+
+def load_checkpoint(path: Path) -> LoadedCheckpoint:
+    """Load an Ultralytics checkpoint; a corrupt or foreign file is a one-line :class:`ModelError`."""
+    path = Path(path)
+    try:
+        from ultralytics.nn.tasks import load_checkpoint as ul_load
+
+        with quiet_ultralytics():
+            model, ckpt = ul_load(str(path), device="cpu", fuse=False)
+    except Exception as e:  # pickle, zip, torch and ultralytics all raise their own types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"cannot load checkpoint {path}: {first[:200]}",
+                         "pass an Ultralytics checkpoint such as runs/<id>/checkpoints/best.pt") from None
+    train_args = dict(ckpt.get("train_args") or {})
+    imgsz = train_args.get("imgsz", 640)
+    imgsz = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
+    names = getattr(model, "names", None) or {}
+    names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else {int(k): str(v) for k, v in names.items()}
+    return LoadedCheckpoint(path, model.float().eval(), str(getattr(model, "task", "") or "detect"), names, imgsz,
+                            train_args)
+
+
+def read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f"cannot read image {path}", "remove or replace the file")
+    return img
+
+
+@contextlib.contextmanager
+def quiet_ultralytics() -> Iterator[None]:
+    """Silence Ultralytics' INFO banners while it works for us (warnings still show)."""
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+__all__ = ["ExportAdapter", "UltralyticsObbAdapter", "GraphSpec", "LoadedCheckpoint", "ADAPTERS",
+           "register_adapter", "get_adapter", "load_checkpoint", "read_image", "quiet_ultralytics"]

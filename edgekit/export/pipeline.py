@@ -1,0 +1,143 @@
+"""``export_model``: checkpoint -> verified ONNX -> (INT8 Q/DQ + calibration cache) -> deploy bundle.
+
+Steps, each checked before the next: load the checkpoint (one-line error if corrupt), pick real
+images from the run's dataset or ``--calib-data``, export every graph the task's adapter names, pin
+the IR version, simplify (verified under ONNX Runtime), run the parity gate (PyTorch vs ONNX Runtime,
+raw outputs and decoded detections), write golden data, quantize to Q/DQ INT8 and check it against
+TensorRT 8.5's rules, write the host-computed calibration cache, measure FP32 vs INT8 mAP50, optionally
+build a TensorRT engine, and write the manifest. The bundle is built in a temporary directory and
+renamed into place, so a failed export leaves no half bundle.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from edgekit.core.atomic import atomic_dir, write_json_atomic
+from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.postprocess import PostprocessSpec
+
+from . import onnx_tools
+from .adapters import ExportAdapter, GraphSpec, LoadedCheckpoint, get_adapter, load_checkpoint
+from .options import ExportOptions, ExportResult
+from .sources import ExportSource, dataset_from_train_args, load_layout, resolve_source, split_images
+
+Log = Callable[[str], None]
+STRIDE = 32
+
+
+@dataclass
+class ExportImages:
+    """Real images the export uses: parity/golden feeds, calibration folder, labelled val split."""
+
+    parity: List[Path]
+    calib_dir: Optional[Path]
+    val: List[Path] = field(default_factory=list)
+    val_labels: List[Path] = field(default_factory=list)
+    nc: int = 0
+
+
+@dataclass
+class ExportContext:
+    options: ExportOptions
+    source: ExportSource
+    ckpt: LoadedCheckpoint
+    adapter: ExportAdapter
+    imgsz: int
+    images: ExportImages
+    post: PostprocessSpec
+    log: Log
+    report: Dict[str, Any] = field(default_factory=dict)
+
+
+def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportResult:
+    """Run the whole export; returns the bundle directory, the report and summary rows."""
+    from . import stages  # the step implementations (kept apart to keep this file about the order)
+
+    ctx = prepare(options, log or (lambda _msg: None))
+    calib = stages.calibration_set(ctx) if options.int8 else None  # fail on bad calibration data before exporting
+    out = options.out or default_bundle_dir(ctx.source)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as work, atomic_dir(out) as bundle:
+        graphs = stages.export_graphs(ctx, Path(work), bundle)
+        feeds, fp32_outputs = stages.parity_gate(ctx, graphs[0], bundle, out)
+        int8_outputs = stages.int8_artifacts(ctx, graphs[0], bundle, calib, feeds) if calib is not None else None
+        stages.golden(ctx, bundle, feeds, fp32_outputs, int8_outputs)
+        stages.engine(ctx, bundle)
+        ctx.report["seconds"] = round(time.perf_counter() - start, 2)
+        stages.write_report_and_manifest(ctx, bundle, graphs)
+    rows = stages.summary_rows(ctx, out)
+    return ExportResult(bundle_dir=out, report=ctx.report, summary_rows=rows)
+
+
+def prepare(options: ExportOptions, log: Log) -> ExportContext:
+    """Validate options, load the checkpoint and choose images: everything that can fail cheaply."""
+    onnx_tools.check_opset(options.opset, options.target)
+    if options.engine and options.target == "jetson-xavier-nx":
+        log("note: a Xavier NX engine must be built on the device; --engine builds for this machine's GPU")
+    source = resolve_source(options.source)
+    log(f"loading {source.checkpoint}")
+    ckpt = load_checkpoint(source.checkpoint)
+    adapter = get_adapter(ckpt.task)
+    imgsz = int(options.imgsz or ckpt.imgsz)
+    if imgsz % STRIDE:
+        raise ConfigError(f"--imgsz {imgsz} is not a multiple of the model stride {STRIDE}",
+                          f"pass --imgsz {((imgsz + STRIDE - 1) // STRIDE) * STRIDE}")
+    images = choose_images(options, source, ckpt)
+    post = PostprocessSpec(conf=options.conf, iou=options.iou, task="obb" if ckpt.task == "obb" else "detect")
+    return ExportContext(options, source, ckpt, adapter, imgsz, images, post, log)
+
+
+def choose_images(options: ExportOptions, source: ExportSource, ckpt: LoadedCheckpoint) -> ExportImages:
+    """Val split for parity/golden/accuracy; train split (or --calib-data) for calibration."""
+    layout = load_layout(source.dataset_root or dataset_from_train_args(ckpt.train_args))
+    val = split_images(layout, "val")
+    labelled = [p for p in val if layout.label_path(p).is_file()] if layout is not None else []
+    if options.val_size:
+        labelled = labelled[: options.val_size]
+    calib_dir = options.calib_data
+    if calib_dir is None and layout is not None:
+        for split in ("train", "val"):  # train first: val is what the INT8 accuracy report scores
+            if split_images(layout, split):
+                calib_dir = layout.image_dir(split)
+                break
+    parity = val
+    if not parity and calib_dir is not None and Path(calib_dir).is_dir():
+        from edgekit.calib.dataset import list_images
+
+        parity = list_images(Path(calib_dir))
+    if not parity:
+        raise DataError(f"no images to verify the export of {source.checkpoint} with",
+                        "pass --calib-data DIR (a folder of images), or export a run whose "
+                        "reports/config_resolved.yaml names its dataset under data:")
+    if options.int8 and calib_dir is None:
+        raise DataError(f"--int8 needs calibration images and {source.checkpoint} names no dataset",
+                        "pass --calib-data DIR (e.g. the dataset's images/train)")
+    return ExportImages(parity=parity[: options.parity_images], calib_dir=Path(calib_dir) if calib_dir else None,
+                        val=labelled, val_labels=[layout.label_path(p) for p in labelled] if labelled else [],
+                        nc=len(layout.names) if layout is not None else len(ckpt.names))
+
+
+def default_bundle_dir(source: ExportSource) -> Path:
+    if source.run_dir is not None:
+        return source.run_dir / "bundle"
+    return source.checkpoint.with_name(f"{source.checkpoint.stem}_bundle")
+
+
+def detector_graph(graphs: List[GraphSpec]) -> GraphSpec:
+    for g in graphs:
+        if g.detections:
+            return g
+    raise ModelError("the adapter exported no detection graph", "this is a bug in the task's ExportAdapter")
+
+
+def write_failed_parity(out: Path, parity: Dict[str, Any]) -> Path:
+    """Keep the failing parity report beside where the bundle would have gone (the bundle is not kept)."""
+    return write_json_atomic(out.with_name(f"{out.name}.onnx_parity.failed.json"), parity)
+
+
+__all__ = ["export_model", "prepare", "choose_images", "default_bundle_dir", "ExportContext", "ExportImages"]
