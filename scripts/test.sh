@@ -30,13 +30,17 @@ PY38=$(command -v python3.8 || ls /root/.pyenv/versions/3.8*/bin/python3.8 2>/de
 if [ -n "$PY38" ]; then
   venv=${EDGEKIT_PY38_VENV:-$HOME/.cache/edgekit-py38}
   [ -x "$venv/bin/python" ] || "$PY38" -m venv "$venv"
+  # onnxruntime/onnx: the last lines with cp38 wheels, standing in for JetPack's own builds.
   "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
-      "opencv-python-headless<4.11" pytest pytest-timeout
+      "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" pytest pytest-timeout
   device_tests=()
-  for t in tests/core tests/cli/test_root.py tests/deploy tests/calib/test_cache.py; do
+  for t in tests/core tests/cli/test_root.py tests/deploy tests/calib/test_cache.py \
+           tests/calib/test_trt_calibrator.py; do
     [ -e "$t" ] && device_tests+=("$t")
   done
-  PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider "${device_tests[@]}"
+  # Host-cache computation (ORT activation histograms) runs on the host, not the device: excluded.
+  PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider -k "not onnxruntime_ranges" \
+      "${device_tests[@]}"
 else
   echo "no python3.8 on this machine: skipped (the static vermin check above still ran)"
 fi

@@ -9,10 +9,14 @@ export YOLO_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpus.txt"
 teacher_w=${TEACHER_WEIGHTS:-random}   # no DINOv3 weights can be fetched offline: timing needs none
 
-python benchmarks/distill_overhead.py --device 0 --imgsz 640 --batch 16 --steps 50 --warmup 10 \
-    --teacher-weights "$teacher_w" --out "$out/full" 2>&1 | tail -n 20
-python benchmarks/distill_overhead.py --device 0 --imgsz 640 --batch 16 --steps 50 --warmup 10 \
-    --teacher-weights "$teacher_w" --teacher-imgsz 320 --out "$out/t320" 2>&1 | tail -n 20
+for t in 640 320; do
+  python benchmarks/distill_overhead.py --device 0 --imgsz 640 --batch 16 --steps 50 --warmup 10 \
+      --teacher-weights "$teacher_w" --teacher-imgsz $t --variants eager,stream,graph,stream-graph \
+      --out "$out" 2>&1 | tail -n 30
+done
+echo "== GPU tests (teacher CUDA graph / side stream vs eager) =="
+python -m pytest tests/train/obb/test_obb_teacher_cuda.py -m gpu -q -p no:cacheprovider 2>&1 | tail -n 15
+[ "${SKIP_DDP:-0}" = 1 ] && exit 0
 
 ngpu=$(nvidia-smi -L | wc -l)
 if [ "$ngpu" -ge 2 ]; then

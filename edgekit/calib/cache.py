@@ -189,7 +189,7 @@ def write_sidecar(cache_path: PathLike, sidecar: CacheSidecar) -> Path:
     return write_json_atomic(sidecar_path(cache_path), sidecar.model_dump(mode="json"))
 
 
-def _host_ranges(onnx_path: Path, calib: Any, method: str, batch: int) -> Dict[str, float]:
+def host_activation_ranges(onnx_path: Path, calib: Any, method: str, batch: int) -> Dict[str, float]:
     """Per-tensor max |activation| over the calibration set, from onnxruntime's calibrators."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
@@ -201,7 +201,8 @@ def _host_ranges(onnx_path: Path, calib: Any, method: str, batch: int) -> Dict[s
         raise CalibrationError(f"unknown host calibration method {method!r}", "use 'minmax' or 'entropy'")
     with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
         calibrator = create_calibrator(str(onnx_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=ort_method, extra_options={"symmetric": True})
+                                       calibrate_method=ort_method,
+                                       extra_options=_calibrator_options(ort_method))
         calibrator.collect_data(CalibrationFeed(str(onnx_path), calib, batch))
         tensors = calibrator.compute_data()
     ranges: Dict[str, float] = {}
@@ -227,7 +228,7 @@ def write_calibration_cache(onnx_path: PathLike, calib: Any, method: str, out_di
     algorithm = ALGORITHMS.get(method)
     if algorithm is None or method not in ("minmax", "entropy", "entropy2"):
         raise CalibrationError(f"unknown calibration method {method!r}", "use 'minmax' or 'entropy'")
-    ranges = _host_ranges(onnx_path, calib, method, batch)
+    ranges = host_activation_ranges(onnx_path, calib, method, batch)
     scales = {name: r / 127.0 for name, r in ranges.items()}
     cache_path = Path(out_dir) / f"{onnx_path.stem}.{method}.calib.cache"
     size = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
@@ -246,3 +247,13 @@ __all__ = [
     "scale_to_hex", "hex_to_scale", "trt_version_int", "sidecar_path", "verify_cache", "write_sidecar",
     "write_calibration_cache",
 ]
+
+
+def _calibrator_options(ort_method: Any) -> Dict[str, Any]:
+    from onnxruntime.quantization.calibrate import CalibrationMethod
+
+    if ort_method == CalibrationMethod.Entropy:
+        # 128 bins (onnxruntime's default) = 128 quantized bins leaves only the full range: MinMax again.
+        return {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128}
+    return {"symmetric": True}
+

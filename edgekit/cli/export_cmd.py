@@ -23,6 +23,8 @@ import click
               help="Folder of calibration images. Default: the run's dataset, train split.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
 @click.option("--calib-size", type=int, default=64, show_default=True, help="Calibration images to use.")
+@click.option("--int8-float-scope", type=click.Choice(["head", "decode"]), default="head", show_default=True,
+              help="What stays float in the Q/DQ model: the whole detection head, or only its decode.")
 @click.option("--simplifier", type=click.Choice(["onnxslim", "onnxsim", "none"]), default="onnxslim", show_default=True)
 @click.option("--target", type=click.Choice(["jetson-xavier-nx", "x86"]), default="jetson-xavier-nx", show_default=True)
 @click.option("--engine", is_flag=True, help="Build a TensorRT engine here if tensorrt is importable.")
@@ -34,7 +36,7 @@ import click
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Confidence threshold in the manifest.")
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
 def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: bool, int8: bool,
-           calib_data: Optional[Path], calib_method: str, calib_size: int, simplifier: str, target: str,
+           calib_data: Optional[Path], calib_method: str, calib_size: int, int8_float_scope: str, simplifier: str, target: str,
            engine: bool, out: Optional[Path], no_parity_gate: bool, max_int8_drop: Optional[float],
            val_size: Optional[int], conf: float, quiet: bool) -> None:
     """Export RUN_DIR (runs/<id>/) or an Ultralytics OBB CHECKPOINT to a verified deploy bundle."""
@@ -43,7 +45,8 @@ def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: 
 
     options = build_config(ExportOptions, {
         "source": source, "imgsz": imgsz, "opset": opset, "dynamic": dynamic, "fp16": fp16, "int8": int8,
-        "calib_data": calib_data, "calib_method": calib_method, "calib_size": calib_size, "simplifier": simplifier,
+        "calib_data": calib_data, "calib_method": calib_method, "calib_size": calib_size, "int8_float_scope": int8_float_scope,
+        "simplifier": simplifier,
         "target": target, "engine": engine, "out": out, "parity_gate": not no_parity_gate,
         "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf,
     }, source="edgekit export options")

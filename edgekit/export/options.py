@@ -39,6 +39,7 @@ class ExportOptions(StrictModel):
     calib_data: Optional[Path] = None  # default: the dataset's train split (val is kept for the accuracy check)
     calib_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     calib_size: int = Field(64, ge=1)
+    int8_float_scope: Literal["head", "decode"] = "head"  # what stays float in model.int8.qdq.onnx
     calib_min_images: int = Field(8, ge=1)
     simplifier: Literal["onnxslim", "onnxsim", "none"] = "onnxslim"
     target: Literal["jetson-xavier-nx", "x86"] = "jetson-xavier-nx"

@@ -100,14 +100,15 @@ def int8_artifacts(ctx, graph: GraphSpec, bundle: Path, calib, golden_feeds: Fee
     o = ctx.options
     fp32_path, int8_path = bundle / graph.filename, bundle / INT8_FILENAME
     ctx.log(f"quantizing to {INT8_FILENAME} ({o.calib_method}, {len(calib)} images)")
-    qdq = quantize_qdq(fp32_path, int8_path, calib, method=o.calib_method, profile="trt")
+    qdq = quantize_qdq(fp32_path, int8_path, calib, method=o.calib_method, profile="trt",
+                       float_scope=o.int8_float_scope)
     onnx_tools.pin_ir_version(int8_path, onnx_tools.pinned_ir_version(o.opset, o.target))
     if o.target == "jetson-xavier-nx":
         assert_qdq_trt85(int8_path)
     cache_method = CACHE_METHODS[o.calib_method]
     cache, sidecar = write_calibration_cache(fp32_path, calib, cache_method, bundle, ctx.imgsz, 1)
     ctx.report["int8"] = {
-        "file": INT8_FILENAME, "method": o.calib_method, "profile": qdq.profile, "n_calib": qdq.n_calib,
+        "file": INT8_FILENAME, "method": o.calib_method, "profile": qdq.profile, "float_scope": o.int8_float_scope, "n_calib": qdq.n_calib,
         "calib_dir": str(ctx.images.calib_dir), "calib_data_hash": calib.data_hash(),
         "excluded_nodes": list(qdq.excluded_nodes), "trt85_violations": len(check_qdq_trt85(int8_path)),
         "calibration_cache": cache.name, "calibration_sidecar": sidecar.name, "cache_method": cache_method,

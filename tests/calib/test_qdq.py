@@ -42,7 +42,25 @@ def test_default_exclusion_needs_a_recognisable_head(tmp_path, tiny_calib):
 
 def test_head_prefix_is_the_last_module(tiny_onnx):
     assert head_prefix(tiny_onnx) == "/model.1/"
-    assert default_excluded_nodes(tiny_onnx) == ["/model.1/Sigmoid"]
+    assert default_excluded_nodes(tiny_onnx, "decode") == ["/model.1/Sigmoid"]
+    head = default_excluded_nodes(tiny_onnx)  # default scope: the whole head stays float
+    assert "/model.1/Sigmoid" in head and all(n.startswith("/model.1/") for n in head)
+    assert len(head) > 1
+
+
+def test_entropy_is_not_minmax_in_disguise(tmp_path, tiny_onnx, tiny_calib):
+    """onnxruntime's entropy calibrator with its default 128 bins returns exactly the MinMax ranges."""
+    import onnx
+    from onnx import numpy_helper
+
+    def act_scales(method):
+        out = quantize_qdq(tiny_onnx, tmp_path / f"{method}.onnx", tiny_calib, method=method, exclude_nodes=[])
+        m = onnx.load(str(out.path))
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        return [float(inits[n.input[1]].ravel()[0]) for n in m.graph.node
+                if n.op_type == "QuantizeLinear" and inits[n.input[1]].size == 1]
+
+    assert act_scales("entropy") != act_scales("minmax")
 
 
 @pytest.mark.parametrize("kwargs, error", [({"method": "kl"}, ConfigError), ({"profile": "gpu"}, ConfigError)])
@@ -79,12 +97,18 @@ def _errors(fp32_path, int8_path, calib):
 @pytest.fixture(scope="module")
 def obb_int8(tmp_path_factory, obb_onnx, obb_calib):
     out = tmp_path_factory.mktemp("obb_q")
-    default = quantize_qdq(obb_onnx, out / "default.onnx", obb_calib, method="minmax")
+    decode = quantize_qdq(obb_onnx, out / "decode.onnx", obb_calib, method="minmax", float_scope="decode")
     whole = quantize_qdq(obb_onnx, out / "whole.onnx", obb_calib, method="minmax", exclude_nodes=[])
-    return default, whole
+    return decode, whole
 
 
-def test_obb_default_keeps_head_decode_in_float(obb_onnx, obb_int8):
+def test_obb_default_scope_keeps_the_whole_head_float(obb_onnx):
+    head = [n.name for n in onnx.load(str(obb_onnx)).graph.node if n.name.startswith("/model.22/")]
+    assert default_excluded_nodes(obb_onnx) == head
+    assert set(default_excluded_nodes(obb_onnx, "decode")) < set(head)
+
+
+def test_obb_decode_scope_keeps_head_decode_in_float(obb_onnx, obb_int8):
     default, _ = obb_int8
     excluded = set(default.excluded_nodes)
     fp32_head = [n for n in onnx.load(str(obb_onnx)).graph.node if n.name.startswith("/model.22/")]

@@ -100,10 +100,27 @@ def _spec_env(text: str) -> Iterator[None]:
             os.environ[ENV_SPEC] = old
 
 
+def _check_ultralytics_keys(extra: Dict[str, Any]) -> None:
+    """Name an unknown pass-through key here, with the closest Ultralytics key, before any run starts."""
+    if not extra:
+        return
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    from edgekit.core.config import closest_key
+    from edgekit.core.errors import ConfigError
+
+    for key in extra:
+        if key not in DEFAULT_CFG_DICT:
+            hint = closest_key(key, list(DEFAULT_CFG_DICT))
+            raise ConfigError(f"unknown key 'ultralytics.{key}' (not an Ultralytics train argument)",
+                              f"did you mean 'ultralytics.{hint}'?" if hint else "see Ultralytics' default.yaml")
+
+
 def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, init: str) -> Dict[str, Any]:
     """Ultralytics overrides for one stage (only keys Ultralytics knows)."""
     stage = cfg.stages[index]
-    return dict(model=init, data=str(data_yaml), epochs=stage.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+    _check_ultralytics_keys(cfg.ultralytics)
+    return dict(**cfg.ultralytics, model=init, data=str(data_yaml), epochs=stage.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                 device=cfg.device, workers=cfg.workers, seed=cfg.seed, deterministic=True, optimizer=cfg.optimizer,
                 lr0=stage.lr0, freeze=stage.freeze, amp=cfg.amp, mosaic=cfg.mosaic, close_mosaic=cfg.close_mosaic,
                 val=cfg.val, patience=cfg.patience, plots=False, project=str(run.root / "stages"),

@@ -34,6 +34,8 @@ class TeacherConfig(StrictModel):
     layer: int = -1
     # Extra timm.create_model kwargs (e.g. depth=2 for a tiny test teacher with the same layout).
     model_kwargs: Dict[str, Any] = Field(default_factory=dict)
+    # On CUDA, replay the frozen forward as a CUDA graph (one launch instead of ~150); eager if capture fails.
+    cuda_graph: bool = True
 
     @field_validator("imgsz")
     @classmethod
@@ -101,6 +103,13 @@ class LoggingConfig(StrictModel):
         return v
 
 
+# Ultralytics arguments that edgekit derives from its own config (see api.stage_overrides).
+ULTRALYTICS_OWNED_KEYS = frozenset({
+    "model", "data", "epochs", "imgsz", "batch", "device", "workers", "seed", "deterministic", "optimizer", "lr0",
+    "freeze", "amp", "mosaic", "close_mosaic", "val", "patience", "plots", "project", "name", "exist_ok",
+    "verbose", "resume"})
+
+
 class ObbTrainConfig(StrictModel):
     """Everything ``edgekit train obb`` needs; dumped as ``reports/config_resolved.yaml``."""
 
@@ -122,6 +131,17 @@ class ObbTrainConfig(StrictModel):
     distillation: DistillConfig = Field(default_factory=DistillConfig)
     stages: List[StageConfig] = Field(default_factory=_default_stages)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    # Extra Ultralytics train arguments (e.g. nbs, warmup_epochs, scale, hsv_h), passed through as they
+    # are; keys edgekit sets itself are refused, unknown ones fail with Ultralytics' key list.
+    ultralytics: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("ultralytics")
+    @classmethod
+    def _ultralytics_keys(cls, v: Dict[str, Any]) -> Dict[str, Any]:
+        owned = sorted(set(v) & ULTRALYTICS_OWNED_KEYS)
+        if owned:
+            raise ValueError(f"ultralytics.{owned[0]} is set by edgekit itself; use the edgekit key instead")
+        return v
 
     @field_validator("device", mode="before")
     @classmethod

@@ -10,12 +10,17 @@ its own cell count and weighted (``obj_weight``, ``bg_weight``). The total is
 The hooks and the criterion wrapper are attached to the live student only after Ultralytics has
 made its EMA copy, and detached around anything that deep-copies the model, so no edgekit object
 ever reaches a checkpoint (plain ``ultralytics.YOLO(best.pt)`` keeps working without edgekit).
+
+Speed (a small student is launch-bound, so kernel *count* matters more than FLOPs): a forward
+pre-hook on the student's first layer starts the teacher on a side CUDA stream as soon as the
+image enters the student, so it overlaps the student's forward and YOLO loss; the loss joins it
+only when the features are needed. All layers' cosine terms are computed stacked, in one pass.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +28,7 @@ from torch import nn
 
 from .config import DistillConfig
 from .masks import obb_mask
-from .teacher import Teacher
+from .teacher import PendingFeatures, Teacher
 
 DISTILL_LOSS_NAMES = ("dino_loss", "obj_distill_loss", "bg_distill_loss")
 
@@ -49,12 +54,41 @@ def masked_cosine_distance(student: torch.Tensor, teacher: torch.Tensor, mask: t
     return obj_weight * obj + bg_weight * bg, obj, bg, dist
 
 
-class FeatureTaps:
-    """Forward hooks storing the outputs of chosen ``model.model[i]`` layers of an Ultralytics model."""
+def stacked_masked_cosine(students: Sequence[torch.Tensor], teacher: torch.Tensor, mask: torch.Tensor,
+                          obj_weight: float, bg_weight: float
+                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``masked_cosine_distance`` for L student maps against one teacher map, in one stacked pass.
 
-    def __init__(self, layers: Sequence[int]) -> None:
+    Returns (total averaged over the layers, obj (L,), bg (L,), distance maps (L, B, h, w)); each
+    layer's terms equal ``masked_cosine_distance``'s. Written stacked because a launch-bound step
+    pays per kernel: the teacher is normalised once and the object/background means of every
+    layer come from one weighted sum against a (2, cells) weight matrix. Always fp32 (autocast off:
+    the per-cell weights ``1/count`` underflow in fp16).
+    """
+    with torch.autocast(device_type=teacher.device.type, enabled=False):
+        s = F.normalize(torch.stack(list(students)).float(), dim=2, eps=1e-6)  # (L, B, C, h, w)
+        t = F.normalize(teacher.float(), dim=1, eps=1e-6)  # (B, C, h, w)
+        dist = 1.0 - (s * t).sum(2)  # (L, B, h, w)
+        m = mask.to(dist.dtype).reshape(1, -1)
+        n_obj = m.sum()
+        weights = torch.cat([m / n_obj.clamp(min=1.0), (1.0 - m) / (m.numel() - n_obj).clamp(min=1.0)])
+        parts = (dist.reshape(dist.shape[0], 1, -1) * weights).sum(-1)  # (L, 2): per-layer obj, bg means
+        obj, bg = parts.unbind(1)
+        total = (obj_weight * obj + bg_weight * bg).mean()
+    return total, obj, bg, dist
+
+
+class FeatureTaps:
+    """Forward hooks storing the outputs of chosen ``model.model[i]`` layers of an Ultralytics model.
+
+    ``on_input``, if given, is called with the image entering ``model.model[0]`` on every forward
+    in training mode (a forward pre-hook), before any student layer runs.
+    """
+
+    def __init__(self, layers: Sequence[int], on_input: Optional[Callable[[torch.Tensor], None]] = None) -> None:
         self.layers = [int(i) for i in layers]
         self.outputs: Dict[int, torch.Tensor] = {}
+        self.on_input = on_input
         self._handles: List = []
 
     def attach(self, model: nn.Module) -> None:
@@ -67,6 +101,12 @@ class FeatureTaps:
                 raise ConfigError(f"distillation.layers: student has no layer {i} (it has {len(seq)})",
                                   "pick neck layers, e.g. [15, 18, 21] for yolov8n-obb")
             self._handles.append(seq[i].register_forward_hook(self._store(i)))
+        if self.on_input is not None:
+            self._handles.append(seq[0].register_forward_pre_hook(self._see_input))
+
+    def _see_input(self, module: nn.Module, inputs) -> None:
+        if module.training and inputs and isinstance(inputs[0], torch.Tensor):
+            self.on_input(inputs[0])
 
     def _store(self, i: int):
         outputs = self.outputs
@@ -116,40 +156,64 @@ class Projectors(nn.Module):
 
 
 class Distiller:
-    """Teacher + taps + projectors; computes the distillation terms for one training batch."""
+    """Teacher + taps + projectors; computes the distillation terms for one training batch.
 
-    def __init__(self, teacher: Teacher, projectors: Projectors, cfg: DistillConfig) -> None:
+    ``async_teacher`` (default): start the teacher when the image enters the student (side CUDA
+    stream; deferred to the loss on CPU); False runs it synchronously inside the loss.
+    """
+
+    def __init__(self, teacher: Teacher, projectors: Projectors, cfg: DistillConfig,
+                 async_teacher: bool = True) -> None:
         self.teacher = teacher
         self.projectors = projectors
         self.cfg = cfg
-        self.taps = FeatureTaps(cfg.layers)
+        self.async_teacher = bool(async_teacher)
+        self.taps = FeatureTaps(cfg.layers, on_input=self._start_teacher if self.async_teacher else None)
         self.weight = 0.0  # current w(epoch, stage); the trainer updates it every batch
         self.last_signal: Optional[Dict[str, torch.Tensor]] = None  # detached, for signal maps
+        self._pending: Optional[PendingFeatures] = None
+
+    def _start_teacher(self, img: torch.Tensor) -> None:
+        self._pending = self.teacher.submit(img)
+
+    def teacher_features(self, img: torch.Tensor) -> torch.Tensor:
+        """The teacher's features of ``img``: the ones started by the pre-hook when it saw this very tensor."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.img is img:
+            return pending.result()
+        return self.teacher.features(img)
+
+    def teacher_grid(self, img_hw: Tuple[int, int]) -> Tuple[int, int]:
+        """The teacher's patch grid for images of ``img_hw`` (known before its features are)."""
+        th, tw = self.teacher.input_hw(img_hw)
+        return th // self.teacher.patch, tw // self.teacher.patch
 
     def loss(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """(weighted distillation loss, its detached components) from the taps' current outputs."""
         img = batch["img"]
-        t_feat = self.teacher.features(img)  # (B, C, h, w), no grad
-        grid = tuple(t_feat.shape[-2:])
+        grid = self.teacher_grid(tuple(img.shape[-2:]))
+        # Mask and projections first: they do not need the teacher, which may still be running.
         mask = obb_mask(batch["bboxes"], batch["batch_idx"], img.shape[0], grid, tuple(img.shape[-2:]))
-        totals, objs, bgs, dists = [], [], [], []
+        projected = []
         for i in self.taps.layers:
             feat = self.taps.outputs[i]
-            feat = F.interpolate(feat.float(), size=grid, mode="bilinear", align_corners=False)
-            proj = self.projectors(i, feat)
-            total, obj, bg, dist = masked_cosine_distance(proj, t_feat, mask, self.cfg.obj_weight,
-                                                          self.cfg.bg_weight)
-            totals.append(total)
-            objs.append(obj)
-            bgs.append(bg)
-            dists.append(dist.detach())
+            if tuple(feat.shape[-2:]) != grid:  # bilinear to the same size would be a copy
+                feat = F.interpolate(feat, size=grid, mode="bilinear", align_corners=False)
+            projected.append(self.projectors(i, feat))
         self.taps.outputs.clear()  # free the activations' references early
-        n = len(totals)
-        dino = sum(totals) / n
-        self.last_signal = {"img": img[:1].detach(), "dist": torch.stack([d[:1] for d in dists], 1),
+        t_feat = self.teacher_features(img)  # (B, C, h, w), no grad; joins the side stream here
+        if tuple(t_feat.shape[-2:]) != grid:
+            from edgekit.core.errors import ModelError
+
+            raise ModelError(f"teacher {self.teacher.cfg.name} gave a {tuple(t_feat.shape[-2:])} patch grid, "
+                             f"expected {grid} (input / patch size {self.teacher.patch})",
+                             "use a plain ViT teacher without dynamic padding")
+        dino, objs, bgs, dist = stacked_masked_cosine(projected, t_feat, mask, self.cfg.obj_weight,
+                                                      self.cfg.bg_weight)
+        self.last_signal = {"img": img[:1].detach(), "dist": dist.detach()[:, :1].transpose(0, 1),
                             "bboxes": batch["bboxes"].detach(), "batch_idx": batch["batch_idx"].detach()}
-        items = {"dino_loss": dino.detach(), "obj_distill_loss": (sum(objs) / n).detach(),
-                 "bg_distill_loss": (sum(bgs) / n).detach()}
+        means = torch.stack([dino.detach(), objs.detach().mean(), bgs.detach().mean()])
+        items = dict(zip(DISTILL_LOSS_NAMES, means.unbind()))
         return self.weight * dino, items
 
     @contextlib.contextmanager
@@ -207,4 +271,4 @@ class DistilledCriterion:
 
 
 __all__ = ["Distiller", "DistilledCriterion", "FeatureTaps", "Projectors", "probe_channels",
-           "masked_cosine_distance", "distill_weight", "DISTILL_LOSS_NAMES"]
+           "masked_cosine_distance", "stacked_masked_cosine", "distill_weight", "DISTILL_LOSS_NAMES"]

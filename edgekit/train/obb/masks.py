@@ -28,8 +28,9 @@ def obb_mask(bboxes: torch.Tensor, batch_idx: torch.Tensor, batch_size: int, gri
     if bboxes.numel() == 0:
         return mask.view(batch_size, gh, gw)
     b = bboxes.detach().float().reshape(-1, 5)
-    scale = torch.tensor([iw, ih, iw, ih], device=device)
-    cx, cy, w, h = (b[:, :4] * scale).unbind(-1)
+    # Python-float scaling: a torch.tensor([...], device=cuda) here would be a host->device copy
+    # that stalls the CPU behind the main stream every step.
+    cx, cy, w, h = b[:, 0] * iw, b[:, 1] * ih, b[:, 2] * iw, b[:, 3] * ih
     cos, sin = torch.cos(b[:, 4]), torch.sin(b[:, 4])
     # Cell centres in image pixels.
     ys = (torch.arange(gh, device=device, dtype=torch.float32) + 0.5) * (ih / gh)

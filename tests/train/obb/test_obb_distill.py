@@ -16,6 +16,7 @@ from edgekit.train.obb.distill import (
     distill_weight,
     masked_cosine_distance,
     probe_channels,
+    stacked_masked_cosine,
 )
 from edgekit.train.obb.teacher import build_teacher
 
@@ -130,3 +131,94 @@ def test_deep_copies_of_the_student_carry_no_edgekit_objects():
     for m in (ema, clone):
         assert not isinstance(getattr(m, "criterion", None), DistilledCriterion)
         assert not any(mod._forward_hooks for mod in m.modules())
+
+
+@pytest.mark.parametrize("mask_kind", ["random", "empty", "full"])
+@pytest.mark.parametrize("obj_w, bg_w", [(1.0, 0.25), (0.0, 1.0), (2.0, 0.0)])
+def test_stacked_cosine_equals_the_per_layer_reference(mask_kind, obj_w, bg_w):
+    torch.manual_seed(2)
+    t = torch.randn(3, 16, 5, 6)
+    students = [torch.randn(3, 16, 5, 6) for _ in range(3)]
+    mask = {"random": (torch.rand(3, 5, 6) > 0.6).float(), "empty": torch.zeros(3, 5, 6),
+            "full": torch.ones(3, 5, 6)}[mask_kind]
+    total, obj, bg, dist = stacked_masked_cosine(students, t, mask, obj_w, bg_w)
+    refs = [masked_cosine_distance(s, t, mask, obj_w, bg_w) for s in students]
+    assert total.item() == pytest.approx(sum(r[0].item() for r in refs) / 3, abs=1e-5)
+    assert torch.allclose(obj, torch.stack([r[1] for r in refs]), atol=1e-5)
+    assert torch.allclose(bg, torch.stack([r[2] for r in refs]), atol=1e-5)
+    assert torch.allclose(dist, torch.stack([r[3] for r in refs]), atol=1e-5)
+
+
+def _train_student():
+    from ultralytics.nn.tasks import OBBModel
+
+    torch.manual_seed(0)
+    model = OBBModel("yolov8n-obb.yaml", nc=3, verbose=False)
+    model.args = __import__("ultralytics").utils.DEFAULT_CFG
+    model.train()
+    return model
+
+
+def test_distiller_loss_equals_the_per_layer_formula():
+    """The stacked, mask-first loss path gives what the plain recipe (resample, project, cosine per layer) gives."""
+    import torch.nn.functional as F
+
+    from edgekit.train.obb.masks import obb_mask
+
+    model = _train_student()
+    d = _distiller(model)
+    d.weight = 0.5
+    d.attach(model)
+    batch = _batch()
+    model.predict(batch["img"])
+    outs = dict(d.taps.outputs)
+    loss, items = d.loss(batch)
+    t_feat = d.teacher.features(batch["img"])
+    mask = obb_mask(batch["bboxes"], batch["batch_idx"], 2, tuple(t_feat.shape[-2:]), (64, 64))
+    refs = [masked_cosine_distance(d.projectors(i, F.interpolate(outs[i].float(), size=tuple(t_feat.shape[-2:]),
+                                                                 mode="bilinear", align_corners=False)),
+                                   t_feat, mask, d.cfg.obj_weight, d.cfg.bg_weight) for i in d.taps.layers]
+    dino = sum(r[0] for r in refs) / 3
+    assert loss.item() == pytest.approx(0.5 * dino.item(), abs=1e-5)
+    assert items["dino_loss"].item() == pytest.approx(dino.item(), abs=1e-5)
+    assert items["obj_distill_loss"].item() == pytest.approx(sum(r[1].item() for r in refs) / 3, abs=1e-5)
+    assert items["bg_distill_loss"].item() == pytest.approx(sum(r[2].item() for r in refs) / 3, abs=1e-5)
+    assert d.last_signal["dist"].shape == (1, 3, *t_feat.shape[-2:])
+
+
+def test_async_and_sync_teacher_paths_give_identical_losses_and_grads_on_cpu():
+    losses, grads = [], []
+    for async_teacher in (True, False):
+        model = _train_student()
+        base = _distiller(model)
+        d = Distiller(base.teacher, base.projectors, base.cfg, async_teacher=async_teacher)
+        d.weight = 1.0
+        d.attach(model)
+        loss, _ = model.loss(_batch())
+        loss.sum().backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in d.projectors.parameters()]))
+    assert torch.equal(losses[0], losses[1]) and torch.equal(grads[0], grads[1])
+
+
+def test_the_pre_hook_starts_the_teacher_only_in_training_and_only_for_that_image():
+    model = _train_student()
+    d = _distiller(model)
+    d.attach(model)
+    img = _batch()["img"]
+    model.eval()
+    with torch.no_grad():
+        model.predict(img)
+    assert d._pending is None  # eval forwards (e.g. probes) never start the teacher
+    model.train()
+    model.predict(img)
+    assert d._pending is not None and d._pending.img is img
+    other = img.flip(-1)  # a loss for another image must not get the started image's features
+    assert torch.equal(d.teacher_features(other), d.teacher.features(other))
+    assert d._pending is None
+    with d.detached(model):
+        assert not model.model[0]._forward_pre_hooks
+    assert model.model[0]._forward_pre_hooks
+    d.taps.detach()
+    Distiller(d.teacher, d.projectors, d.cfg, async_teacher=False).attach(model)
+    assert not model.model[0]._forward_pre_hooks  # the synchronous distiller adds no pre-hook

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from edgekit.core.errors import ModelError
 from edgekit.train.obb.config import TeacherConfig
@@ -102,3 +104,68 @@ def test_real_dinov3_small_builds_frozen_and_gives_patch_maps_at_64px():
     # a configured teacher resolution resamples the input: 32 px -> a 2x2 patch grid
     small = build_teacher(TeacherConfig(weights="random", imgsz=32, model_kwargs=TINY), "cpu")
     assert small.features(img).shape == (2, 32, 2, 2)
+
+
+def test_submit_on_cpu_defers_to_result_and_matches_features():
+    teacher = build_teacher(TeacherConfig(weights="random", model_kwargs=TINY), "cpu")
+    assert not teacher.use_cuda_graph and teacher.graph_shapes == []  # cuda_graph: true is a no-op on CPU
+    img = torch.rand(2, 3, 64, 64)
+    pending = teacher.submit(img)
+    assert pending.img is img
+    first = pending.result()
+    assert torch.equal(first, teacher.features(img)) and pending.result() is first
+
+
+class _HostTraffic(TorchDispatchMode):
+    """Notes every op that takes a host tensor or reads a scalar back to the host.
+
+    On a ``meta``-device teacher either would be a host<->device transfer on a real GPU, which a
+    CUDA graph capture refuses (and a replay would not repeat).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        flat, _ = tree_flatten((args, kwargs))
+        if "_local_scalar_dense" in str(func) or any(isinstance(a, torch.Tensor) and a.device.type == "cpu"
+                                                      for a in flat):
+            self.hits.append(str(func))
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [TINY, {}])
+def test_after_one_forward_the_teacher_is_free_of_host_traffic_so_it_can_be_graph_captured(monkeypatch, kwargs):
+    import contextlib
+
+    from edgekit.train.obb.teacher import Teacher
+
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())  # no autocast on meta
+    cfg = TeacherConfig(weights="random", model_kwargs=kwargs)
+    x = torch.empty(2, 3, 64, 64, device="meta")
+    raw = create_teacher_model(cfg, None).to("meta")
+    for _ in range(2):  # the probe itself works: timm rebuilds its RoPE table on the host every forward
+        with _HostTraffic() as plain:
+            raw.forward_intermediates(x, indices=[-1], norm=True, output_fmt="NCHW", intermediates_only=True)
+        assert "aten._to_copy.default" in plain.hits
+    teacher = Teacher(create_teacher_model(cfg, None), cfg, "meta", "random")
+    teacher._forward(x)  # the warm-up run fills the RoPE cache
+    with _HostTraffic() as warm:
+        out = teacher._forward(x)
+    assert warm.hits == [] and out.shape == (2, teacher.width, 4, 4)
+
+
+def test_cached_rope_tables_equal_fresh_ones_and_are_reused():
+    from edgekit.train.obb.teacher import cache_rope_embeds
+
+    model = create_teacher_model(TeacherConfig(weights="random", model_kwargs=TINY), None)
+    fresh = model.rope.get_embed(shape=(4, 6))
+    cache_rope_embeds(model)
+    cache_rope_embeds(model)  # idempotent
+    first = model.rope.get_embed(shape=(4, 6))
+    assert torch.equal(first, fresh) and model.rope.get_embed(shape=(4, 6)) is first
+    assert model.rope.get_embed(shape=(2, 2)).shape[0] == 4
+    model.rope.train()  # augmenting RoPE (training mode) is never cached
+    assert model.rope.get_embed(shape=(4, 6)) is not first
