@@ -22,7 +22,7 @@ for p in edgekit/core edgekit/deploy edgekit/bench edgekit/jetson edgekit/cli \
          edgekit/calib/cache.py edgekit/calib/trt_calibrator.py edgekit/calib/dataset.py; do
   [ -e "$p" ] && device_paths+=("$p")
 done
-"$PY" -m vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
+vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
 
 echo "== the device subset on a real Python 3.8 with numpy<1.24 (as on JetPack 5) =="
 # vermin is static; this also runs the device-side tests under the interpreter the Jetson has.

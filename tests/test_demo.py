@@ -1,0 +1,22 @@
+"""`edgekit demo`, the README's main job, end to end as a user runs it (quick profile)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path):
+    env = {**os.environ, "YOLO_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    res = subprocess.run([sys.executable, "-m", "edgekit", "demo", "--profile", "quick", "--out", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "edgekit demo: results" in res.stdout
+    summary = json.loads((tmp_path / "d" / "demo_summary.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == ["synth", "check", "train", "export", "bench"]
+    bundle = tmp_path / "d" / "runs" / "demo" / "bundle"
+    for name in ("manifest.json", "model.onnx", "model.int8.qdq.onnx", "onnx_parity.json", "export_report.json"):
+        assert (bundle / name).is_file(), name
+    assert summary["metrics"]["ONNX parity (torch vs ORT)"].startswith("pass")
