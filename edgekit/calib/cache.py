@@ -249,11 +249,16 @@ __all__ = [
 ]
 
 
+# onnxruntime's threshold search is pure numpy, O(bins^2) per tensor: 2048 bins (TensorRT's count) took
+# 125 s per model on yolov8n-obb (280 tensors, 2 cores); 512 bins keeps 192 candidate thresholds.
+ENTROPY_BINS = 512
+
+
 def _calibrator_options(ort_method: Any) -> Dict[str, Any]:
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
     if ort_method == CalibrationMethod.Entropy:
         # 128 bins (onnxruntime's default) = 128 quantized bins leaves only the full range: MinMax again.
-        return {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128}
+        return {"symmetric": True, "num_bins": ENTROPY_BINS, "num_quantized_bins": 128}
     return {"symmetric": True}
 

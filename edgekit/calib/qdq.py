@@ -160,7 +160,7 @@ def quantize_qdq(fp32_onnx: PathLike, out_path: PathLike, calib: Any, method: st
     if method == "entropy":
         # quantize_static's entropy calibrator is fixed at 128 histogram bins = 128 quantized bins
         # (num_bins is not passed through), which leaves one candidate threshold, the full range: its
-        # scales came out bit-identical to MinMax. So compute entropy ranges with 2048 bins ourselves
+        # scales came out bit-identical to MinMax. So compute entropy ranges with more bins ourselves
         # and hand them over as range overrides.
         from .cache import host_activation_ranges
 
