@@ -45,9 +45,12 @@ class DemoSummary:
         for stage, sec, result in self.rows:
             lines.append(f"{stage:<{width}}  {sec:7.1f}s  {result}")
         lines.append("-" * 72)
+        key_w = max([len(k) for k in self.metrics] + [12]) + 1
         for key, value in self.metrics.items():
-            lines.append(f"{key:<28} {value}")
-        lines.append(f"{'summary file':<28} {self.out_dir / 'demo_summary.json'}")
+            lines.append(f"{key:<{key_w}} {value}")
+        lines.append(f"{'summary file':<{key_w}} {self.out_dir / 'demo_summary.json'}")
+        lines.append("int8_qdq is the TensorRT 8.5 artifact (symmetric int8 Q/DQ): ONNX Runtime runs it slower than FP32 on\n"
+                     "x86 CPUs; its speed only means something on TensorRT (see benchmarks/results/int8_ort.md).")
         return "\n".join(lines)
 
 

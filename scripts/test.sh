@@ -26,7 +26,14 @@ vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
 
 echo "== the device subset on a real Python 3.8 with numpy<1.24 (as on JetPack 5) =="
 # vermin is static; this also runs the device-side tests under the interpreter the Jetson has.
-PY38=$(command -v python3.8 || ls /root/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | head -n1 || true)
+PY38=""
+# pyenv's shim named python3.8 exists even when it cannot run, so each candidate must really start.
+for c in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.8*/bin/python3.8 "$(command -v python3.8 || true)"; do
+  if [ -n "$c" ] && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null; then
+    PY38=$c
+    break
+  fi
+done
 if [ -n "$PY38" ]; then
   venv=${EDGEKIT_PY38_VENV:-$HOME/.cache/edgekit-py38}
   [ -x "$venv/bin/python" ] || "$PY38" -m venv "$venv"
