@@ -34,6 +34,11 @@ def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, overri
     if resume and config_path is None and run_id:  # resume alone: the run's own resolved config
         project = next((o.split("=", 1)[1] for o in overrides if o.startswith("project=")), "runs")
         saved = Path(project) / run_id / "reports" / "config_resolved.yaml"
+        if not saved.is_file() and not any(o.startswith("data=") for o in overrides):
+            from edgekit.core.errors import ConfigError
+
+            raise ConfigError(f"nothing to resume: {saved} does not exist",
+                              "check --run-id and project=, or pass --config")
         config_path = saved if saved.is_file() else None
     cfg = load_train_config(config_path, overrides)
     from edgekit.train.obb import train_obb

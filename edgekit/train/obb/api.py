@@ -12,13 +12,14 @@ import contextlib
 import logging
 import os
 import platform
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.config import dump_config
-from edgekit.core.errors import ConfigError
+from edgekit.core.errors import ConfigError, EdgekitError
 
 from ..run import RunDir, git_sha, host_info, keep_jsonl, new_run_id, read_jsonl, update_run_meta
 from .config import ObbTrainConfig
@@ -148,6 +149,53 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
         trainer.train()
 
 
+# Keys that may differ on --resume: where and how fast the run executes, not what it trains.
+RESUME_MUTABLE = ("device", "workers", "project", "data", "logging", "teacher.cuda_graph")
+
+
+def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and k != "model_kwargs" and k != "ultralytics":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_resume_config(cfg: ObbTrainConfig, run: RunDir) -> None:
+    """ConfigError naming the first key that differs from the run's config_resolved.yaml.
+
+    Ultralytics resumes a stage with the arguments saved in last.pt, and finished stages are not
+    rerun; so a changed config would be silently ignored while config_resolved.yaml claimed it.
+    """
+    from edgekit.core.config import read_mapping
+
+    if not run.config_resolved.is_file():
+        return
+    try:
+        saved = ObbTrainConfig.model_validate(read_mapping(run.config_resolved)).model_dump(mode="json")
+    except Exception:  # an unreadable or outdated report: nothing to compare against
+        return
+    old, new = _flatten(saved), _flatten(cfg.model_dump(mode="json"))
+    for key in sorted(set(old) | set(new)):
+        if key.split(".")[0] in RESUME_MUTABLE or key in RESUME_MUTABLE or old.get(key) == new.get(key):
+            continue
+        raise ConfigError(f"--resume with a changed config: {key} is {new.get(key)!r}, the run "
+                          f"{run.run_id} was started with {old.get(key)!r} ({run.config_resolved})",
+                          "resume with the run's own config (drop the change), or start a new --run-id")
+
+
+def remove_stale_temps(run: RunDir) -> None:
+    """Delete temporaries a killed save left in checkpoints/ (``.save.*`` dirs, ``.last.pt.*`` files)."""
+    for p in run.checkpoints.glob(".*"):
+        if p.is_dir() and p.name.startswith(".save."):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.is_file() and p.name.startswith((".last.pt.", ".best.pt.", ".stage_")):
+            p.unlink()
+
+
 def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = False) -> TrainResult:
     """Train all stages of ``cfg`` into ``<cfg.project>/<run_id>/`` and return the run's artifacts."""
     from .trainer import read_edgekit_state
@@ -155,14 +203,24 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if resume and not run_id:
         raise ConfigError("--resume needs the run to continue", "pass --run-id ID (a directory under project)")
-    resolve_dataset(cfg)  # fail on a bad dataset before any run directory exists
-    run = RunDir.create(cfg.project, run_id or new_run_id())
-    if not resume and run.last.exists():
-        raise ConfigError(f"run {run.root} already has checkpoints", "pass --resume, or a new --run-id")
-    if resume and not run.last.exists():
-        raise ConfigError(f"nothing to resume: {run.last} does not exist", "start the run without --resume")
-    root, data_yaml = resolve_dataset(cfg, run)
+    # Fail on a bad dataset, teacher or run before any run directory or report exists.
+    root, _ = resolve_dataset(cfg)
     cfg = cfg.model_copy(update={"data": str(root)})
+    existing = RunDir(Path(cfg.project) / (run_id or new_run_id()))
+    if not resume and existing.last.exists():
+        raise ConfigError(f"run {existing.root} already has checkpoints", "pass --resume, or a new --run-id")
+    if resume:
+        if not existing.last.exists():
+            raise ConfigError(f"nothing to resume: {existing.last} does not exist", "start the run without --resume")
+        check_resume_config(cfg, existing)
+    if cfg.distillation.enabled:
+        from .teacher import check_teacher
+
+        check_teacher(cfg.teacher)
+    created = not existing.root.exists()
+    run = RunDir.create(cfg.project, existing.run_id)
+    remove_stale_temps(run)
+    _, data_yaml = resolve_dataset(cfg, run)
     _write_run_start(cfg, run, resume)
 
     start, mid_stage = plan_stages(read_edgekit_state(run.last), len(cfg.stages)) if resume else (0, False)
@@ -171,8 +229,13 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
         first_epoch = offset + (read_edgekit_state(run.last).get("stage_epoch", -1) + 1 if mid_stage else 0)
         for path in (run.train_metrics, run.val_metrics):  # epochs about to be redone must not appear twice
             keep_jsonl(path, lambda r, e=first_epoch: int(r.get("epoch", -1)) < e or bool(r.get("final")))
-    for index in range(start, len(cfg.stages)):
-        _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start))
+    try:
+        for index in range(start, len(cfg.stages)):
+            _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start))
+    except EdgekitError:  # a user error found while building (e.g. unreadable teacher weights)
+        if created and not run.last.exists():  # nothing trained: leave no half-made run behind
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
     finals = [r for r in read_jsonl(run.val_metrics) if r.get("final")]
     return TrainResult(run_dir=run.root, best=run.best, last=run.last, final_metrics=finals[-1] if finals else {})
 

@@ -62,7 +62,7 @@ def resolve_teacher_weights(cfg: TeacherConfig) -> Optional[Path]:
     if cfg.weights != "auto":
         path = Path(cfg.weights).expanduser()
         if not path.is_file():
-            raise ModelError(f"teacher.weights file {path} does not exist",
+            raise ModelError(f"teacher.weights file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""),
                              f"put the {cfg.name} weights there or set teacher.weights: auto")
         return path
     searched = weight_candidates(cfg.name, Path(cfg.weights_dir))
@@ -90,19 +90,38 @@ def create_teacher_model(cfg: TeacherConfig, weights: Optional[Path]):
         else:
             model = timm.create_model(cfg.name, pretrained=True,
                                       pretrained_cfg_overlay=dict(file=str(weights)), **kwargs)
-    except RuntimeError as e:  # key or shape mismatch while loading the state dict
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"teacher weights {weights} do not fit {cfg.name}: {first}",
-                         "use the weights released for this architecture (timm or Meta layout)") from None
-    except Exception as e:
-        if "Unknown model" in str(e):
-            raise ConfigError(f"teacher.name {cfg.name!r} is not a timm model",
-                              "use e.g. vit_small_patch16_dinov3") from None
-        raise
+    except Exception as e:  # name, kwargs, then the weights file (unreadable, or keys/shapes that do not fit)
+        raise _teacher_build_error(cfg, weights, e) from None
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def _teacher_build_error(cfg: TeacherConfig, weights: Optional[Path], e: Exception) -> Exception:
+    """The user error behind a failed ``timm.create_model`` (the exception itself when it is a bug)."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if "Unknown model" in text:  # checked first: timm raises it as a RuntimeError, like a bad state dict
+        return ConfigError(f"teacher.name {cfg.name!r} is not a timm model", "use e.g. vit_small_patch16_dinov3")
+    if isinstance(e, TypeError) and "keyword argument" in text:
+        return ConfigError(f"teacher.model_kwargs does not fit {cfg.name}: {first}",
+                           "pass only timm.create_model arguments of this architecture")
+    if weights is None:
+        return e
+    # RuntimeError (key/shape mismatch), UnpicklingError, SafetensorError, ...: a file that is no such checkpoint.
+    return ModelError(f"teacher weights {weights} do not fit {cfg.name}: {first}",
+                      "use the weights released for this architecture (timm or Meta layout, .pth or .safetensors)")
+
+
+def check_teacher(cfg: TeacherConfig) -> Optional[Path]:
+    """Fail on an unknown teacher name or missing weights before anything is written; the weights path."""
+    import timm
+
+    weights = resolve_teacher_weights(cfg)
+    if not timm.is_model(cfg.name):
+        raise ConfigError(f"teacher.name {cfg.name!r} is not a timm model", "use e.g. vit_small_patch16_dinov3")
+    return weights
 
 
 def teacher_dtype(cfg: TeacherConfig, device_type: str):
@@ -327,4 +346,4 @@ def build_teacher(cfg: TeacherConfig, device) -> Teacher:
     return Teacher(model, cfg, device, source=str(weights) if weights else "random")
 
 
-__all__ = ["Teacher", "PendingFeatures", "cache_rope_embeds", "build_teacher", "resolve_teacher_weights", "weight_candidates", "create_teacher_model"]
+__all__ = ["Teacher", "PendingFeatures", "cache_rope_embeds", "build_teacher", "check_teacher", "resolve_teacher_weights", "weight_candidates", "create_teacher_model"]
