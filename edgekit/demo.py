@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from edgekit.core.atomic import check_output_dir
 from edgekit.core.errors import DataError
 
 # Small enough for 2 CPU cores; "standard" trains long enough for a meaningful mAP (the settings of
@@ -68,8 +69,12 @@ def _stage(summary: DemoSummary, name: str):
 
 def run_demo(out_dir: Path, profile: str = "standard", seed: int = 0) -> DemoSummary:
     p = PROFILES[profile]
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Fail in one line before any work when --out is a file or sits under one.
+    out_dir = check_output_dir(out_dir).resolve()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--out {out_dir} cannot be created: {e.strerror}", "pass --out a writable directory") from None
     summary = DemoSummary(out_dir=out_dir)
 
     root = _synth(summary, out_dir, p, seed)

@@ -20,3 +20,16 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path):
     for name in ("manifest.json", "model.onnx", "model.int8.qdq.onnx", "onnx_parity.json", "export_report.json"):
         assert (bundle / name).is_file(), name
     assert summary["metrics"]["ONNX parity (torch vs ORT)"].startswith("pass")
+
+
+def test_demo_bad_out_fails_in_one_line_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("keep")
+    for out in ("afile", "afile/sub"):
+        res = subprocess.run([sys.executable, "-m", "edgekit", "demo", "--profile", "quick", "--out", str(tmp_path / out)],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert res.returncode == 1, res.stderr[-3000:]
+        assert res.stderr.strip().splitlines() == [f"error: --out {tmp_path / out} "
+                                                   + ("is a file" if out == "afile" else f"cannot be created: {tmp_path / 'afile'} is a file")
+                                                   + "; pass --out a directory path"]
+        assert "[synth]" not in res.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -37,7 +37,8 @@ def synth() -> None:
 
 
 @synth.command("obb")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset root to write.")
+# --out is checked by the generator (a file, or a non-empty directory it did not write: one line, exit 1).
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Dataset root to write (new, empty, or an earlier synthetic dataset).")
 @click.option("--n-train", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--n-val", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True, help="Image side in pixels.")
@@ -51,7 +52,8 @@ def synth_obb(out: Path, n_train: int, n_val: int, imgsz: int, seed: int) -> Non
 
 
 @synth.command("refdet")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset root to write.")
+# --out is checked by the generator (a file, or a non-empty directory it did not write: one line, exit 1).
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Dataset root to write (new, empty, or an earlier synthetic dataset).")
 @click.option("--n-train", type=click.IntRange(min=1), default=6, show_default=True, help="Training videos.")
 @click.option("--n-test", type=click.IntRange(min=1), default=2, show_default=True, help="Test videos.")
 @click.option("--frames", type=click.IntRange(min=1), default=48, show_default=True, help="Frames per video.")

@@ -14,7 +14,7 @@ import click
 
 
 @click.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("edgekit-demo"),
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("edgekit-demo"),
               show_default=True, help="Working directory for the demo's dataset, run and bundle.")
 @click.option("--profile", type=click.Choice(["quick", "standard"]), default="standard", show_default=True,
               help="quick: a minute-scale smoke run; standard: enough training for meaningful mAP.")

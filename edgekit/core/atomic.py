@@ -11,7 +11,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterable, Iterator, Optional, Union
+
+from .errors import DataError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,6 +61,30 @@ def write_text_atomic(target: PathLike, text: str) -> Path:
 
 def write_json_atomic(target: PathLike, obj: Any, indent: int = 2) -> Path:
     return write_text_atomic(target, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def check_output_dir(target: PathLike, replaceable: Optional[Iterable[str]] = None, flag: str = "--out") -> Path:
+    """Refuse an output directory before any work is done: a path that is a file, one under a file,
+    or (when ``replaceable`` is given) a non-empty directory holding anything but those entries.
+
+    ``replaceable`` names what an earlier run of the same writer leaves there: such a directory may be
+    replaced (re-running a command works), anything else would be deleted by :func:`atomic_dir`'s swap.
+    Returns the absolute target.
+    """
+    target = Path(target).expanduser().absolute()
+    for path in (target, *target.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "is a file" if path == target else f"cannot be created: {path} is a file"
+                raise DataError(f"{flag} {target} {where}", f"pass {flag} a directory path")
+            break
+    if replaceable is not None and target.is_dir():
+        owned = set(replaceable)
+        foreign = sorted(p.name for p in target.iterdir() if p.name not in owned)
+        if foreign:
+            raise DataError(f"{flag} {target} holds files this command did not write (e.g. {foreign[0]!r})",
+                            f"pass {flag} a new or empty directory (the output replaces the whole directory)")
+    return target
 
 
 @contextlib.contextmanager

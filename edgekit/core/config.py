@@ -33,7 +33,10 @@ def read_mapping(path: Path) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist", "pass an existing .yaml/.yml/.json file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}", "save it as UTF-8 text YAML/JSON") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
@@ -131,7 +134,8 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
         parent = _model_at(model, loc[:-1])
         valid = sorted(parent.model_fields) if parent else []
         hint = closest_key(str(loc[-1]), valid)
-        fix = f"did you mean '{'.'.join([*map(str, loc[:-1]), hint])}'?" if hint else (
+        # the hint keeps list indices (stages.0.epochs), like the unknown key it corrects
+        fix = f"did you mean '{'.'.join([*map(str, first['loc'][:-1]), hint])}'?" if hint else (
             f"valid keys here: {', '.join(valid)}" if valid else None)
         return ConfigError(f"unknown key '{dotted}' in {source}", fix)
     msg = first.get("msg", "invalid value")

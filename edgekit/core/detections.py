@@ -200,11 +200,12 @@ class Detections:
         if width is not None and boxes.ndim == 2 and boxes.shape[1] != width:
             raise ValueError(f"Detections.from_dict: format {fmt!r} needs (N, {width}) boxes, got {boxes.shape}")
         targets = data.get("target_ids")
+        # ids are passed as parsed, not cast: __post_init__ rejects fractional ids instead of truncating them
         return cls(
             boxes,
             np.asarray(data["scores"], dtype=np.float32),
-            np.asarray(data["class_ids"], dtype=np.int64),
-            None if targets is None else np.asarray(targets, dtype=np.int64),
+            np.asarray(data["class_ids"]),
+            None if targets is None else np.asarray(targets),
         )
 
     def to_json(self, **kwargs: Any) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from edgekit.core.atomic import atomic_dir
+from edgekit.core.atomic import atomic_dir, check_output_dir
 from edgekit.core.errors import DataError
 
 from .formats.base import ERROR, GEOMETRY_CODES, Issue, quad_defect
@@ -95,7 +95,11 @@ def _class_ids(found: Sequence[str], classes: Optional[Sequence[str]]) -> Dict[s
 def _read_dota_split(label_dir: Path, result: ConvertResult) -> Dict[str, DotaLabelFile]:
     labels = {}
     for path in sorted(label_dir.glob("*.txt")):
-        label, issues = parse_dota(path.read_text(encoding="utf-8"), path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read DOTA label file {path}: {e}", "fix or remove it, then convert again") from None
+        label, issues = parse_dota(text, path)
         _stop_on_fatal(issues)
         labels[path.stem] = label
     return labels
@@ -216,6 +220,7 @@ def convert_dataset(src: Union[str, Path], dst: Union[str, Path], src_format: st
         raise DataError(f"source {src} does not exist", "pass the DOTA directory or COCO json/directory")
     if dst.exists() and not dst.is_dir():
         raise DataError(f"destination {dst} is a file", "pass a directory path for the dataset root")
+    check_output_dir(dst, flag="DST")  # a path under a file: one line, not a mkdir traceback
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise DataError(f"destination {dst} already exists and is not empty",
                         "choose a new directory or pass --overwrite")

@@ -32,6 +32,9 @@ NamesLike = Union[Mapping[int, str], Sequence[str]]
 
 def _normalise_names(names: NamesLike, source: str = "names") -> Dict[int, str]:
     """Class names as ``{0: name, 1: name, ...}`` (Ultralytics accepts a list or a dict)."""
+    if not isinstance(names, (Mapping, list, tuple)):  # a bare string or number is not a class list
+        raise DataError(f"{source}: names must be a list or a mapping, got {names!r}",
+                        "write names as {0: plane, 1: ship} or [plane, ship]")
     items = names.items() if isinstance(names, Mapping) else enumerate(names)
     try:
         out = {int(k): str(v) for k, v in items}

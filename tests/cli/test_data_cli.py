@@ -170,3 +170,31 @@ def test_real_synth_output_passes_check(tmp_path: Path, kind: str, args) -> None
     check = invoke("data", "check", str(out))
     assert check.exit_code == 0, check.output
     assert "0 errors, 0 warnings" in check.output
+
+
+@pytest.mark.parametrize("kind", ["obb", "refdet"])
+@pytest.mark.parametrize("out, message", [
+    ("afile", "afile is a file"),
+    ("afile/sub", "afile/sub cannot be created"),
+    ("foreign", "holds files this command did not write (e.g. 'notes.txt')"),
+])
+def test_synth_bad_out_is_one_line_exit_1_and_touches_nothing(tmp_path: Path, kind: str, out: str,
+                                                              message: str) -> None:
+    pytest.importorskip(f"edgekit.data.synth.{kind}")
+    (tmp_path / "afile").write_text("keep")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign/notes.txt").write_text("keep")
+    res = _subprocess("data", "synth", kind, "--out", str(tmp_path / out), "--n-train", "1", "--imgsz", "64")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and message in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "foreign"]
+    assert [p.name for p in (tmp_path / "foreign").iterdir()] == ["notes.txt"]
+
+
+def test_synth_may_replace_its_own_earlier_output(tmp_path: Path) -> None:
+    pytest.importorskip("edgekit.data.synth.obb")
+    args = ["data", "synth", "obb", "--out", str(tmp_path / "ds"), "--n-val", "1", "--imgsz", "64"]
+    assert invoke(*args, "--n-train", "1").exit_code == 0
+    again = invoke(*args, "--n-train", "2")
+    assert again.exit_code == 0, again.output
+    assert len(list((tmp_path / "ds/images/train").iterdir())) == 2

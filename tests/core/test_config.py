@@ -39,6 +39,7 @@ class TrainCfg(StrictModel):
     optim: Optim = Optim()
     teacher: Optional[Optim] = None
     heads: Dict[str, Head] = {}
+    stages: List[Optim] = []
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -67,6 +68,7 @@ def test_config_is_frozen():
     ("heads:\n  a:\n    nmae: x\n", (), "unknown key 'heads.a.nmae' in train.yaml; did you mean 'heads.a.name'?"),
     ("", ("zzz=1",), "unknown key 'zzz' in train.yaml (with overrides); valid keys here:"),
     ("epochs: many\n", (), "invalid value for 'epochs' in train.yaml"),
+    ("stages:\n  - lr_0: 0.1\n", (), "unknown key 'stages.0.lr_0' in train.yaml; did you mean 'stages.0.lr0'?"),
 ])
 def test_errors_name_key_file_and_fix(tmp_path, text, overrides, message):
     path = write(tmp_path, "train.yaml", text)
@@ -85,6 +87,13 @@ def test_errors_name_key_file_and_fix(tmp_path, text, overrides, message):
 def test_unreadable_files(tmp_path, name, text, message):
     path = tmp_path / name if text is None else write(tmp_path, name, text)
     with pytest.raises(ConfigError, match=message):
+        read_mapping(path)
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"cannot read config .*latin1\.yaml.*UTF-8"):
         read_mapping(path)
 
 

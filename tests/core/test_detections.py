@@ -111,6 +111,8 @@ def test_empty_json_round_trip_keeps_format():
     ({"boxes": [], "scores": []}, "missing key 'class_ids'"),
     ({"format": "xywh", "boxes": [], "scores": [], "class_ids": []}, "format"),
     ({"format": "xyxy", "boxes": [[0, 0, 1, 1, 0]], "scores": [1], "class_ids": [0]}, r"\(N, 4\)"),
+    ({"boxes": [[0, 0, 1, 1]], "scores": [1], "class_ids": [1.5]}, "class_ids must hold integers"),
+    ({"boxes": [[0, 0, 1, 1]], "scores": [1], "class_ids": [1], "target_ids": [0.25]}, "target_ids must hold integers"),
 ])
 def test_from_dict_errors(data, message):
     with pytest.raises(ValueError, match=message):

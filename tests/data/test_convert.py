@@ -122,6 +122,21 @@ def test_unreadable_dota_image_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_undecodable_dota_label_is_an_error(tmp_path: Path) -> None:
+    src = dota_source(tmp_path / "dota")
+    (src / "labelTxt/B.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DataError, match=r"cannot read DOTA label file .*B\.txt"):
+        convert_dataset(src, tmp_path / "out", "dota", "yolo-obb")
+    assert not (tmp_path / "out").exists()
+
+
+def test_destination_under_a_file_is_an_error(tmp_path: Path) -> None:
+    src = dota_source(tmp_path / "dota")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match=r"afile is a file"):
+        convert_dataset(src, tmp_path / "afile/out", "dota", "yolo-obb")
+
+
 @pytest.mark.parametrize("src_format, dst_format", [("yolo", "dota"), ("dota", "coco")])
 def test_unsupported_directions(tmp_path: Path, src_format: str, dst_format: str) -> None:
     with pytest.raises(DataError, match="cannot convert"):

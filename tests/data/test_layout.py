@@ -58,6 +58,8 @@ def test_label_path_follows_ultralytics(image: str, label: str) -> None:
     ("train: images/train\nnames: {0: a, 2: b}\n", "without gaps"),
     ("train: [images/train\nnames: [a]\n", r"data\.yaml:\d+: cannot parse YAML"),
     ("- a\n- b\n", "must hold a mapping"),
+    ("train: images/train\nnames: 5\n", "names must be a list or a mapping"),
+    ("train: images/train\nnames: abc\n", "names must be a list or a mapping"),
 ])
 def test_load_errors_name_the_file(tmp_path: Path, yaml_text, match: str) -> None:
     if yaml_text is not None:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ...core.atomic import atomic_dir
+from ...core.atomic import atomic_dir, check_output_dir
 from ...core.errors import ConfigError, DataError
 from ..layout import DatasetLayout
 from .scene import render_obb_scene
@@ -52,15 +52,17 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
                          seed: int = 0, *, progress: bool = True) -> Path:
     """Render a synthetic aerial OBB dataset into ``out`` and return its root.
 
-    The tree is built under a temporary name and renamed onto ``out`` when complete (an existing
-    ``out`` is replaced), so an interrupted run never leaves a half-written dataset.
+    The tree is built under a temporary name and renamed onto ``out`` when complete (an earlier
+    synthetic dataset at ``out`` is replaced; a directory holding anything else is refused with a
+    :class:`DataError`), so an interrupted run never leaves a half-written dataset.
 
     >>> root = generate_obb_dataset("/tmp/synth_obb", n_train=8, n_val=2, imgsz=128, progress=False)
     >>> sorted(p.name for p in root.iterdir())
     ['data.yaml', 'images', 'labels']
     """
     _check_args(n_train, n_val, imgsz)
-    final_root = Path(out).expanduser().resolve()
+    # An earlier synthetic dataset may be replaced; any other non-empty directory is refused, not deleted.
+    final_root = check_output_dir(out, replaceable=("data.yaml", "images", "labels")).resolve()
     counts = {"train": n_train, "val": n_val}
     with atomic_dir(final_root) as tmp, tqdm(total=n_train + n_val, desc="synth obb", unit="img",
                                                 disable=not progress) as bar:
