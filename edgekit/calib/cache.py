@@ -33,7 +33,7 @@ import re
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, NamedTuple, Tuple, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 from edgekit.core.atomic import write_json_atomic, write_text_atomic
 from edgekit.core.config import StrictModel
@@ -215,11 +215,14 @@ def host_activation_ranges(onnx_path: Path, calib: Any, method: str, batch: int)
 
 def write_calibration_cache(onnx_path: PathLike, calib: Any, method: str, out_dir: PathLike,
                             imgsz: Union[int, Tuple[int, int]], batch: int,
-                            trt_version: str = "8502") -> Tuple[Path, Path]:
+                            trt_version: str = "8502",
+                            ranges: Optional[Mapping[str, float]] = None) -> Tuple[Path, Path]:
     """Calibrate on the host and write ``<onnx stem>.<method>.calib.cache`` plus its sidecar.
 
     ``calib`` is a :class:`~edgekit.calib.dataset.CalibrationSet`; ``method`` is ``minmax`` or
     ``entropy`` (onnxruntime's entropy ranges, written under TRT's EntropyCalibration2 header).
+    ``ranges`` (max |activation| per tensor) skips the host calibration: pass ranges already computed
+    for this very ONNX, ``calib``, ``method`` and ``batch`` (``QdqResult.activation_ranges``).
     Both files are written atomically. Returns (cache_path, sidecar_path).
     """
     onnx_path = Path(onnx_path)
@@ -228,7 +231,8 @@ def write_calibration_cache(onnx_path: PathLike, calib: Any, method: str, out_di
     algorithm = ALGORITHMS.get(method)
     if algorithm is None or method not in ("minmax", "entropy", "entropy2"):
         raise CalibrationError(f"unknown calibration method {method!r}", "use 'minmax' or 'entropy'")
-    ranges = host_activation_ranges(onnx_path, calib, method, batch)
+    if ranges is None:
+        ranges = host_activation_ranges(onnx_path, calib, method, batch)
     scales = {name: r / 127.0 for name, r in ranges.items()}
     cache_path = Path(out_dir) / f"{onnx_path.stem}.{method}.calib.cache"
     size = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))

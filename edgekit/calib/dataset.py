@@ -51,6 +51,9 @@ class CalibrationSet:
                  seed: int = 0) -> CalibrationSet:
         """Pick ``size`` images under ``dir`` (all if fewer), the same ones for the same seed."""
         root = Path(dir)
+        if root.is_file():
+            raise CalibrationError(f"calibration image folder {root} is a file, not a folder",
+                                   "pass the folder that holds the images (e.g. the dataset's images/val)")
         if not root.is_dir():
             raise CalibrationError(f"calibration image folder {root} does not exist",
                                    "pass a folder of images (e.g. the dataset's images/val)")

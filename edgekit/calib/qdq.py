@@ -38,6 +38,9 @@ class QdqResult(NamedTuple):
     profile: str
     excluded_nodes: List[str]
     n_calib: int
+    # method "entropy": the host entropy ranges the Q/DQ scales came from (max |activation| per
+    # tensor), so the TensorRT calibration cache can reuse them instead of recomputing (~20 s).
+    activation_ranges: Optional[Dict[str, float]] = None
 
 
 def _load(model: Any) -> Any:
@@ -140,11 +143,12 @@ def _quant_settings(profile: str) -> Dict[str, Any]:
 
 def quantize_qdq(fp32_onnx: PathLike, out_path: PathLike, calib: Any, method: str = "minmax",
                  profile: str = "trt", exclude_nodes: Optional[Sequence[str]] = None,
-                 float_scope: str = "head") -> QdqResult:
+                 float_scope: str = "head", check_trt85: bool = True) -> QdqResult:
     """Calibrate on ``calib`` and write a Q/DQ ONNX to ``out_path`` atomically.
 
     ``exclude_nodes=None`` keeps :func:`default_excluded_nodes` (``float_scope``) in float; ``[]``
-    quantizes all.
+    quantizes all. ``check_trt85=False`` skips the TensorRT 8.5 check of the ``trt`` profile (for
+    targets with a newer TensorRT, e.g. x86 at opset 18+, which 8.5 would refuse).
     """
     from onnxruntime.quantization import CalibrationMethod, quantize_static
 
@@ -157,6 +161,7 @@ def quantize_qdq(fp32_onnx: PathLike, out_path: PathLike, calib: Any, method: st
     ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[method]
     settings = _quant_settings(profile)
+    ranges: Optional[Dict[str, float]] = None
     if method == "entropy":
         # quantize_static's entropy calibrator is fixed at 128 histogram bins = 128 quantized bins
         # (num_bins is not passed through), which leaves one candidate threshold, the full range: its
@@ -171,11 +176,11 @@ def quantize_qdq(fp32_onnx: PathLike, out_path: PathLike, calib: Any, method: st
     with atomic_path(out_path, suffix=".onnx") as tmp:
         quantize_static(str(fp32_onnx), str(tmp), CalibrationFeed(fp32_onnx, calib), nodes_to_exclude=excluded,
                         calibrate_method=ort_method, **settings)
-        if profile == "trt":
+        if profile == "trt" and check_trt85:
             from .qdq_check import assert_qdq_trt85
 
             assert_qdq_trt85(tmp, source=str(out_path))
-    return QdqResult(out_path, method, profile, excluded, len(calib))
+    return QdqResult(out_path, method, profile, excluded, len(calib), ranges)
 
 
 __all__ = ["QdqResult", "quantize_qdq", "default_excluded_nodes", "head_prefix", "graph_input_names",

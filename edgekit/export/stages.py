@@ -100,13 +100,16 @@ def int8_artifacts(ctx, graph: GraphSpec, bundle: Path, calib, golden_feeds: Fee
     o = ctx.options
     fp32_path, int8_path = bundle / graph.filename, bundle / INT8_FILENAME
     ctx.log(f"quantizing to {INT8_FILENAME} ({o.calib_method}, {len(calib)} images)")
+    # TensorRT 8.5's rules (opset <= 17 among them) bind the Xavier NX target only (issue 4, item 1).
     qdq = quantize_qdq(fp32_path, int8_path, calib, method=o.calib_method, profile="trt",
-                       float_scope=o.int8_float_scope)
+                       float_scope=o.int8_float_scope, check_trt85=o.target == "jetson-xavier-nx")
     onnx_tools.pin_ir_version(int8_path, onnx_tools.pinned_ir_version(o.opset, o.target))
     if o.target == "jetson-xavier-nx":
         assert_qdq_trt85(int8_path)
     cache_method = CACHE_METHODS[o.calib_method]
-    cache, sidecar = write_calibration_cache(fp32_path, calib, cache_method, bundle, ctx.imgsz, 1)
+    # Entropy ranges cost ~20 s per model: reuse the ones quantize_qdq computed on the same graph and images.
+    shared = qdq.activation_ranges if qdq.method == cache_method else None
+    cache, sidecar = write_calibration_cache(fp32_path, calib, cache_method, bundle, ctx.imgsz, 1, ranges=shared)
     ctx.report["int8"] = {
         "file": INT8_FILENAME, "method": o.calib_method, "profile": qdq.profile, "float_scope": o.int8_float_scope, "n_calib": qdq.n_calib,
         "calib_dir": str(ctx.images.calib_dir), "calib_data_hash": calib.data_hash(),

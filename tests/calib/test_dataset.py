@@ -45,6 +45,12 @@ def test_too_few_images_refused_naming_the_folder(tmp_path, n_images, min_images
     assert str(folder) in str(err.value)
 
 
+def test_a_file_given_as_the_folder_is_named_as_such(tmp_path):
+    image = write_images(tmp_path, 1)[0]
+    with pytest.raises(CalibrationError, match=f"folder {image} is a file, not a folder"):
+        CalibrationSet.from_dir(image, SPEC, size=8)
+
+
 def test_batches_are_exactly_the_runtime_preprocessing(calib_dir):
     calib = CalibrationSet.from_dir(calib_dir, SPEC, size=5)
     batches = list(calib.batches(2))
