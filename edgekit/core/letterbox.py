@@ -57,12 +57,40 @@ class LetterboxInfo(NamedTuple):
     orig_shape: Tuple[int, int]  # (height, width) of the source frame
 
 
+_FRAME_FIX = "pass an HxWx3 uint8 BGR image, as cv2.imread or cv2.VideoCapture.read return"
+
+
+def as_bgr_frame(frame: object) -> np.ndarray:
+    """Check a camera frame and return it as HxWx3 uint8 BGR; anything else is a one-line DataError.
+
+    Grayscale (HxW, HxWx1) and BGRA (HxWx4) frames are converted; float, 16-bit, bool and
+    empty frames are refused rather than silently scaled (a [0,1] float frame would otherwise run
+    as a black image and detect nothing).
+    """
+    if not isinstance(frame, np.ndarray):
+        raise DataError(f"frame is a {type(frame).__name__}, not a numpy array", _FRAME_FIX)
+    if frame.dtype != np.uint8:
+        hint = " (16-bit: convert with (frame >> 8).astype(numpy.uint8))" if frame.dtype == np.uint16 else \
+            " (float: scale to 0-255 and cast with .astype(numpy.uint8))" if frame.dtype.kind == "f" else ""
+        raise DataError(f"frame has dtype {frame.dtype}, expected uint8{hint}", _FRAME_FIX)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
+        raise DataError(f"frame has shape {frame.shape}, expected HxWx3 (or HxW grayscale, HxWx4 BGRA)", _FRAME_FIX)
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise DataError(f"frame is empty (shape {frame.shape})", "skip empty frames (a camera or decoder hiccup)")
+    if frame.ndim == 2 or frame.shape[2] == 4:
+        import cv2
+
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_BGRA2BGR)
+    return frame
+
+
 def letterbox(img: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, LetterboxInfo]:
     """Resize keeping aspect ratio and pad to ``spec.imgsz`` (HWC uint8 in, HWC uint8 out)."""
     import cv2  # lazy: cv2 is heavy to import and only needed here
 
-    if img is None or img.ndim != 3 or img.shape[2] != 3:
-        raise DataError(f"expected an HxWx3 image, got shape {None if img is None else img.shape}")
+    img = as_bgr_frame(img)
     h0, w0 = img.shape[:2]
     new_h, new_w = spec.imgsz
     r = min(new_h / h0, new_w / w0)
@@ -111,4 +139,4 @@ def unletterbox_xyxy(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
     return out
 
 
-__all__ = ["LetterboxSpec", "LetterboxInfo", "letterbox", "preprocess", "unletterbox_xywhr", "unletterbox_xyxy"]
+__all__ = ["LetterboxSpec", "LetterboxInfo", "as_bgr_frame", "letterbox", "preprocess", "unletterbox_xywhr", "unletterbox_xyxy"]
