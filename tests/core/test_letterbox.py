@@ -118,3 +118,19 @@ def test_spec_validation(kwargs, field):
 
 def test_spec_int_imgsz_means_square():
     assert LetterboxSpec(imgsz=320).imgsz == (320, 320)
+
+
+@pytest.mark.parametrize("spec_kwargs", [
+    {}, {"color_order": "BGR"}, {"imgsz": (320, 192)}, {"scale": 1 / 127.5}, {"dtype": "float16"},
+    {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+])
+@pytest.mark.parametrize("hw", [(480, 640), (333, 111), (640, 640), (7, 900)])
+def test_one_pass_preprocess_equals_the_numpy_reference_bit_for_bit(spec_kwargs, hw):
+    from edgekit.core.letterbox import preprocess, preprocess_reference
+
+    img = np.random.default_rng(hw[0]).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    spec = LetterboxSpec(**{"imgsz": 256, **spec_kwargs})
+    got, _ = preprocess(img, spec)
+    want = preprocess_reference(img, spec)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+    assert np.array_equal(got, want)
