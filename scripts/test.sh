@@ -41,7 +41,7 @@ if [ -n "$PY38" ]; then
   "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
       "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" pytest pytest-timeout
   device_tests=()
-  for t in tests/core tests/cli/test_root.py tests/deploy tests/calib/test_cache.py \
+  for t in tests/core tests/cli/test_root.py tests/deploy tests/bench tests/calib/test_cache.py \
            tests/calib/test_trt_calibrator.py; do
     [ -e "$t" ] && device_tests+=("$t")
   done
