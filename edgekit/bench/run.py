@@ -130,6 +130,8 @@ def run_bench(bundle: Any, settings: Optional[Union[BenchSettings, Dict[str, Any
     notes: List[str] = []
     detector = bundle.detector(s.backend, s.precision, **options)
     with detector:
+        if s.batch > 1:
+            _check_batch(detector, next(cycle(factory)), s.batch)
         frames = cycle(factory)
         warm = _warm_up(detector, frames, s, progress)
         seq = _timed(detector, frames, s, progress)
@@ -173,14 +175,18 @@ def _pipelined(detector: Any, frames: Any, s: BenchSettings, progress: bool) -> 
         return measure.run_pipelined(detector, frames, s.queue_size, on_frame=bar.update)
 
 
+def _check_batch(detector: Any, frame: np.ndarray, batch: int) -> None:
+    feed, _ = detector.prepare(frame)
+    meta = detector.runner.input_metadata()[next(iter(feed))]
+    if not meta.is_dynamic(0) and meta.shape[0] != batch:
+        raise ConfigError(f"--batch {batch}: the bundle's model has a static batch of {meta.shape[0]}",
+                          "re-export with --dynamic (and a batch profile for TensorRT), or use --batch 1")
+
+
 def _batched(detector: Any, frame: np.ndarray, s: BenchSettings, notes: List[str]) -> Optional[BatchResult]:
     """Compute/host latency of a batch of ``s.batch`` letterboxed frames (needs a dynamic-batch model)."""
     feed, _ = detector.prepare(frame)
     name = next(iter(feed))
-    meta = detector.runner.input_metadata()[name]
-    if not meta.is_dynamic(0) and meta.shape[0] != s.batch:
-        raise ConfigError(f"--batch {s.batch}: the bundle's model has a static batch of {meta.shape[0]}",
-                          "re-export with --dynamic (and a batch profile for TensorRT), or use --batch 1")
     batched = {name: np.ascontiguousarray(np.repeat(feed[name], s.batch, axis=0))}
     n = s.timed_iterations or 50
     result = measure.measure_batch(detector.runner, batched, n)
