@@ -81,7 +81,7 @@ def run_demo(out_dir: Path, profile: str = "standard", seed: int = 0) -> DemoSum
     _check(summary, root)
     run_dir = _train(summary, out_dir, root, p, seed)
     bundle = _export(summary, run_dir, seed)
-    _latency(summary, bundle, root)
+    _latency(summary, bundle, root, out_dir)
 
     from edgekit.core.atomic import write_json_atomic
 
@@ -155,32 +155,26 @@ def _export(summary: DemoSummary, run_dir: Path, seed: int) -> Path:
     return res.bundle_dir
 
 
-def _latency(summary: DemoSummary, bundle: Path, root: Path, n: int = 30) -> None:
-    """End-to-end latency (letterbox -> ONNX Runtime -> decode) of each bundled model on a val image."""
-    import cv2
-    import numpy as np
-
+def _latency(summary: DemoSummary, bundle: Path, root: Path, out_dir: Path, n: int = 30) -> None:
+    """``edgekit bench`` of each bundled model (ONNX Runtime CPU, batch 1) on the val images."""
+    from edgekit.bench import run_bench, write_outputs
     from edgekit.deploy.bundle import Bundle
 
     done = _stage(summary, "bench")
     opened = Bundle.open(bundle)  # verified: schema, sha256 of every file, ONNX input vs letterbox
-    frame = cv2.imread(str(sorted((root / "images" / "val").glob("*.jpg"))[0]))
     results = []
     for role, precision in (("fp32", "fp32"), ("int8_qdq", "int8")):
         if not opened.has(role):
             continue
-        with opened.detector("onnxruntime", precision) as det:
-            for _ in range(3):
-                det(frame)
-            infer, total = [], []
-            for _ in range(n):
-                det(frame)
-                infer.append(det.timings["infer_s"] * 1e3)
-                total.append(det.timings["total_s"] * 1e3)
-        p50_i, p50_t = float(np.percentile(infer, 50)), float(np.percentile(total, 50))
-        summary.metrics[f"ORT CPU p50 ms, {role}"] = f"infer {p50_i:.2f}, end-to-end {p50_t:.2f}"
-        results.append(f"{role} {p50_t:.2f} ms")
-    done(", ".join(results) + f" end-to-end p50 over {n} frames (ONNX Runtime CPU, batch 1)")
+        r = run_bench(opened, {"precision": precision, "iterations": n, "images": str(root / "images" / "val")},
+                      progress=False)
+        write_outputs(r, out_dir / "bench" / precision)
+        e2e = r.latency.end_to_end.p50_ms
+        summary.metrics[f"ORT CPU p50 ms, {role}"] = (f"infer {r.latency.host.p50_ms:.2f}, end-to-end {e2e:.2f}, "
+                                                     f"pipelined {r.throughput.pipelined_fps:.0f} FPS")
+        results.append(f"{role} {e2e:.2f} ms")
+    done(", ".join(results) + f" end-to-end p50 over {n} frames (edgekit bench, ONNX Runtime CPU, batch 1; "
+                              f"{out_dir / 'bench'})")
 
 
 def _fmt(v: Any) -> str:

@@ -20,6 +20,8 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path):
     for name in ("manifest.json", "model.onnx", "model.int8.qdq.onnx", "onnx_parity.json", "export_report.json"):
         assert (bundle / name).is_file(), name
     assert summary["metrics"]["ONNX parity (torch vs ORT)"].startswith("pass")
+    for precision in ("fp32", "int8"):  # the demo ends with `edgekit bench` of its bundle
+        assert json.loads((tmp_path / "d" / "bench" / precision / "bench.json").read_text())["schema_version"] == 1
 
 
 def test_demo_bad_out_fails_in_one_line_before_any_work(tmp_path):

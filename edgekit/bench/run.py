@@ -12,7 +12,7 @@ import datetime
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -63,6 +63,7 @@ class BenchSettings(StrictModel):
     queue_size: int = Field(2, ge=1)
     parity: bool = True
     intra_op_threads: Optional[int] = Field(None, ge=1)
+    uint8_input: bool = False  # onnxruntime: the graph variant that normalises uint8 frames itself
 
     @model_validator(mode="after")
     def _choices(self) -> BenchSettings:
@@ -79,6 +80,27 @@ class BenchSettings(StrictModel):
     def timed_iterations(self) -> Optional[int]:
         return self.iterations if self.iterations is not None or self.duration_s is not None else 100
 
+    def cli_args(self, paths: Optional[Dict[str, str]] = None) -> List[str]:
+        """``edgekit bench run BUNDLE`` options that reproduce these settings on another machine.
+
+        ``--device jetson`` becomes the device's own ``cuda`` (TensorRT) or ``cpu`` there; ``paths``
+        maps ``video``/``images``/``data`` to where those files live on that machine.
+        """
+        paths = paths or {}
+        device = self.device if self.device != "jetson" else ("cuda" if self.backend == "tensorrt" else "cpu")
+        args = ["--backend", self.backend, "--device", device, "--precision", self.precision,
+                "--warmup", str(self.warmup), "--warmup-s", repr(self.warmup_s), "--batch", str(self.batch)]
+        if self.duration_s is not None:
+            args += ["--duration", repr(self.duration_s)]
+        else:
+            args += ["--iterations", str(self.timed_iterations)]
+        for key in ("video", "images", "data"):
+            value = paths.get(key, getattr(self, key))
+            if value is not None:
+                args += [f"--{key}", str(value)]
+        args += [flag for flag, on in (("--no-parity", not self.parity), ("--uint8-input", self.uint8_input)) if on]
+        return args
+
     def policy(self) -> WarmupPolicy:
         return WarmupPolicy(self.warmup, self.warmup_s, self.steady_window, self.steady_tolerance, self.max_warmup)
 
@@ -92,7 +114,11 @@ def _runner_options(s: BenchSettings) -> Dict[str, Any]:
         opts: Dict[str, Any] = {"intra_op_threads": s.intra_op_threads} if s.intra_op_threads else {}
         if s.device == "cuda":
             opts["providers"] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if s.uint8_input:
+            opts["uint8_input"] = True
         return opts
+    if s.uint8_input:
+        raise ConfigError(f"--uint8-input is an onnxruntime option, not {s.backend}", "drop --uint8-input")
     if s.backend == "tensorrt" and s.device == "cpu":
         raise ConfigError("--backend tensorrt runs on a GPU, not --device cpu", "pass --device cuda (or jetson)")
     return {}
@@ -108,8 +134,11 @@ def _bundle_info(bundle: Any, s: BenchSettings) -> BundleInfo:
 
 
 def run_bench(bundle: Any, settings: Optional[Union[BenchSettings, Dict[str, Any]]] = None,
-              progress: bool = True, runner_options: Optional[Dict[str, Any]] = None) -> BenchReport:
+              progress: bool = True, runner_options: Optional[Dict[str, Any]] = None,
+              frames: Optional[Sequence[np.ndarray]] = None) -> BenchReport:
     """Benchmark ``bundle`` (a path or an open :class:`~edgekit.deploy.bundle.Bundle`) on this machine.
+
+    ``frames``: in-memory BGR frames to cycle instead of ``settings.video/images`` or synthetic ones.
 
     >>> report = run_bench("runs/demo/bundle", {"iterations": 50})  # doctest: +SKIP
     >>> report.latency.end_to_end.p50_ms  # doctest: +SKIP
@@ -124,7 +153,13 @@ def run_bench(bundle: Any, settings: Optional[Union[BenchSettings, Dict[str, Any
     options = dict(_runner_options(s), **(runner_options or {}))
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
-    kind, source_path, factory = frame_source(s.video, s.images, tuple(bundle.manifest.preprocess.imgsz))
+    if frames is not None:
+        if s.video is not None or s.images is not None or not len(frames):
+            raise ConfigError("pass frames, or settings video/images, not both (and at least one frame)")
+        held = list(frames)
+        kind, source_path, factory = "frames", None, (lambda: iter(held))
+    else:
+        kind, source_path, factory = frame_source(s.video, s.images, tuple(bundle.manifest.preprocess.imgsz))
     if s.data is not None:
         _check_dataset(Path(s.data), bundle)
     notes: List[str] = []
@@ -132,9 +167,9 @@ def run_bench(bundle: Any, settings: Optional[Union[BenchSettings, Dict[str, Any
     with detector:
         if s.batch > 1:
             _check_batch(detector, next(cycle(factory)), s.batch)
-        frames = cycle(factory)
-        warm = _warm_up(detector, frames, s, progress)
-        seq = _timed(detector, frames, s, progress)
+        stream = cycle(factory)
+        warm = _warm_up(detector, stream, s, progress)
+        seq = _timed(detector, stream, s, progress)
         pipe = _pipelined(detector, cycle(factory, seq.frames), s, progress)
         batch = _batched(detector, next(cycle(factory)), s, notes) if s.batch > 1 else None
         parity = _parity(bundle, detector, s) if s.parity else ParityResult(status="skipped", note="--no-parity")
@@ -150,6 +185,7 @@ def run_bench(bundle: Any, settings: Optional[Union[BenchSettings, Dict[str, Any
         edgekit_version=__version__, created_utc=_utc_now(), bundle=_bundle_info(bundle, s),
         settings=RunSettings(backend=s.backend, device=s.device, precision=s.precision, batch=s.batch,
                              iterations=s.timed_iterations, duration_s=s.duration_s, queue_size=s.queue_size,
+                             uint8_input=s.uint8_input,
                              source=SourceInfo(kind=kind, path=source_path), data=s.data),
         warmup=_warmup_info(warm, s), latency=_latency(seq), throughput=_throughput(seq, pipe), batch=batch,
         parity=parity, accuracy=accuracy, environment=collect_environment(engine_key),
@@ -204,6 +240,8 @@ def _parity(bundle: Any, detector: Any, s: BenchSettings) -> ParityResult:
         return ParityResult(status="skipped", note="this edgekit has no edgekit.core.parity (golden check)")
     if bundle.manifest.golden is None:
         return ParityResult(status="skipped", note="the bundle has no golden set (re-export it)")
+    if s.uint8_input:
+        return ParityResult(status="skipped", note="golden feeds are float tensors; run without --uint8-input")
     from edgekit.core.postprocess import decode
 
     out_name = detector.output_name

@@ -38,7 +38,7 @@ class BundleInfo(_Model):
 
 
 class SourceInfo(_Model):
-    kind: str  # synthetic | video | images
+    kind: str  # synthetic | video | images | frames (in memory, run_bench(frames=...))
     path: Optional[str] = None
 
 
@@ -50,6 +50,7 @@ class RunSettings(_Model):
     iterations: Optional[int] = None
     duration_s: Optional[float] = None
     queue_size: int = 2
+    uint8_input: bool = False
     source: SourceInfo
     data: Optional[str] = None
 

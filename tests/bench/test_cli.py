@@ -170,3 +170,34 @@ def test_jetson_handover_without_the_jetson_package_is_one_line(small_bundle):
         pass
     _one_line_error(_run("bench", str(small_bundle), "--device", "jetson", "--host", "root@127.0.0.1"),
                     "--device jetson is not available")
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"backend": "tensorrt", "device": "jetson", "precision": "int8", "duration_s": 2.5, "warmup": 0, "warmup_s": 1.5},
+    {"images": "/remote/imgs", "data": "/remote/ds", "batch": 4, "parity": False, "uint8_input": True,
+     "iterations": 7},
+])
+def test_cli_args_reproduce_the_settings(settings, monkeypatch, tmp_path):
+    """What the Jetson path runs remotely: BenchSettings -> argv -> the same BenchSettings."""
+    from click.testing import CliRunner
+
+    import edgekit.bench
+    from edgekit.bench import BenchSettings
+    from edgekit.cli.main import cli
+
+    want = BenchSettings(**settings)
+    seen = []
+
+    def fake_run_bench(bundle, s, progress=True):
+        seen.append(s)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(edgekit.bench, "run_bench", fake_run_bench)
+    res = CliRunner().invoke(cli, ["bench", str(tmp_path), *want.cli_args()])
+    assert res.exit_code == 0, res.output
+    expected = want.model_copy(update={"device": "cuda" if want.backend == "tensorrt" else "cpu"}
+                               if want.device == "jetson" else {})
+    if expected.iterations is None and expected.duration_s is None:
+        expected = expected.model_copy(update={"iterations": 100})
+    assert seen == [expected]

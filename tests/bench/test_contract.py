@@ -96,3 +96,11 @@ def test_tensorrt_on_cpu_is_refused(small_bundle):
 def test_tensorrt_backend_on_the_fake(small_bundle):
     pytest.importorskip("edgekit.deploy.tensorrt")
     pytest.skip("TensorRT runner not merged into this branch yet")
+
+
+def test_in_memory_frames_are_cycled(small_bundle, tmp_path):
+    frames = [np.full((40, 70, 3), v, np.uint8) for v in (10, 120, 240)]
+    r = run_bench(small_bundle, {"iterations": 5, "warmup": 0}, frames=frames, progress=False)
+    assert r.settings.source.kind == "frames" and r.latency.end_to_end.n == 5
+    with pytest.raises(ConfigError, match="not both"):
+        run_bench(small_bundle, {"images": str(tmp_path)}, frames=frames, progress=False)
