@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from tests.fakes.trt_surface import Surface
+from .trt_surface import Surface
 
 MODULE = "<tensorrt>"
 Pred = Callable[[Surface], Optional[bool]]
