@@ -74,6 +74,7 @@ def qdq_conv_model(w_shape=(4, 3, 3, 3), w_scale=None, w_zp=None, w_axis=0, act_
     an ``initializer``, a ``constant`` (``value`` tensor), ``constant_float(s)`` (``value_float(s)``) or
     ``cast`` (a float16 Constant -> Cast to float).
     """
+    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -90,8 +91,10 @@ def qdq_conv_model(w_shape=(4, 3, 3, 3), w_scale=None, w_zp=None, w_axis=0, act_
         nodes.append(helper.make_node("Constant", [], ["ws"], name="ws_const", value=numpy_helper.from_array(w_scale)))
     elif scale_source == "constant_float":
         values = w_scale.reshape(-1).tolist()
-        kw = {"value_float": values[0]} if w_scale.ndim == 0 else {"value_floats": values}
-        nodes.append(helper.make_node("Constant", [], ["ws"], name="ws_const", **kw))
+        const = helper.make_node("Constant", [], ["ws"], name="ws_const")
+        const.attribute.append(helper.make_attribute("value_float", values[0]) if w_scale.ndim == 0 else
+                               helper.make_attribute("value_floats", values, attr_type=onnx.AttributeProto.FLOATS))
+        nodes.append(const)
     elif scale_source == "cast":
         nodes += [helper.make_node("Constant", [], ["ws16"], name="ws_const",
                                    value=numpy_helper.from_array(w_scale.astype(np.float16))),
