@@ -19,7 +19,7 @@ pins), written independently of ``edgekit.calib.qdq_check`` so the two can be te
 The helper then creates the layer and asserts it exists: ``ASSERT(q && "Failed to create Quantize layer.")``
 / ``ASSERT(dq && "Failed to create Dequantize layer.")`` (kUNSUPPORTED_NODE). ``addQuantize``/``addDequantize``
 are closed source; ``layer_checks=True`` (default) assumes they return null for what ``NvInfer.h`` 8.5.2
-forbids (IQuantizeLayer :5915, IDequantizeLayer :6005): a scale or zero point of rank >= 2, a
+forbids (IQuantizeLayer :5914, IDequantizeLayer :6003): a scale or zero point of rank >= 2, a
 DequantizeLinear input that is not INT8 (an int32 bias; uint8 weights, which the parser made INT32) --
 inferred from the header, unverified on a device. Opset <= 17 is documented, not enforced in code.
 """
