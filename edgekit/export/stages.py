@@ -93,9 +93,9 @@ def parity_gate(ctx, graph: GraphSpec, bundle: Path, out: Path) -> Tuple[Feeds, 
 
 def int8_artifacts(ctx, graph: GraphSpec, bundle: Path, calib, golden_feeds: Feeds) -> Feeds:
     """Q/DQ model (+ TRT 8.5 check), calibration cache + sidecar, INT8 accuracy; returns INT8 golden outputs."""
-    from edgekit.calib.cache import write_calibration_cache
     from edgekit.calib.qdq import quantize_qdq
     from edgekit.calib.qdq_check import assert_qdq_trt85, check_qdq_trt85
+    from edgekit.calib.ranges import write_calibration_cache
 
     o = ctx.options
     fp32_path, int8_path = bundle / graph.filename, bundle / INT8_FILENAME
@@ -109,7 +109,8 @@ def int8_artifacts(ctx, graph: GraphSpec, bundle: Path, calib, golden_feeds: Fee
     cache_method = CACHE_METHODS[o.calib_method]
     # Entropy ranges cost ~20 s per model: reuse the ones quantize_qdq computed on the same graph and images.
     shared = qdq.activation_ranges if qdq.method == cache_method else None
-    cache, sidecar = write_calibration_cache(fp32_path, calib, cache_method, bundle, ctx.imgsz, 1, ranges=shared)
+    cache, sidecar = write_calibration_cache(fp32_path, calib, cache_method, bundle, ctx.imgsz, 1, trt_version="8.5.2",
+                                            ranges=shared)
     ctx.report["int8"] = {
         "file": INT8_FILENAME, "method": o.calib_method, "profile": qdq.profile, "float_scope": o.int8_float_scope, "n_calib": qdq.n_calib,
         "calib_dir": str(ctx.images.calib_dir), "calib_data_hash": calib.data_hash(),

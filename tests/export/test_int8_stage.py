@@ -10,19 +10,19 @@ from onnx import numpy_helper
 
 
 def test_entropy_export_computes_ranges_once_and_cache_matches_qdq(obb_run_dir, tmp_path, monkeypatch):
-    import edgekit.calib.cache as cache_mod
+    import edgekit.calib.ranges as ranges_mod
     from edgekit.calib.cache import read_cache
     from edgekit.export import ExportOptions, export_model
 
-    monkeypatch.setattr(cache_mod, "ENTROPY_BINS", 128 * 2)  # keeps the threshold search quick; still entropy
+    monkeypatch.setattr(ranges_mod, "ENTROPY_BINS", 128 * 2)  # keeps the threshold search quick; still entropy
     calls = []
-    real = cache_mod.host_activation_ranges
+    real = ranges_mod.host_activation_ranges
 
-    def counting(onnx_path, calib, method, batch):
+    def counting(onnx_path, calib, method, batch, **kwargs):
         calls.append(method)
-        return real(onnx_path, calib, method, batch)
+        return real(onnx_path, calib, method, batch, **kwargs)
 
-    monkeypatch.setattr(cache_mod, "host_activation_ranges", counting)
+    monkeypatch.setattr(ranges_mod, "host_activation_ranges", counting)
     out = tmp_path / "bundle"
     export_model(ExportOptions(source=obb_run_dir, out=out, int8=True, calib_method="entropy", calib_size=8,
                                val_size=2, target="x86"))
