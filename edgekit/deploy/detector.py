@@ -8,7 +8,8 @@ laptop and TensorRT on the Jetson.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -56,17 +57,24 @@ class Detector:
         return self.detect(frame_bgr)
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        import time
-
         t0 = time.perf_counter()
-        x, info = preprocess(frame_bgr, self.letterbox)
+        feed, info = self.prepare(frame_bgr)
         t1 = time.perf_counter()
-        outputs = self.runner.infer({self._input_name(): x})
+        outputs = self.infer(feed)
         t2 = time.perf_counter()
         dets = self.decode(outputs, info)
         t3 = time.perf_counter()
         self.timings = {"preprocess_s": t1 - t0, "infer_s": t2 - t1, "postprocess_s": t3 - t2, "total_s": t3 - t0}
         return dets
+
+    # The three stages, separately callable so the pipelined runtime can overlap them across frames.
+    def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
+        """Frame -> the runner's feed (checked: see :func:`edgekit.core.letterbox.as_bgr_frame`)."""
+        x, info = preprocess(frame_bgr, self.letterbox)
+        return {self._input_name(): x}, info
+
+    def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return self.runner.infer(feed)
 
     def decode(self, outputs: Dict[str, np.ndarray], info: LetterboxInfo) -> Detections:
         """Raw outputs of one frame -> detections in that frame's pixels."""
