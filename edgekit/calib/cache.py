@@ -35,14 +35,17 @@ from edgekit.core.atomic import write_json_atomic, write_text_atomic
 from edgekit.core.config import StrictModel
 from edgekit.core.errors import CalibrationError
 from edgekit.core.manifest import file_sha256
+from edgekit.core.vocab import TRT_ALGORITHM_FOR_METHOD
 
 PathLike = Union[str, Path]
 
 # TensorRT's calibrator algorithm names, as they appear in cache headers.
+# "minmax"/"entropy" are the cache methods export ships (edgekit.core.vocab: onnxruntime's entropy
+# ranges stand in for TRT's Entropy2 on the host); the others name TensorRT's calibrators directly.
 ALGORITHMS = {
     "entropy2": "EntropyCalibration2",
-    "entropy": "EntropyCalibration2",  # onnxruntime's entropy ranges stand in for TRT's Entropy2 on the host
-    "minmax": "MinMaxCalibration",
+    "entropy": TRT_ALGORITHM_FOR_METHOD["entropy"],
+    "minmax": TRT_ALGORITHM_FOR_METHOD["minmax"],
     "legacy": "LegacyCalibration",
     "entropy1": "EntropyCalibration",
 }

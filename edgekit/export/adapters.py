@@ -27,6 +27,7 @@ from edgekit.core.detections import Detections
 from edgekit.core.errors import ConfigError, DataError, ModelError
 from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xywhr
 from edgekit.core.postprocess import PostprocessSpec, decode_obb
+from edgekit.core.vocab import MODEL_ROLES
 from edgekit.deploy.runners.base import Runner
 
 
@@ -51,6 +52,10 @@ class GraphSpec:
     input_names: Tuple[str, ...]
     output_names: Tuple[str, ...]
     detections: bool = True  # whether its outputs decode into Detections (parity on detections)
+
+    def __post_init__(self) -> None:
+        if self.role not in MODEL_ROLES or self.role == "int8_qdq":  # int8_qdq is export's, from the detection graph
+            raise ValueError(f"graph role {self.role!r} is not a model role; use one of {', '.join(MODEL_ROLES)}")
 
 
 #: A zero-argument function returning a fresh iterable of complete feeds ({input name: array}).
