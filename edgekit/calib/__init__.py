@@ -11,17 +11,19 @@ from .cache import (
     read_cache,
     verify_cache,
     write_cache,
-    write_calibration_cache,
+    write_cache_with_sidecar,
 )
 from .dataset import CalibrationSet
 from .qdq import QdqResult, default_excluded_nodes, quantize_qdq
 from .qdq_check import QdqViolation, assert_qdq_trt85, check_qdq_trt85
+from .ranges import host_activation_ranges, write_calibration_cache
 from .trt_calibrator import make_calibrator
 
 __all__ = [
     "CalibrationSet",
     "QdqResult", "quantize_qdq", "default_excluded_nodes",
     "QdqViolation", "check_qdq_trt85", "assert_qdq_trt85",
-    "CalibrationCache", "CacheSidecar", "read_cache", "write_cache", "verify_cache", "write_calibration_cache",
+    "CalibrationCache", "CacheSidecar", "read_cache", "write_cache", "verify_cache", "write_cache_with_sidecar",
+    "host_activation_ranges", "write_calibration_cache",
     "make_calibrator",
 ]
