@@ -145,13 +145,13 @@ def golden(ctx, bundle: Path, feeds: Feeds, fp32_outputs: Feeds, int8_outputs: O
 def engine(ctx, bundle: Path) -> None:
     """Build a TensorRT engine only when asked and possible; otherwise say where it will be built."""
     o = ctx.options
-    on_device = "the TensorRT engine is to be built on the device from this bundle (edgekit reads manifest.json)"
+    on_device = "the TensorRT engine is to be built on the device from this bundle (edgekit engine build BUNDLE)"
     if not o.engine:
         ctx.report["engine"] = {"built": False, "note": on_device}
         return
-    from . import tensorrt_build
+    from edgekit.deploy import tensorrt as trt_build
 
-    if not tensorrt_build.tensorrt_available():
+    if not trt_build.tensorrt_available():
         ctx.log("tensorrt is not importable here: " + on_device)
         ctx.report["engine"] = {"built": False, "note": f"tensorrt not importable on this host; {on_device}"}
         return
@@ -161,11 +161,12 @@ def engine(ctx, bundle: Path) -> None:
     profiles = {}
     if o.dynamic:  # a dynamic graph needs a profile; build for the export size, batch 1
         shape = (1, 3, ctx.imgsz, ctx.imgsz)
-        profiles = {name: tensorrt_build.ShapeProfile(min=shape, opt=shape, max=shape)
+        profiles = {name: trt_build.ShapeProfile(min=shape, opt=shape, max=shape)
                     for name in ctx.adapter.graphs()[0].input_names}
-    build_options = tensorrt_build.EngineBuildOptions(precision=precision, profiles=profiles)
+    build_options = trt_build.EngineBuildOptions(precision=precision, profiles=profiles,
+                                                 int8_source="qdq" if o.int8 else "auto")
     ctx.log(f"building a {precision} TensorRT engine from {source.name}")
-    result = tensorrt_build.build_engine(source, bundle / "engines", build_options)
+    result = trt_build.build_engine(source, bundle / "engines", build_options, progress=ctx.log)
     ctx.report["engine"] = {"built": True, "precision": precision, "source": source.name, "result": _plain(result)}
 
 

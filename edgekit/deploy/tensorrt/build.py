@@ -102,7 +102,7 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, options: EngineBuildOpt
 
         return build_with_trtexec(onnx_path, out_dir, options, trt_version=version, calib_cache=calib_cache,
                                   progress=say, force=force, device=device)
-    require_polygraphy()
+    require_polygraphy(major)
     device = device or device_info()
     cache = Path(calib_cache) if calib_cache is not None else None
     with polygraphy_log() as plog:

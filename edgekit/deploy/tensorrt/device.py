@@ -63,13 +63,22 @@ def trt_major(trt: Any) -> int:
     return int(trt_version(trt).split(".")[0])
 
 
-def require_polygraphy() -> None:
+# Polygraphy releases before this one predate TensorRT 11 (they read ILayer.precision_is_set, gone in 11).
+POLYGRAPHY_FOR_TRT11 = (0, 53)
+
+
+def require_polygraphy(major: Optional[int] = None) -> None:
+    """DeviceError unless a Polygraphy that handles TensorRT ``major`` is installed."""
     try:
-        import polygraphy  # noqa: F401
+        import polygraphy
         from polygraphy.backend import trt as _  # noqa: F401
     except ImportError:
         raise DeviceError("polygraphy is not installed; edgekit builds and runs TensorRT engines through it",
                           "pip install 'edgekit[trt]' (or `pip install polygraphy`)") from None
+    version = tuple(int(p) for p in str(polygraphy.__version__).split(".")[:2] if p.isdigit())
+    if major is not None and major >= 11 and version < POLYGRAPHY_FOR_TRT11:
+        raise DeviceError(f"polygraphy {polygraphy.__version__} predates TensorRT {major}",
+                          "pip install -U 'polygraphy>=0.53' (Python >= 3.9 hosts)")
 
 
 def cuda_wrapper() -> Any:

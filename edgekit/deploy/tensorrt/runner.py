@@ -65,7 +65,7 @@ class TensorRTRunner(Runner):
 
     def _activate(self) -> Dict[str, TensorMeta]:
         trt = import_tensorrt(self._trt_module)
-        require_polygraphy()
+        require_polygraphy(int(str(trt.__version__).split(".")[0]))
         if not self.plan_path.is_file():
             raise ModelError(f"TensorRT engine {self.plan_path} does not exist", "build it: edgekit engine build BUNDLE")
         from polygraphy import cuda
