@@ -160,16 +160,16 @@ def _latency(summary: DemoSummary, bundle: Path, root: Path, n: int = 30) -> Non
     import cv2
     import numpy as np
 
-    from edgekit.core.manifest import load_manifest
-    from edgekit.deploy.detector import Detector
-    from edgekit.deploy.runners import create_runner
+    from edgekit.deploy.bundle import Bundle
 
     done = _stage(summary, "bench")
-    manifest = load_manifest(bundle)
+    opened = Bundle.open(bundle)  # verified: schema, sha256 of every file, ONNX input vs letterbox
     frame = cv2.imread(str(sorted((root / "images" / "val").glob("*.jpg"))[0]))
     results = []
-    for role, entry in manifest.models.items():
-        with Detector(create_runner("onnxruntime", bundle / entry.file), manifest) as det:
+    for role, precision in (("fp32", "fp32"), ("int8_qdq", "int8")):
+        if not opened.has(role):
+            continue
+        with opened.detector("onnxruntime", precision) as det:
             for _ in range(3):
                 det(frame)
             infer, total = [], []

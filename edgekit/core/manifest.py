@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Dict, Iterable, List, Literal, Optional, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .atomic import write_json_atomic
 from .config import StrictModel, build_config
@@ -28,7 +28,7 @@ from .errors import ConfigError, ModelError
 from .letterbox import LetterboxSpec
 from .postprocess import PostprocessSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2 adds engine profiles, the TensorRT calibration algorithm/version and the target
 MANIFEST_NAME = "manifest.json"
 _REEXPORT = "re-export the bundle"
 
@@ -62,13 +62,34 @@ class TensorSpec(StrictModel):
     dtype: str = "float32"
 
 
+class ShapeRange(StrictModel):
+    """One input's engine optimisation-profile entry: min <= opt <= max per axis."""
+
+    min: List[int]
+    opt: List[int]
+    max: List[int]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShapeRange:
+        if not (len(self.min) == len(self.opt) == len(self.max)):
+            raise ValueError("min, opt and max must have the same rank")
+        if any(not (0 < a <= b <= c) for a, b, c in zip(self.min, self.opt, self.max)):
+            raise ValueError(f"need 0 < min <= opt <= max per axis, got {self.min} / {self.opt} / {self.max}")
+        return self
+
+
 class ModelEntry(StrictModel):
-    """One model file of the bundle, by role ("fp32", "int8_qdq", "reference_encoder", ...)."""
+    """One model file of the bundle, by role ("fp32", "int8_qdq", "reference_encoder", ...).
+
+    ``profile`` gives min/opt/max shapes for inputs with dynamic axes (the engine's optimisation
+    profile); static inputs need none.
+    """
 
     file: str
     inputs: List[TensorSpec]
     outputs: List[TensorSpec]
     opset: Optional[int] = None
+    profile: Dict[str, ShapeRange] = Field(default_factory=dict)
 
     @field_validator("file")
     @classmethod
@@ -81,13 +102,30 @@ class FileEntry(StrictModel):
     bytes: int = Field(ge=0)
 
 
+TrtAlgorithm = Literal["MinMaxCalibration", "EntropyCalibration2"]
+# What each export calibration method ships as a TensorRT cache: TensorRT has no percentile
+# calibrator, so a percentile Q/DQ export ships a MinMax-range cache (said here, in the manifest).
+TRT_ALGORITHM_OF_METHOD: Dict[str, str] = {
+    "minmax": "MinMaxCalibration", "entropy": "EntropyCalibration2", "entropy2": "EntropyCalibration2",
+    "percentile": "MinMaxCalibration",
+}
+
+
 class CalibrationEntry(StrictModel):
-    """The INT8 calibration cache and the JSON sidecar that says how it was made."""
+    """The INT8 calibration cache and the JSON sidecar that says how it was made.
+
+    ``method`` is how the export computed ranges; ``trt_algorithm`` is the TensorRT calibrator
+    the cache is for (its header), ``trt_version`` the TensorRT version written in that header and
+    ``model`` the role of the graph whose tensor names the cache holds.
+    """
 
     cache: str
     sidecar: str
-    method: str  # e.g. "entropy2", "minmax", "percentile"
+    method: str  # e.g. "entropy", "minmax", "percentile"
     n_images: int = Field(ge=1)
+    trt_algorithm: Optional[TrtAlgorithm] = None  # None only in schema v1 manifests (derived from method)
+    trt_version: Optional[str] = None
+    model: str = "fp32"
 
     @field_validator("cache", "sidecar")
     @classmethod
@@ -124,6 +162,7 @@ class BundleManifest(StrictModel):
     calibration: Optional[CalibrationEntry] = None
     golden: Optional[GoldenEntry] = None
     provenance: Provenance = Field(default_factory=Provenance)
+    target: Optional[str] = None  # the device the bundle was exported for, e.g. "jetson-xavier-nx"
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -193,8 +232,9 @@ def load_manifest(bundle_dir_or_file: Union[str, os.PathLike]) -> BundleManifest
     _check_schema_version(data.get("schema_version", SCHEMA_VERSION))
     try:
         return build_config(BundleManifest, data, str(path))
-    except ConfigError as e:
-        raise ModelError(e.message, e.fix) from None
+    except ConfigError as e:  # the manifest is written by export, never by hand: the fix is to re-export
+        fix = e.fix if e.fix and "did you mean" in e.fix else _REEXPORT
+        raise ModelError(e.message, fix) from None
 
 
 def verify_bundle_files(bundle_dir: Union[str, os.PathLike], manifest: BundleManifest) -> None:
@@ -220,7 +260,8 @@ def verify_bundle_files(bundle_dir: Union[str, os.PathLike], manifest: BundleMan
 
 
 __all__ = [
-    "SCHEMA_VERSION", "MANIFEST_NAME", "BundleManifest", "ModelEntry", "TensorSpec", "FileEntry",
+    "SCHEMA_VERSION", "MANIFEST_NAME", "BundleManifest", "ModelEntry", "TensorSpec", "FileEntry", "ShapeRange",
+    "TrtAlgorithm", "TRT_ALGORITHM_OF_METHOD",
     "CalibrationEntry", "GoldenEntry", "Provenance", "file_sha256", "describe_files", "write_manifest",
     "load_manifest", "verify_bundle_files",
 ]

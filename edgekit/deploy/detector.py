@@ -8,7 +8,8 @@ laptop and TensorRT on the Jetson.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from edgekit.core.errors import ModelError
 from edgekit.core.letterbox import (
     LetterboxInfo,
     LetterboxSpec,
+    letterbox,
     preprocess,
     unletterbox_xywhr,
     unletterbox_xyxy,
@@ -24,6 +26,7 @@ from edgekit.core.letterbox import (
 from edgekit.core.postprocess import PostprocessSpec, decode
 
 from .runners.base import Runner
+from .uint8_input import takes_uint8_frames
 
 
 class Detector:
@@ -43,6 +46,7 @@ class Detector:
         self.input_name = input_name or from_manifest.get("input_name")
         self.output_name = output_name or from_manifest.get("output_name")
         self.timings: Dict[str, float] = {}
+        self._uint8_input: Optional[bool] = None  # decided from the runner's input on the first frame
 
     def __enter__(self) -> Detector:
         if not self.runner.is_active:
@@ -56,17 +60,31 @@ class Detector:
         return self.detect(frame_bgr)
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        import time
-
         t0 = time.perf_counter()
-        x, info = preprocess(frame_bgr, self.letterbox)
+        feed, info = self.prepare(frame_bgr)
         t1 = time.perf_counter()
-        outputs = self.runner.infer({self._input_name(): x})
+        outputs = self.infer(feed)
         t2 = time.perf_counter()
         dets = self.decode(outputs, info)
         t3 = time.perf_counter()
         self.timings = {"preprocess_s": t1 - t0, "infer_s": t2 - t1, "postprocess_s": t3 - t2, "total_s": t3 - t0}
         return dets
+
+    # The three stages, separately callable so the pipelined runtime can overlap them across frames.
+    def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
+        """Frame -> the runner's feed (checked: see :func:`edgekit.core.letterbox.as_bgr_frame`)."""
+        name = self._input_name()
+        if self._uint8_input is None:
+            meta = self.runner.input_metadata()[name]
+            self._uint8_input = takes_uint8_frames(meta.shape, meta.dtype)
+        if self._uint8_input:  # the model normalises on its own (uint8_input.py): feed the letterboxed frame
+            boxed, info = letterbox(frame_bgr, self.letterbox)
+            return {name: boxed[None]}, info
+        x, info = preprocess(frame_bgr, self.letterbox)
+        return {name: x}, info
+
+    def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return self.runner.infer(feed)
 
     def decode(self, outputs: Dict[str, np.ndarray], info: LetterboxInfo) -> Detections:
         """Raw outputs of one frame -> detections in that frame's pixels."""

@@ -79,10 +79,33 @@ def test_unletterbox_xyxy_clips_to_frame():
     assert out.tolist() == [[0, 0, 128, 100]]
 
 
-@pytest.mark.parametrize("bad", [None, np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8)])
-def test_rejects_non_bgr_images(bad):
-    with pytest.raises(DataError, match="HxWx3"):
+@pytest.mark.parametrize(("bad", "message"), [
+    (None, "frame is a NoneType, not a numpy array"),
+    ([[0, 0, 0]], "frame is a list, not a numpy array"),
+    (np.zeros((8, 8, 3), np.float32), r"dtype float32, expected uint8 \(float: scale to 0-255"),
+    (np.full((8, 8, 3), np.nan, np.float64), "dtype float64"),
+    (np.zeros((8, 8, 3), np.uint16), r"dtype uint16, expected uint8 \(16-bit: convert"),
+    (np.zeros((8, 8, 3), bool), "dtype bool"),
+    (np.zeros((0, 0, 3), np.uint8), "frame is empty"),
+    (np.zeros((8, 8, 2), np.uint8), "expected HxWx3"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "expected HxWx3"),
+])
+def test_rejects_bad_frames_in_one_line(bad, message):
+    with pytest.raises(DataError, match=message) as e:
         letterbox(bad, LetterboxSpec(imgsz=32))
+    assert "\n" not in str(e.value)
+
+
+def test_grayscale_and_bgra_frames_letterbox_like_their_bgr_version():
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 255, (20, 30), dtype=np.uint8)
+    bgr = np.repeat(gray[:, :, None], 3, axis=2)
+    spec = LetterboxSpec(imgsz=32)
+    want = letterbox(bgr, spec)[0]
+    assert np.array_equal(letterbox(gray, spec)[0], want)
+    assert np.array_equal(letterbox(gray[:, :, None], spec)[0], want)
+    bgra = np.concatenate([bgr, np.full((20, 30, 1), 7, np.uint8)], axis=2)
+    assert np.array_equal(letterbox(bgra, spec)[0], want)
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [
@@ -95,3 +118,19 @@ def test_spec_validation(kwargs, field):
 
 def test_spec_int_imgsz_means_square():
     assert LetterboxSpec(imgsz=320).imgsz == (320, 320)
+
+
+@pytest.mark.parametrize("spec_kwargs", [
+    {}, {"color_order": "BGR"}, {"imgsz": (320, 192)}, {"scale": 1 / 127.5}, {"dtype": "float16"},
+    {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+])
+@pytest.mark.parametrize("hw", [(480, 640), (333, 111), (640, 640), (7, 900)])
+def test_one_pass_preprocess_equals_the_numpy_reference_bit_for_bit(spec_kwargs, hw):
+    from edgekit.core.letterbox import preprocess, preprocess_reference
+
+    img = np.random.default_rng(hw[0]).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    spec = LetterboxSpec(**{"imgsz": 256, **spec_kwargs})
+    got, _ = preprocess(img, spec)
+    want = preprocess_reference(img, spec)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+    assert np.array_equal(got, want)

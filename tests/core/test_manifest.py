@@ -73,7 +73,7 @@ def test_round_trip(bundle):
 
 def test_defaults_and_created_time():
     m = BundleManifest(task="detect", classes=["a"], models={})
-    assert m.schema_version == 1 and m.postprocess.iou == 0.7
+    assert m.schema_version == 2 and m.postprocess.iou == 0.7
     assert m.provenance.created_utc.endswith("Z")
 
 
@@ -85,11 +85,11 @@ def test_file_sha256_streams(tmp_path):
 
 def test_newer_schema_is_refused(bundle):
     root, _ = bundle
-    edit_manifest(root, lambda d: d.update(schema_version=2, new_section={"x": 1}))
-    with pytest.raises(ModelError, match=r"bundle schema v2 is newer than this edgekit \(v1\); upgrade edgekit"):
+    edit_manifest(root, lambda d: d.update(schema_version=3, new_section={"x": 1}))
+    with pytest.raises(ModelError, match=r"bundle schema v3 is newer than this edgekit \(v2\); upgrade edgekit"):
         load_manifest(root)
     with pytest.raises(ModelError, match="newer"):
-        BundleManifest(schema_version=2, task="obb", classes=[], models={})
+        BundleManifest(schema_version=3, task="obb", classes=[], models={})
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -1,0 +1,262 @@
+"""``Bundle``: the one way every consumer (detector, demo, bench, daemon, jetson) opens a deploy bundle.
+
+:meth:`Bundle.open` refuses a bundle before anything is built from it: an unknown or newer schema,
+a file whose size or sha256 differs from ``manifest.json`` (tampered, truncated or swapped), a file
+that escapes the bundle through a link, a missing golden set, or a model whose real ONNX input
+(read from the file, :mod:`edgekit.core.onnx_io`) disagrees with the manifest's letterbox. Each
+refusal is one line naming the file. Then it exposes what the device needs: model roles and paths,
+the calibration cache in TensorRT's own vocabulary, the engine optimisation profile, the golden
+set, a ready :class:`~edgekit.deploy.detector.Detector`, and the engine cache directory.
+
+>>> with Bundle.open("runs/demo/bundle").detector("onnxruntime") as det:  # doctest: +SKIP
+...     dets = det(cv2.imread("frame.jpg"))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+
+from edgekit.core.errors import ConfigError, ModelError
+from edgekit.core.manifest import (
+    MANIFEST_NAME,
+    TRT_ALGORITHM_OF_METHOD,
+    BundleManifest,
+    ModelEntry,
+    load_manifest,
+    verify_bundle_files,
+)
+
+from .detector import Detector
+
+PathLike = Union[str, "os.PathLike[str]"]
+Shape = Tuple[int, ...]
+ENGINE_CACHE_ENV = "EDGEKIT_ENGINE_CACHE"  # where engines go when the bundle itself is read-only
+GOLDEN_INDEX = "golden.json"
+_REEXPORT = "re-export the bundle (edgekit export)"
+# Which bundle model each (backend, precision) runs. TensorRT FP16 builds from the FP32 graph;
+# TensorRT INT8 from the Q/DQ graph (or FP32 + calibration cache: decided by the engine builder).
+_ONNX_ROLE = {("onnxruntime", "fp32"): "fp32", ("onnxruntime", "int8"): "int8_qdq"}
+
+
+class CalibrationInfo(NamedTuple):
+    """The bundle's implicit-INT8 calibration cache, in TensorRT's own terms."""
+
+    cache: Path
+    sidecar: Path
+    method: str  # how export computed the ranges (minmax | entropy | percentile)
+    trt_algorithm: str  # the TensorRT calibrator the cache is for: MinMaxCalibration | EntropyCalibration2
+    trt_version: Optional[str]  # the TensorRT version in the cache header (None: a schema v1 bundle)
+    model_role: str  # the graph whose tensor names the cache holds
+    n_images: int
+
+
+class Bundle:
+    """A verified deploy bundle directory. Build one with :meth:`open`."""
+
+    def __init__(self, root: Path, manifest: BundleManifest, engine_cache_dir: Optional[Path] = None) -> None:
+        self.root = root
+        self.manifest = manifest
+        self._engine_cache_dir = engine_cache_dir
+
+    # ---- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: PathLike, verify: bool = True, engine_cache_dir: Optional[PathLike] = None) -> Bundle:
+        """Open and verify the bundle at ``path`` (its directory or its manifest.json)."""
+        root = Path(path).expanduser()
+        if root.name == MANIFEST_NAME and root.is_file():
+            root = root.parent
+        if not root.exists():
+            raise ModelError(f"bundle {root} does not exist", "pass the bundle directory that edgekit export wrote")
+        if not root.is_dir():
+            raise ModelError(f"bundle {root} is not a directory",
+                             "pass the bundle directory (untar a .tar bundle first: tar xf BUNDLE.tar)")
+        manifest = load_manifest(root)
+        cache = Path(engine_cache_dir) if engine_cache_dir else None
+        bundle = cls(root.absolute(), manifest, cache)
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def verify(self) -> None:
+        """Every check of :meth:`open`; raises :class:`ModelError` naming the first bad file."""
+        m = self.manifest
+        if not m.models:
+            raise ModelError(f"{self.root / MANIFEST_NAME} lists no models", _REEXPORT)
+        if m.golden is not None:
+            index = f"{m.golden.dir}/{GOLDEN_INDEX}"
+            if index not in m.files:
+                raise ModelError(f"{MANIFEST_NAME} has a golden set but lists no {index}", _REEXPORT)
+        for name in m.files:
+            self._inside(name)
+        verify_bundle_files(self.root, m)
+        for role in m.models:
+            self._check_model_io(role)
+
+    def _inside(self, name: str) -> Path:
+        path = self.root / name
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        if os.path.commonpath([real, root]) != root:
+            raise ModelError(f"bundle file {name} points outside the bundle ({real})", _REEXPORT)
+        return path
+
+    def _check_model_io(self, role: str) -> None:
+        """The ONNX file's real inputs must be the manifest's, and its image input the letterbox size."""
+        from edgekit.core.onnx_io import read_onnx_io
+
+        entry = self.manifest.models[role]
+        real = {t.name: t for t in read_onnx_io(self.root / entry.file).inputs}
+        declared = {t.name: t for t in entry.inputs}
+        if sorted(real) != sorted(declared):
+            raise ModelError(f"{entry.file} has inputs {sorted(real)} but {MANIFEST_NAME} says {sorted(declared)}",
+                             _REEXPORT)
+        h, w = self.manifest.preprocess.imgsz
+        for name, t in real.items():
+            want = declared[name]
+            if t.dtype != want.dtype or len(t.shape) != len(want.shape):
+                raise ModelError(f"{entry.file} input '{name}' is {t.dtype}{list(t.shape)} but {MANIFEST_NAME} says "
+                                 f"{want.dtype}{list(want.shape)}", _REEXPORT)
+            if _is_image(t.shape) and tuple(t.shape[2:]) != (h, w) and all(isinstance(d, int) for d in t.shape[2:]):
+                raise ModelError(f"{entry.file} input '{name}' is {t.shape[2]}x{t.shape[3]} but the manifest's "
+                                 f"letterbox imgsz is {h}x{w}", _REEXPORT + " at one --imgsz")
+
+    # ---- what it holds -------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    @property
+    def classes(self) -> List[str]:
+        return list(self.manifest.classes)
+
+    @property
+    def roles(self) -> List[str]:
+        return list(self.manifest.models)
+
+    def has(self, role: str) -> bool:
+        return role in self.manifest.models
+
+    def model(self, role: str) -> ModelEntry:
+        if role not in self.manifest.models:
+            raise ModelError(f"bundle {self.root} has no '{role}' model (it has {', '.join(self.roles)})",
+                             "re-export with the option that adds it (e.g. --int8 for int8_qdq)")
+        return self.manifest.models[role]
+
+    def model_path(self, role: str) -> Path:
+        return self.root / self.model(role).file
+
+    @property
+    def calibration(self) -> Optional[CalibrationInfo]:
+        c = self.manifest.calibration
+        if c is None:
+            return None
+        algorithm = c.trt_algorithm or TRT_ALGORITHM_OF_METHOD.get(c.method, "MinMaxCalibration")
+        return CalibrationInfo(self.root / c.cache, self.root / c.sidecar, c.method, algorithm, c.trt_version,
+                               c.model, c.n_images)
+
+    def engine_profile(self, role: str = "fp32", batch: Optional[int] = None) -> Dict[str, Tuple[Shape, Shape, Shape]]:
+        """input -> (min, opt, max) shapes for the engine build of ``role``.
+
+        From the manifest's profile where it has one; else static inputs give their own shape, and a
+        dynamic image input gets batch ``batch or 1`` and the letterbox H/W.
+        """
+        entry = self.model(role)
+        out: Dict[str, Tuple[Shape, Shape, Shape]] = {}
+        for spec in entry.inputs:
+            if spec.name in entry.profile:
+                p = entry.profile[spec.name]
+                out[spec.name] = (tuple(p.min), tuple(p.opt), tuple(p.max))
+                continue
+            shape = self._concrete_shape(spec.name, list(spec.shape), batch)
+            out[spec.name] = (shape, shape, shape)
+        return out
+
+    def _concrete_shape(self, name: str, dims: List[Any], batch: Optional[int]) -> Shape:
+        h, w = self.manifest.preprocess.imgsz
+        fill = {0: batch or 1}
+        if _is_image(tuple(dims)):
+            fill.update({2: h, 3: w})
+        shape = []
+        for axis, d in enumerate(dims):
+            if isinstance(d, int) and d > 0:
+                shape.append(batch if (axis == 0 and batch and _is_image(tuple(dims))) else d)
+            elif axis in fill:
+                shape.append(fill[axis])
+            else:
+                raise ModelError(f"input '{name}' axis {axis} is dynamic ({d!r}) and {MANIFEST_NAME} gives no profile",
+                                 "re-export with a static shape or add models.<role>.profile to the manifest")
+        return tuple(shape)
+
+    def golden(self) -> Any:
+        """The golden inputs and reference outputs for on-device parity (:func:`edgekit.core.parity.read_golden`)."""
+        if self.manifest.golden is None:
+            raise ModelError(f"bundle {self.root} has no golden set", _REEXPORT + " (export writes golden/)")
+        from edgekit.core.parity import read_golden
+
+        return read_golden(self.root / self.manifest.golden.dir)
+
+    @property
+    def engine_cache_dir(self) -> Path:
+        """Where engines built from this bundle live: ``<bundle>/engines`` unless set (or $EDGEKIT_ENGINE_CACHE)."""
+        if self._engine_cache_dir is not None:
+            return self._engine_cache_dir
+        env = os.environ.get(ENGINE_CACHE_ENV)
+        if env:
+            return Path(env).expanduser() / self.root.name
+        return self.root / "engines"
+
+    # ---- running it ----------------------------------------------------------------------------
+    def runner(self, backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Any:
+        """A runner (not activated) for this bundle's model on ``backend`` at ``precision``."""
+        from .runners import create_runner
+
+        if backend == "tensorrt":
+            return self._tensorrt_runner(precision, **options)
+        if backend == "torch":
+            raise ConfigError("the torch backend runs checkpoints, not bundles",
+                              "use backend 'onnxruntime' or 'tensorrt' for a bundle")
+        role = _ONNX_ROLE.get((backend, precision))
+        if role is None:
+            raise ConfigError(f"backend '{backend}' cannot run precision '{precision}' from a bundle",
+                              "use onnxruntime with fp32 or int8, or tensorrt with fp32/fp16/int8")
+        model: Any = self.model_path(role)
+        if options.pop("uint8_input", False):
+            from .uint8_input import uint8_input_variant
+
+            model = uint8_input_variant(model, self.manifest.preprocess)
+            options.setdefault("name", f"{self.model(role).file} (uint8 input)")
+        return create_runner(backend, model, **options)
+
+    def _tensorrt_runner(self, precision: str, **options: Any) -> Any:
+        from edgekit.deploy.tensorrt import EngineBuildOptions, TensorRTRunner, build_from_bundle
+
+        trt_module = options.pop("trt_module", None)
+        build = EngineBuildOptions(precision=precision, **options)
+        result = build_from_bundle(self, build, trt_module=trt_module)
+        return TensorRTRunner(result.plan_path, trt_module=trt_module)
+
+    def detector(self, backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Detector:
+        """A :class:`Detector` over this bundle: its letterbox, thresholds and I/O names."""
+        if self.task not in ("obb", "detect"):
+            raise ConfigError(f"bundle task '{self.task}' has no frame detector yet", "use an obb or detect bundle")
+        role = _ONNX_ROLE.get((backend, precision), "fp32")
+        entry = self.model(role if self.has(role) else "fp32")
+        input_name = entry.inputs[0].name
+        if options.get("uint8_input"):
+            from .uint8_input import UINT8_SUFFIX
+
+            input_name += UINT8_SUFFIX
+        return Detector(self.runner(backend, precision, **options), letterbox=self.manifest.preprocess,
+                        postprocess=self.manifest.postprocess, input_name=input_name,
+                        output_name=entry.outputs[0].name)
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.root)!r}, task={self.task!r}, roles={self.roles})"
+
+
+def _is_image(shape: Tuple[Any, ...]) -> bool:
+    return len(shape) == 4 and shape[1] in (1, 3)
+
+
+__all__ = ["Bundle", "CalibrationInfo", "ENGINE_CACHE_ENV"]

@@ -1,0 +1,154 @@
+"""The pipelined runtime: same detections as one-at-a-time, overlapped stages, clean stops and errors."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import write_test_bundle  # noqa: E402
+
+from edgekit.core.errors import DataError  # noqa: E402
+from edgekit.deploy.bundle import Bundle  # noqa: E402
+from edgekit.deploy.detector import Detector  # noqa: E402
+from edgekit.deploy.pipeline import Pipeline, run_sequential  # noqa: E402
+from edgekit.deploy.runners.base import Runner, TensorMeta  # noqa: E402
+from edgekit.deploy.sources import image_frames, video_frames  # noqa: E402
+
+pytest.importorskip("onnxruntime")
+cv2 = pytest.importorskip("cv2")
+
+
+def _video(path: Path, n: int = 12, hw=(96, 160)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (hw[1], hw[0]))
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        frame = rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
+        cv2.putText(frame, str(i), (10, 50), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    return Bundle.open(write_test_bundle(tmp_path / "bundle"))
+
+
+def test_pipeline_equals_sequential_on_a_real_video(bundle, tmp_path):
+    video = _video(tmp_path / "v.mp4")
+    with bundle.detector() as det:
+        want = list(run_sequential(det, video_frames(video)))
+        pipe = Pipeline(det, keep_frames=True)
+        got = list(pipe.run(video_frames(video)))
+    assert [r.index for r in got] == list(range(12)) == [r.index for r in want]
+    for a, b in zip(got, want):
+        assert np.array_equal(a.detections.boxes, b.detections.boxes)
+        assert np.array_equal(a.detections.class_ids, b.detections.class_ids)
+        assert a.frame_shape == (96, 160) and a.frame is not None
+        assert set(a.timings) == {"read_s", "preprocess_s", "infer_s", "decode_s", "latency_s"}
+        assert a.timings["latency_s"] >= a.timings["infer_s"]
+    assert pipe.stats.frames == 12 and pipe.stats.fps > 0
+
+
+class _SleepRunner(Runner):
+    """A runner whose inference takes a fixed time (sleep releases the GIL, like a real backend)."""
+
+    backend = "sleep"
+
+    def __init__(self, seconds: float, raw: np.ndarray) -> None:
+        super().__init__("sleep")
+        self.seconds, self.raw = seconds, raw
+
+    def _activate(self):
+        return {"images": TensorMeta("images", (1, 3, 64, 64), np.dtype(np.float32))}
+
+    def _infer(self, feed):
+        time.sleep(self.seconds)
+        return {"output0": self.raw}
+
+    def _deactivate(self):
+        pass
+
+
+class _SlowPrepareDetector(Detector):
+    def prepare(self, frame):
+        time.sleep(0.03)
+        return super().prepare(frame)
+
+
+def test_stages_overlap(tmp_path):
+    from conftest import obb_raw
+
+    from edgekit.core.letterbox import LetterboxSpec
+
+    frames = [np.zeros((64, 64, 3), np.uint8)] * 12
+    det = _SlowPrepareDetector(_SleepRunner(0.03, obb_raw()), letterbox=LetterboxSpec(imgsz=64))
+    with det:
+        t = time.perf_counter()
+        list(run_sequential(det, frames))
+        sequential = time.perf_counter() - t
+        pipe = Pipeline(det)
+        t = time.perf_counter()
+        results = list(pipe.run(frames))
+        pipelined = time.perf_counter() - t
+    assert len(results) == 12
+    assert pipelined < 0.75 * sequential, (pipelined, sequential)  # ~0.5x when prepare and infer overlap
+
+
+def test_a_bad_frame_stops_the_run_with_the_error(bundle):
+    frames = [np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.float32)]
+    with bundle.detector() as det, pytest.raises(DataError, match="dtype float32"):
+        list(Pipeline(det).run(frames))
+
+
+def test_bad_frames_can_be_skipped_and_counted(bundle):
+    frames = [np.zeros((64, 64, 3), np.uint8), np.zeros((0, 0, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)]
+    with bundle.detector() as det:
+        pipe = Pipeline(det, skip_bad_frames=True)
+        got = list(pipe.run(frames))
+    assert [r.index for r in got] == [0, 2] and pipe.stats.bad_frames == 1
+    assert "frame 1: frame is empty" in pipe.stats.bad_frame_errors[0]
+
+
+def test_leaving_early_stops_every_stage(bundle):
+    before = threading.active_count()
+
+    def endless():
+        while True:
+            yield np.zeros((64, 64, 3), np.uint8)
+
+    with bundle.detector() as det:
+        for r in Pipeline(det).run(endless()):
+            if r.index == 5:
+                break
+    deadline = time.time() + 5
+    while threading.active_count() > before and time.time() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before
+
+
+def test_a_source_error_reaches_the_consumer(bundle, tmp_path):
+    with bundle.detector() as det, pytest.raises(DataError, match="does not exist"):
+        list(Pipeline(det).run(video_frames(tmp_path / "missing.mp4")))
+
+
+def test_image_folder_source(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((10, 12, 3), i, np.uint8))
+    (folder / "notes.txt").write_text("x")
+    frames = list(image_frames(folder))
+    assert [f[0, 0, 0] for f in frames] == [0, 1, 2]
+    (folder / "3.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match="cannot decode image .*3.jpg"):
+        list(image_frames(folder))
+    with pytest.raises(DataError, match="holds no images"):
+        list(image_frames(tmp_path / "imgs" / ".." / "imgs" / ".." ))
