@@ -100,6 +100,9 @@ class FakeCudart:
             return 0  # cudaFree(NULL) is a no-op
         if address not in self.allocations:
             return ERROR_INVALID_VALUE
+        for queue in self.streams.values():  # cudaFree synchronizes the device first, as real CUDA does
+            while queue:
+                queue.pop(0)()
         del self.allocations[address]
         return 0
 

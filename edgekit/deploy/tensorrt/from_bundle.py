@@ -33,6 +33,8 @@ def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int) ->
         dla_8x = options.dla_core is not None and major < 10
         source = "qdq" if QDQ_ROLE in roles and not dla_8x else "calib-cache"
     role = QDQ_ROLE if options.precision == "int8" and source == "qdq" else FP32_ROLE
+    if options.precision == "int8" and source == "calib-cache" and calibration is not None:
+        role = getattr(calibration, "model_role", None) or FP32_ROLE  # the graph whose tensor names the cache holds
     if role not in roles:
         raise ModelError(f"bundle {bundle.root} has no '{role}' model (roles: {', '.join(roles) or 'none'})",
                          "re-export with --int8 to get model.int8.qdq.onnx" if role == QDQ_ROLE

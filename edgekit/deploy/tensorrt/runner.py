@@ -149,6 +149,7 @@ class TensorRTRunner(Runner):
                               "tensor addresses must be non-null and 256-byte aligned")
 
     def _deactivate(self) -> None:
+        self.stream.synchronize()  # nothing may still read or write the buffers freed below
         for buf in self._buffers.values():
             buf.free()
         self._buffers = {}

@@ -10,7 +10,13 @@ import onnxruntime as ort
 import pytest
 
 from edgekit.core.errors import CalibrationError, ConfigError, DeviceError, ModelError
-from edgekit.deploy.tensorrt import EngineBuildOptions, ShapeProfile, TensorRTRunner, build_engine, read_sidecar
+from edgekit.deploy.tensorrt import (
+    EngineBuildOptions,
+    ShapeProfile,
+    TensorRTRunner,
+    build_engine,
+    read_sidecar,
+)
 from edgekit.deploy.tensorrt.build import heartbeat
 
 from .conftest import LEGACY, VERSIONS
