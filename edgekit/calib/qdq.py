@@ -1,6 +1,6 @@
 """Explicit INT8: quantize an FP32 ONNX into a Q/DQ ONNX with onnxruntime, for TensorRT or the CPU.
 
-Two profiles, two different files (REFERENCE.md §3):
+Two profiles, two different files (docs/tensorrt.md, section 3):
 
 * ``trt``: what TensorRT 8.5's ONNX parser accepts and what TensorRT 11 needs (it has no other
   INT8 path): signed int8 everywhere, symmetric, per-channel weights, a Q/DQ pair on every
@@ -133,7 +133,7 @@ def CalibrationFeed(onnx_path: PathLike, calib: Any, batch_size: int = 1) -> Any
 def _quant_settings(profile: str) -> Dict[str, Any]:
     from onnxruntime.quantization import QuantFormat, QuantType
 
-    if profile == "trt":  # REFERENCE.md §3, exactly: what TensorRT 8.5's parser accepts
+    if profile == "trt":  # docs/tensorrt.md sections 3-4, exactly: what TensorRT 8.5's parser accepts
         return dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     per_channel=True, extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                                      "AddQDQPairToWeight": True, "QuantizeBias": False})

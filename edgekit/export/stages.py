@@ -100,7 +100,7 @@ def int8_artifacts(ctx, graph: GraphSpec, bundle: Path, calib, golden_feeds: Fee
     o = ctx.options
     fp32_path, int8_path = bundle / graph.filename, bundle / INT8_FILENAME
     ctx.log(f"quantizing to {INT8_FILENAME} ({o.calib_method}, {len(calib)} images)")
-    # TensorRT 8.5's rules (opset <= 17 among them) bind the Xavier NX target only (issue 4, item 1).
+    # TensorRT 8.5's rules (opset <= 17 among them) bind the Xavier NX target only (docs/tensorrt.md, section 4).
     qdq = quantize_qdq(fp32_path, int8_path, calib, method=o.calib_method, profile="trt",
                        float_scope=o.int8_float_scope, check_trt85=o.target == "jetson-xavier-nx")
     onnx_tools.pin_ir_version(int8_path, onnx_tools.pinned_ir_version(o.opset, o.target))

@@ -87,3 +87,13 @@ def test_scanner_honours_version_guards() -> None:
     unguarded = GUARDED.replace("if major < 10:", "if True:").replace("if major < 10 else None", "if 1 else 0")
     unguarded = unguarded.replace("if major >= 11:\n        return flags", "pass")
     assert problems(scan_source(unguarded, "unguarded.py"), load_surface(11))
+
+
+def test_parameters_typed_by_name_only_when_unannotated() -> None:
+    src = '''
+def f(trt, profile, config: "EngineOptions"):
+    profile.min_shape
+    config.whatever
+'''
+    found = problems(scan_source(src, "x.py"), load_surface(8))
+    assert len(found) == 1 and "IOptimizationProfile.min_shape" in found[0] and "annotate" in found[0]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from tests.fakes.trt_surface import Surface
+from .trt_surface import Surface
 
 MODULE = "<tensorrt>"
 Pred = Callable[[Surface], Optional[bool]]
@@ -67,6 +67,7 @@ class Use:
     kind: str = "get"  # get | set | kwargs
     kwargs: Tuple[str, ...] = ()
     guards: Tuple[object, ...] = ()  # predicates, or EXEMPT
+    hint: str = ""  # how the owner's type was inferred, when that could be wrong
 
     def applies(self, surface: Surface) -> bool:
         for g in self.guards:
@@ -79,7 +80,7 @@ class Use:
     def where(self) -> str:
         target = f"trt.{self.attr}" if self.owner is None else f"{self.owner}.{self.attr}"
         extra = f"({', '.join(k + '=' for k in self.kwargs)})" if self.kind == "kwargs" else ""
-        return f"{self.path}:{self.line}: {target}{extra}" + (" = ..." if self.kind == "set" else "")
+        return f"{self.path}:{self.line}: {target}{extra}" + (" = ..." if self.kind == "set" else "") + self.hint
 
 
 def problems(uses: Iterable[Use], surface: Surface) -> List[str]:
@@ -194,6 +195,7 @@ def _terminates(body: Sequence[ast.stmt]) -> bool:
 class _Scope:
     env: Dict[str, Optional[str]] = field(default_factory=dict)
     selfenv: Dict[str, str] = field(default_factory=dict)
+    by_name: Dict[str, str] = field(default_factory=dict)  # parameters typed by their name alone
 
 
 class Scanner:
@@ -263,15 +265,17 @@ class Scanner:
                 self.body(handler.body, scope, guards)
 
     def function(self, fn: ast.AST, scope: _Scope, guards: Tuple[object, ...]) -> None:
-        inner = _Scope(dict(scope.env), scope.selfenv)
+        inner = _Scope(dict(scope.env), scope.selfenv, dict(scope.by_name))
         args = fn.args  # type: ignore[attr-defined]
         for a in args.posonlyargs + args.args + args.kwonlyargs if hasattr(args, "posonlyargs") else args.args + args.kwonlyargs:
             if a.arg in MODULE_PARAMS:
                 inner.env[a.arg] = MODULE
             elif a.arg in PARAM_TYPES and _untyped(a.annotation):
                 inner.env[a.arg] = PARAM_TYPES[a.arg]
+                inner.by_name[a.arg] = PARAM_TYPES[a.arg]
             else:
                 inner.env[a.arg] = None
+                inner.by_name.pop(a.arg, None)
         for d in fn.decorator_list:  # type: ignore[attr-defined]
             self.expr(d, scope, guards)
         self.body(fn.body, inner, guards)  # type: ignore[attr-defined]
@@ -286,6 +290,7 @@ class Scanner:
         t = self.type_of(value, scope) if value is not None else None
         if isinstance(target, ast.Name):
             scope.env[target.id] = t
+            scope.by_name.pop(target.id, None)
         elif isinstance(target, ast.Attribute):
             if isinstance(target.value, ast.Name) and target.value.id == "self":
                 if t is not None:
@@ -294,7 +299,8 @@ class Scanner:
             owner = self.type_of(target.value, scope)
             self.expr(target.value, scope, guards)
             if owner is not None and owner != MODULE and not target.attr.startswith("_"):
-                self.record(Use(self.path, target.lineno, owner, target.attr, "set", guards=guards))
+                self.record(Use(self.path, target.lineno, owner, target.attr, "set", guards=guards,
+                                hint=_hint(target.value, scope)))
         else:
             self.expr(target, scope, guards)
 
@@ -317,13 +323,14 @@ class Scanner:
             owner = self.type_of(node.value, scope)
             attr = node.attr
             if owner is not None and (not attr.startswith("_") or attr == "__version__"):
-                self.record(Use(self.path, node.lineno, None if owner == MODULE else owner, attr, guards=guards))
+                self.record(Use(self.path, node.lineno, None if owner == MODULE else owner, attr, guards=guards,
+                                hint=_hint(node.value, scope)))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = self.type_of(node.func.value, scope)
             names = tuple(k.arg for k in node.keywords if k.arg is not None)
             if owner is not None and names and not node.func.attr.startswith("_"):
                 self.record(Use(self.path, node.lineno, None if owner == MODULE else owner, node.func.attr,
-                                "kwargs", names, guards))
+                                "kwargs", names, guards, _hint(node.func.value, scope)))
         for child in ast.iter_child_nodes(node):
             self.expr(child, scope, guards)
 
@@ -357,6 +364,13 @@ class Scanner:
     def record(self, use: Use) -> None:
         if self.recording:
             self.uses.append(use)
+
+
+def _hint(node: ast.AST, scope: _Scope) -> str:
+    if isinstance(node, ast.Name) and node.id in scope.by_name:
+        return (f" [{node.id!r} is taken for a {scope.by_name[node.id]} by its name alone; if it is not one, "
+                "annotate the parameter with its real type]")
+    return ""
 
 
 def _callee(call: ast.Call) -> str:
