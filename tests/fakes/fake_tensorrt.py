@@ -230,8 +230,8 @@ def _network_classes(trt: types.ModuleType, major: int) -> Dict[str, type]:
             return self._layers[index]
 
     class ParserError:
-        def __init__(self, node: int, desc: str, node_name: str, op: str) -> None:
-            self._node, self._desc, self._node_name, self._op = node, desc, node_name, op
+        def __init__(self, node: int, desc: str, node_name: str, op: str, text: Optional[str] = None) -> None:
+            self._node, self._desc, self._node_name, self._op, self._text = node, desc, node_name, op, text
 
         def node(self) -> int:
             return self._node
@@ -258,7 +258,7 @@ def _network_classes(trt: types.ModuleType, major: int) -> Dict[str, type]:
             return self._op
 
         def __str__(self) -> str:
-            return f"In node {self._node} ({self.func()}): UNSUPPORTED_NODE: {self._desc}"
+            return self._text or f"In node {self._node} ({self.func()}): UNSUPPORTED_NODE: {self._desc}"
 
     class OnnxParser:
         def __init__(self, network: Any, logger: Any) -> None:
@@ -287,9 +287,10 @@ def _network_classes(trt: types.ModuleType, major: int) -> Dict[str, type]:
                 return self._fail(-1, "ModelImporter.cpp: the ONNX parser only supports explicit-batch networks", "", "")
             if major < 10 and first_qdq_error is not None:
                 problem = first_qdq_error(proto)
-                if problem:
-                    return self._fail(getattr(problem, "node_index", -1), getattr(problem, "message", str(problem)),
-                                      getattr(problem, "node", ""), getattr(problem, "op_type", ""))
+                if problem is not None:  # message is str(ParserError) as 8.5.2 prints it
+                    op = proto.graph.node[problem.node].op_type if problem.node >= 0 else ""
+                    return self._fail(problem.node, problem.message.split(": ", 2)[-1], problem.name, op,
+                                      text=problem.message)
             for index, node in enumerate(proto.graph.node):
                 if node.op_type in UNSUPPORTED_OPS:
                     desc = ("Plugin not found, are the plugin name, version, and namespace correct?" if major < 10
@@ -298,9 +299,10 @@ def _network_classes(trt: types.ModuleType, major: int) -> Dict[str, type]:
             _fill_network(trt, net, proto, bytes(model))
             return True
 
-        def _fail(self, index: int, desc: str, node_name: str, op: str) -> bool:
-            self._errors.append(trt.ParserError._create(index, desc, node_name, op))
-            _log(self._logger, trt, "ERROR", desc)
+        def _fail(self, index: int, desc: str, node_name: str, op: str, text: Optional[str] = None) -> bool:
+            error = trt.ParserError._create(index, desc, node_name, op, text)
+            self._errors.append(error)
+            _log(self._logger, trt, "ERROR", str(error))
             return False
 
         def supports_operator(self, op_name: str) -> bool:

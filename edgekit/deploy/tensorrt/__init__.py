@@ -3,7 +3,7 @@ sidecars, and the TensorRT runner of the runner contract.
 
 Importing this package imports neither tensorrt nor polygraphy: they load when a build or a runner
 activation needs them. Runs on the Jetson (Python 3.8). The TensorRT facts the code relies on are
-in ``docs/tensorrt.md``.
+in ``docs/tensorrt.md``; how edgekit uses them in ``docs/tensorrt-engines.md``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 TensorRT's calibrator hands ``get_batch`` the input names and reads, at each returned pointer, the
 *volume of the network input* (its static shape, or the calibration profile's OPT shape on a
-dynamic input) -- not ``get_batch_size()`` images (``docs/tensorrt.md``). So the batches here are
+dynamic input) -- not ``get_batch_size()`` images (``docs/tensorrt.md`` section 3). So the batches here are
 shaped from the network input as Polygraphy reports it to the data loader (``input_metadata``):
 batch N and H/W come from the network, images are letterboxed to that H/W, and only whole
 batches are fed (``len(images) // N`` of them). Polygraphy's ``Calibrator`` does the device copies.

@@ -1,6 +1,6 @@
 """What each TensorRT version can build, decided before anything is parsed or built.
 
-The facts (``docs/tensorrt.md``): TensorRT 11 removed the FP16/INT8 builder flags and the INT8
+The facts (``docs/tensorrt.md`` sections 2, 3 and 6): TensorRT 11 removed the FP16/INT8 builder flags and the INT8
 calibrators (networks are strongly typed: precision comes from the ONNX); TensorRT 8.x DLA takes no
 explicit (Q/DQ) quantization, so DLA INT8 on a Xavier comes from a calibration cache.
 

@@ -2,7 +2,7 @@
 them) and :class:`EngineBuildOptions`.
 
 Device side: Python 3.8, pydantic only. What each choice means on each TensorRT version is in
-``docs/tensorrt.md``.
+``docs/tensorrt-engines.md``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The same engine build as a ``trtexec`` command line, for users who build with the tool JetPack ships.
 
-Flags by TensorRT version (``docs/tensorrt.md``):
+Flags by TensorRT version (``docs/tensorrt-engines.md``, "trtexec"):
 
 * 8.5: ``--onnx --saveEngine --fp16 --int8 --calib --useDLACore --allowGPUFallback
   --timingCacheFile --memPoolSize=workspace:<MiB> --minShapes/--optShapes/--maxShapes``, ``--buildOnly``;

@@ -135,3 +135,18 @@ def test_fake_85_parser_needs_an_explicit_batch_network(fake_trt, onnx_models):
     assert not parser.parse_from_file(str(onnx_models["static"]))
     assert "explicit-batch" in parser.get_error(0).desc()
     assert not hasattr(parser.get_error(0), "node_name")  # 8.5's ParserError has no node_name()
+
+
+def test_fake_85_parser_applies_the_85_qdq_rules_through_the_build(tmp_path, fake_trt):
+    """An asymmetric (non-zero zero point) Q/DQ model is refused by 8.5's parser rules, not by the 10 fake."""
+    from edgekit.core.errors import ModelError
+    from edgekit.deploy.tensorrt import EngineBuildOptions, build_engine
+    from tests.fakes.onnx_graphs import qdq_conv_model, save
+
+    path = save(qdq_conv_model(act_zp=np.array(3, np.uint8)), tmp_path / "cpu.qdq.onnx")
+    opts = EngineBuildOptions(precision="int8", timing_cache="")
+    fake_trt("8.5.2.2")
+    with pytest.raises(ModelError, match="TensorRT 8.5.2.2 cannot parse .*cpu.qdq.onnx: In node 0 .*zeroPt must be all zeros"):
+        build_engine(path, tmp_path / "e85", opts)
+    fake_trt("10.3.0.26")
+    assert build_engine(path, tmp_path / "e10", opts).plan_path.is_file()
