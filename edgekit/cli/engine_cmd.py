@@ -39,13 +39,17 @@ def engine() -> None:
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Timing cache file. Default: ~/.cache/edgekit/timing/trt<version>-sm<XY>.cache.")
 @click.option("--no-timing-cache", is_flag=True, help="Build without a timing cache.")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None,
+              help="INT8 from calibration: calibrate here on these images instead of the bundle's cache.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="With --calib-data: how many images.")
 @click.option("--force", is_flag=True, help="Rebuild even if an engine with the same key exists.")
 @click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command line and exit.")
 @click.option("--trt-version", default=None, help="TensorRT version for --print-trtexec where tensorrt is not importable.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def build(bundle: Path, precision: str, int8_source: str, dla_core: Optional[int], no_gpu_fallback: bool, builder: str,
-          workspace_mb: int, timing_cache: Optional[Path], no_timing_cache: bool, force: bool, print_trtexec: bool,
-          trt_version: Optional[str], quiet: bool) -> None:
+          workspace_mb: int, timing_cache: Optional[Path], no_timing_cache: bool, calib_data: Optional[Path],
+          calib_size: int, force: bool, print_trtexec: bool, trt_version: Optional[str], quiet: bool) -> None:
     """Build the engine for BUNDLE into its engine cache (BUNDLE/engines) and print where it is."""
     from edgekit.core.config import build_config
     from edgekit.deploy.tensorrt import EngineBuildOptions, build_from_bundle
@@ -60,7 +64,13 @@ def build(bundle: Path, precision: str, int8_source: str, dla_core: Optional[int
         click.echo(" ".join(_trtexec_line(opened, options, trt_version)))
         return
     log = (lambda _msg: None) if quiet else (lambda msg: click.echo(f"[engine] {msg}", err=True))
-    result = build_from_bundle(opened, options, progress=log, force=force)
+    images = None
+    if calib_data is not None:
+        from edgekit.calib.dataset import CalibrationSet
+
+        images = CalibrationSet.from_dir(calib_data, opened.manifest.preprocess, size=calib_size,
+                                         min_images=min(8, calib_size))
+    result = build_from_bundle(opened, options, progress=log, force=force, calib_images=images)
     click.echo(f"{'reused' if result.reused else 'built'} {result.plan_path}")
     click.echo(f"sidecar {result.sidecar_path}")
 

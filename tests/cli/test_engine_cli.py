@@ -69,3 +69,16 @@ def test_user_errors_are_one_line_exit_1(bundle, trt85, capsys):
     with pytest.raises(SystemExit):
         main(["engine", "build", str(bundle.parent / "missing")])
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_int8_calibrated_here_from_images(bundle, trt85, tmp_path):
+    from tests.fakes.onnx_graphs import write_images
+
+    write_images(tmp_path / "calib", 9)
+    res = CliRunner().invoke(cli, ["engine", "build", str(bundle), "--precision", "int8", "--calib-data",
+                                   str(tmp_path / "calib"), "--calib-size", "9", "--no-timing-cache"])
+    assert res.exit_code == 0, res.output
+    assert "[engine] calibrate: 9 images, MinMaxCalibration" in res.output
+    assert "[engine] calibrate: batch 9/9 (1 images of 32x32)" in res.output  # static batch-1 input
+    plan = [ln.split(" ", 1)[1] for ln in res.output.splitlines() if ln.startswith("built ")][0]
+    assert plan.endswith(".plan") and "/int8-" in plan

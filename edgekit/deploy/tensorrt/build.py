@@ -114,6 +114,8 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, options: EngineBuildOpt
         calib = None
         if source == "calib-cache":
             calib = plan_calibration(version, file_sha256(onnx_path), cache, calib_images, options.calib_algorithm)
+            say(f"calibrate: {len(calib.images)} images, {calib.algorithm}" if calib.images is not None
+                else f"calibrate: calibration cache {calib.cache_path} ({calib.algorithm}, sidecar verified)")
         fields = key_fields(device.name, device.sm, version, options, source, calib.algorithm if calib else None,
                             file_sha256(onnx_path), _calib_identity(calib))
         key = engine_key(fields)

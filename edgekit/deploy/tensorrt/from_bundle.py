@@ -22,9 +22,12 @@ from .options import EngineBuildOptions, ShapeProfile
 FP32_ROLE, QDQ_ROLE = "fp32", "int8_qdq"
 
 
-def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int) -> Tuple[Path, EngineBuildOptions,
-                                                                                        Optional[Path]]:
-    """(ONNX to build, options with the INT8 source and profiles resolved, calibration cache or None)."""
+def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int, have_images: bool = False,
+                        ) -> Tuple[Path, EngineBuildOptions, Optional[Path]]:
+    """(ONNX to build, options with the INT8 source and profiles resolved, calibration cache or None).
+
+    ``have_images``: calibration images will be given, so a calibration-cache build needs no cache.
+    """
     check_version(options, major)
     roles = list(bundle.roles)
     calibration = getattr(bundle, "calibration", None)
@@ -40,7 +43,7 @@ def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int) ->
                          "re-export with --int8 to get model.int8.qdq.onnx" if role == QDQ_ROLE
                          else "re-export the bundle (edgekit export)")
     cache = None
-    if options.precision == "int8" and source == "calib-cache":
+    if options.precision == "int8" and source == "calib-cache" and not have_images:
         if calibration is None:
             raise ConfigError(f"bundle {bundle.root} ships no calibration cache, which INT8 from a calibration cache "
                               "needs", "re-export with --int8, or build INT8 from the Q/DQ ONNX (--int8-source qdq)")
@@ -61,7 +64,7 @@ def build_from_bundle(bundle: Any, options: EngineBuildOptions, progress: Option
                       calib_images: Any = None) -> EngineResult:
     """Build the engine for ``bundle`` into ``bundle.engine_cache_dir`` (or reuse the one already there)."""
     trt = import_tensorrt(trt_module)
-    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt))
+    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt), calib_images is not None)
     return build_engine(onnx_path, bundle.engine_cache_dir, resolved, calib_cache=cache, progress=progress,
                         force=force, trt_module=trt, calib_images=calib_images, device=device)
 

@@ -297,3 +297,20 @@ def test_heartbeat_prints_elapsed_seconds_while_the_block_runs():
     n = len(lines)
     time.sleep(0.05)
     assert len(lines) == n  # the thread stopped with the block
+
+
+@pytest.mark.trt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_real_tensorrt_build_and_run(tmp_path, onnx_models, precision):
+    """Real TensorRT + real CUDA, where importable: the build and the runner match onnxruntime."""
+    from edgekit.deploy.tensorrt import tensorrt_available
+
+    if not tensorrt_available():
+        pytest.skip("tensorrt not importable")
+    if precision == "fp16" and int(__import__("tensorrt").__version__.split(".")[0]) >= 11:
+        pytest.skip("TensorRT 11 builds FP16 only from an FP16 ONNX")
+    result = build_engine(onnx_models["static"], tmp_path, _opts(precision=precision))
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    np.testing.assert_allclose(_run(result.plan_path, x), _ref(onnx_models["static"], x), atol=2e-2 if precision == "fp16"
+                               else 1e-4)
+    assert build_engine(onnx_models["static"], tmp_path, _opts(precision=precision)).reused
