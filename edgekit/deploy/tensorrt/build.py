@@ -127,18 +127,20 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, options: EngineBuildOpt
         with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
             calibrator, loader = (make_calibrator(trt, calib, Path(tmp) / "calib.cache", say) if calib
                                   else (None, None))
-            say(f"configure: {options.precision}" + (f", INT8 from {source}" if source else "")
-                + (f", DLA core {options.dla_core}" if options.dla_core is not None else "")
-                + f", workspace {options.workspace_mb} MB")
-            config, timing_used = _configure(trt, builder, network, options, shapes, calibrator, timing, say)
-            start = time.monotonic()
-            say("build: TensorRT is building the engine (minutes on a Jetson)")
-            data = _build(trt, builder, network, config, plog, loader, say)
-            seconds = time.monotonic() - start
-            device_cache = save_device_cache(calibrator, loader, calib, version, fields["onnx_sha256"],
-                                             plan_path.with_suffix(".calib.cache")) if calib else None
-            if calibrator is not None:
-                calibrator.free()
+            try:
+                say(f"configure: {options.precision}" + (f", INT8 from {source}" if source else "")
+                    + (f", DLA core {options.dla_core}" if options.dla_core is not None else "")
+                    + f", workspace {options.workspace_mb} MB")
+                config, timing_used = _configure(trt, builder, network, options, shapes, calibrator, timing, say)
+                start = time.monotonic()
+                say("build: TensorRT is building the engine (minutes on a Jetson)")
+                data = _build(trt, builder, network, config, plog, loader, say)
+                seconds = time.monotonic() - start
+                device_cache = save_device_cache(calibrator, loader, calib, version, fields["onnx_sha256"],
+                                                 plan_path.with_suffix(".calib.cache")) if calib else None
+            finally:
+                if calibrator is not None:
+                    calibrator.free()  # its device buffers, also when the build failed
         if device_cache is not None:
             say(f"calibrate: TensorRT's cache kept as {device_cache}")
         if timing is not None:

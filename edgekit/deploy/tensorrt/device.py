@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Iterator, List, NamedTuple, Optional
 
@@ -34,6 +35,10 @@ def import_tensorrt(trt_module: Any = None) -> Any:
     PyPI's ``tensorrt`` stub packages import but lack the API; they count as missing.
     """
     if trt_module is not None:
+        # Polygraphy imports `tensorrt` itself: an injected module must be the one it will find.
+        if sys.modules.get("tensorrt") is not trt_module:
+            raise ValueError("trt_module must be sys.modules['tensorrt'] (Polygraphy imports tensorrt by name); "
+                             "install a fake there first (tests/fakes/fake_tensorrt.FakeTensorRT)")
         return trt_module
     try:
         import tensorrt as trt

@@ -142,6 +142,7 @@ def build_with_trtexec(onnx_path: Path, out_dir: Path, options: EngineBuildOptio
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     if timing is not None:
         timing.parent.mkdir(parents=True, exist_ok=True)
+    timing_used = bool(timing is not None and timing.is_file())
     say("build: " + " ".join(cmd))
     start = time.monotonic()
     try:
@@ -160,7 +161,7 @@ def build_with_trtexec(onnx_path: Path, out_dir: Path, options: EngineBuildOptio
         dla_core=options.dla_core, onnx=str(onnx_path), onnx_sha256=onnx_sha,
         calib_cache=str(cache) if calib else None, calib_cache_sha256=calib.cache_sha256 if calib else None,
         shapes=shapes, workspace_mb=options.workspace_mb, builder="trtexec",
-        timing_cache=str(timing) if timing else None, timing_cache_used=bool(timing and timing.is_file()),
+        timing_cache=str(timing) if timing else None, timing_cache_used=timing_used,
         plan_sha256=hashlib.sha256(data).hexdigest(), build_seconds=round(time.monotonic() - start, 3),
         created_utc=utc_now(), edgekit_version=__version__)
     return write_engine(plan_path, data, sidecar, say)

@@ -108,3 +108,14 @@ def test_registered_as_the_tensorrt_backend():
     from edgekit.deploy.runners import runner_class
 
     assert runner_class("tensorrt") is TensorRTRunner
+
+
+def test_an_injected_trt_module_must_be_the_one_polygraphy_imports(tmp_path, fake_trt, onnx_models):
+    from tests.fakes.fake_tensorrt import make_fake_tensorrt
+
+    env = fake_trt("8.5.2.2")
+    plan = _plan(tmp_path, onnx_models["static"])
+    with pytest.raises(ValueError, match="sys.modules\\['tensorrt'\\]"):
+        TensorRTRunner(plan, trt_module=make_fake_tensorrt("8.5.2.2")).activate()
+    with TensorRTRunner(plan, trt_module=env.trt) as runner:
+        assert runner.infer({"images": X})["output0"].shape == (1, 2, 16, 16)
