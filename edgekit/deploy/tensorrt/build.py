@@ -104,57 +104,84 @@ def build_engine(onnx_path: PathLike, out_dir: PathLike, options: EngineBuildOpt
                                   progress=say, force=force, device=device)
     require_polygraphy(major)
     device = device or device_info()
-    cache = Path(calib_cache) if calib_cache is not None else None
     with polygraphy_log() as plog:
         say(f"parse: {onnx_path.name} with TensorRT {version} (Polygraphy)")
-        builder, network = _parse(trt, onnx_path, major, plog)
-        shapes = network_shapes(network, options)
-        source = resolve_int8_source(options, major, _has_qdq(trt, network), cache is not None or calib_images is not None,
-                                     onnx_path.name)
-        calib = None
-        if source == "calib-cache":
-            calib = plan_calibration(version, file_sha256(onnx_path), cache, calib_images, options.calib_algorithm)
-            say(f"calibrate: {len(calib.images)} images, {calib.algorithm}" if calib.images is not None
-                else f"calibrate: calibration cache {calib.cache_path} ({calib.algorithm}, sidecar verified)")
-        fields = key_fields(device.name, device.sm, version, options, source, calib.algorithm if calib else None,
-                            file_sha256(onnx_path), _calib_identity(calib))
-        key = engine_key(fields)
-        plan_path = out_dir / plan_name(fields, key)
-        if not force and reusable(plan_path, key) is not None:
-            say(f"reuse: {plan_path} (same key, plan sha256 verified)")
-            return EngineResult(plan_path, sidecar_path(plan_path), key, True)
-        timing = timing_cache_path(options, version, device.sm)
-        with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
-            calibrator, loader = (make_calibrator(trt, calib, Path(tmp) / "calib.cache", say) if calib
-                                  else (None, None))
-            try:
-                say(f"configure: {options.precision}" + (f", INT8 from {source}" if source else "")
-                    + (f", DLA core {options.dla_core}" if options.dla_core is not None else "")
-                    + f", workspace {options.workspace_mb} MB")
-                config, timing_used = _configure(trt, builder, network, options, shapes, calibrator, timing, say)
-                start = time.monotonic()
-                say("build: TensorRT is building the engine (minutes on a Jetson)")
-                data = _build(trt, builder, network, config, plog, loader, say)
-                seconds = time.monotonic() - start
-                device_cache = save_device_cache(calibrator, loader, calib, version, fields["onnx_sha256"],
-                                                 plan_path.with_suffix(".calib.cache")) if calib else None
-            finally:
-                if calibrator is not None:
-                    calibrator.free()  # its device buffers, also when the build failed
-        if device_cache is not None:
-            say(f"calibrate: TensorRT's cache kept as {device_cache}")
-        if timing is not None:
-            _save_timing_cache(config, timing)
-        sidecar = EngineSidecar(
-            key=key, key_fields=fields, trt_version=version, device_name=device.name, compute_capability=device.sm,
-            precision=options.precision, int8_source=source, calib_algorithm=fields["calib_algorithm"],
-            dla_core=options.dla_core, onnx=str(onnx_path), onnx_sha256=fields["onnx_sha256"],
-            calib_cache=str(calib.cache_path) if calib and calib.cache_path else None,
-            calib_cache_sha256=calib.cache_sha256 if calib else None, shapes=shapes,
-            workspace_mb=options.workspace_mb, builder=options.builder, timing_cache=str(timing) if timing else None,
-            timing_cache_used=timing_used, plan_sha256=hashlib.sha256(data).hexdigest(),
-            build_seconds=round(seconds, 3), created_utc=utc_now(), edgekit_version=__version__)
-        return write_engine(plan_path, data, sidecar, say)
+        job = _plan_job(trt, onnx_path, out_dir, options, device, calib_cache, calib_images, plog, say)
+        if not force and reusable(job.plan_path, job.key) is not None:
+            say(f"reuse: {job.plan_path} (same key, plan sha256 verified)")
+            return EngineResult(job.plan_path, sidecar_path(job.plan_path), job.key, True)
+        return _run_job(trt, job, options, device, plog, say)
+
+
+class _Job(NamedTuple):
+    """A parsed network and everything decided about its build before TensorRT builds it."""
+
+    onnx_path: Path
+    builder: Any
+    network: Any
+    shapes: Shapes
+    source: Optional[str]
+    calib: Any  # CalibrationPlan or None
+    fields: Dict[str, Any]
+    key: str
+    plan_path: Path
+
+
+def _plan_job(trt: Any, onnx_path: Path, out_dir: Path, options: EngineBuildOptions, device: DeviceInfo,
+              calib_cache: Optional[PathLike], calib_images: Any, plog: Any, say: Progress) -> _Job:
+    version, major = str(trt.__version__), trt_major(trt)
+    cache = Path(calib_cache) if calib_cache is not None else None
+    builder, network = _parse(trt, onnx_path, major, plog)
+    shapes = network_shapes(network, options)
+    source = resolve_int8_source(options, major, _has_qdq(trt, network), cache is not None or calib_images is not None,
+                                 onnx_path.name)
+    calib = None
+    onnx_sha = file_sha256(onnx_path)
+    if source == "calib-cache":
+        calib = plan_calibration(version, onnx_sha, cache, calib_images, options.calib_algorithm)
+        say(f"calibrate: {len(calib.images)} images, {calib.algorithm}" if calib.images is not None
+            else f"calibrate: calibration cache {calib.cache_path} ({calib.algorithm}, sidecar verified)")
+    fields = key_fields(device.name, device.sm, version, options, source, calib.algorithm if calib else None,
+                        onnx_sha, _calib_identity(calib))
+    key = engine_key(fields)
+    return _Job(onnx_path, builder, network, shapes, source, calib, fields, key, out_dir / plan_name(fields, key))
+
+
+def _run_job(trt: Any, job: _Job, options: EngineBuildOptions, device: DeviceInfo, plog: Any,
+             say: Progress) -> EngineResult:
+    version = str(trt.__version__)
+    timing = timing_cache_path(options, version, device.sm)
+    calib = job.calib
+    with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
+        calibrator, loader = make_calibrator(trt, calib, Path(tmp) / "calib.cache", say) if calib else (None, None)
+        try:
+            say(f"configure: {options.precision}" + (f", INT8 from {job.source}" if job.source else "")
+                + (f", DLA core {options.dla_core}" if options.dla_core is not None else "")
+                + f", workspace {options.workspace_mb} MB")
+            config, timing_used = _configure(trt, job.builder, job.network, options, job.shapes, calibrator, timing, say)
+            start = time.monotonic()
+            say("build: TensorRT is building the engine (minutes on a Jetson)")
+            data = _build(trt, job.builder, job.network, config, plog, loader, say)
+            seconds = time.monotonic() - start
+            kept = save_device_cache(calibrator, loader, calib, version, job.fields["onnx_sha256"],
+                                     job.plan_path.with_suffix(".calib.cache")) if calib else None
+        finally:
+            if calibrator is not None:
+                calibrator.free()  # its device buffers, also when the build failed
+    if kept is not None:
+        say(f"calibrate: TensorRT's cache kept as {kept}")
+    if timing is not None:
+        _save_timing_cache(config, timing)
+    sidecar = EngineSidecar(
+        key=job.key, key_fields=job.fields, trt_version=version, device_name=device.name,
+        compute_capability=device.sm, precision=options.precision, int8_source=job.source,
+        calib_algorithm=job.fields["calib_algorithm"], dla_core=options.dla_core, onnx=str(job.onnx_path),
+        onnx_sha256=job.fields["onnx_sha256"], calib_cache=str(calib.cache_path) if calib and calib.cache_path else None,
+        calib_cache_sha256=calib.cache_sha256 if calib else None, shapes=job.shapes, workspace_mb=options.workspace_mb,
+        builder=options.builder, timing_cache=str(timing) if timing else None, timing_cache_used=timing_used,
+        plan_sha256=hashlib.sha256(data).hexdigest(), build_seconds=round(seconds, 3), created_utc=utc_now(),
+        edgekit_version=__version__)
+    return write_engine(job.plan_path, data, sidecar, say)
 
 
 def write_engine(plan_path: Path, data: bytes, sidecar: EngineSidecar, say: Progress) -> EngineResult:
