@@ -42,7 +42,7 @@ from .options import CALIBRATOR_CLASSES
 LOG = logging.getLogger("edgekit.deploy.tensorrt")
 Progress = Callable[[str], None]
 # calibration cache header algorithm -> edgekit's calibration method names (calib sidecars)
-METHODS = {"MinMaxCalibration": "minmax", "EntropyCalibration2": "entropy2"}
+METHODS = {"MinMaxCalibration": "minmax", "EntropyCalibration2": "entropy"}  # as export names them
 
 
 class CalibrationPlan(NamedTuple):

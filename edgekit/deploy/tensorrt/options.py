@@ -14,14 +14,16 @@ from typing import Dict, List, Literal, Optional, Tuple, get_args
 from pydantic import Field, model_validator
 
 from edgekit.core.config import StrictModel
+from edgekit.core.manifest import TrtAlgorithm
 
 Precision = Literal["fp32", "fp16", "int8"]
 # auto: the Q/DQ ONNX when the network has Q/DQ layers (and the target takes it), else the
 # calibration cache; on TensorRT 8.x DLA always the calibration cache (8.x DLA takes no explicit Q/DQ).
 Int8Source = Literal["auto", "qdq", "calib-cache"]
 EngineBuilder = Literal["polygraphy", "trtexec"]
-# TensorRT's calibrator algorithm names as they appear in calibration cache headers.
-CalibAlgorithm = Literal["MinMaxCalibration", "EntropyCalibration2"]
+# TensorRT's calibrator algorithm names as they appear in calibration cache headers (the manifest's
+# own vocabulary: one definition).
+CalibAlgorithm = TrtAlgorithm
 
 # calibration cache header algorithm -> TensorRT calibrator base class
 CALIBRATOR_CLASSES: Dict[str, str] = {
