@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,4 +71,3 @@ def test_tampered_bundle_is_refused_before_any_build(tmp_path, fake_trt):
         f.write(b"x")
     with pytest.raises(ModelError, match="model.onnx"):
         Bundle.open(root)
-    _ = Path
