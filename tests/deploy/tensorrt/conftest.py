@@ -49,7 +49,7 @@ def qdq_model(tmp_path_factory) -> Path:
     """A Q/DQ version of the tiny model, made the way edgekit's export makes one (symmetric int8)."""
     import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     base = tiny_conv_model()
     graph = base.graph
@@ -65,5 +65,4 @@ def qdq_model(tmp_path_factory) -> Path:
     model = helper.make_model(new, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    _ = TensorProto
     return save(model, tmp_path_factory.mktemp("qdq") / "model.int8.qdq.onnx")
