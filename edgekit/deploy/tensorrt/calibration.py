@@ -27,6 +27,7 @@ from edgekit.calib.cache import (
     CacheSidecar,
     parse_cache,
     read_cache,
+    sidecar_path,
     trt_version_int,
     utc_now,
     verify_cache,
@@ -163,14 +164,16 @@ def save_device_cache(calibrator: Any, loader: Optional[CalibrationLoader], plan
     if loader is None or not loader.batches_read or not data:
         return None
     data = bytes(data)
-    header = parse_cache(data.decode("latin-1"), str(target)).header
+    try:
+        header = parse_cache(data.decode("latin-1"), str(target)).header
+    except CalibrationError as e:  # the engine is built; only the cache's reuse is lost
+        LOG.warning("not keeping TensorRT's calibration cache: %s", e.message)
+        return None
     shape = loader.batch_shape or (1, 3, 0, 0)
     sidecar = CacheSidecar(trt_version=trt_version_int(trt_version), cache_header=header, onnx_sha256=onnx_sha256,
                            calib_data_hash=plan.images.data_hash() if plan.images is not None else "",
                            method=METHODS.get(plan.algorithm, plan.algorithm), imgsz=(shape[2], shape[3]),
                            batch=shape[0], n_images=len(loader.paths_read), created_utc=utc_now())
-    from edgekit.calib.cache import sidecar_path
-
     sidecar_path(target).unlink(missing_ok=True)  # never an old sidecar over a new cache
     write_bytes_atomic(target, data)
     write_sidecar(target, sidecar)
