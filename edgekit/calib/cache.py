@@ -15,7 +15,7 @@ reused after the data or batch changed (#24668), so every cache here has a JSON 
 disagrees with what the caller is about to build.
 
 The host computes activation ranges (:mod:`edgekit.calib.ranges`) and writes them here with
-:func:`write_cache_with_sidecar`; the on-device calibrator (:mod:`edgekit.calib.trt_calibrator`)
+:func:`write_cache_with_sidecar`; the on-device calibrator (:mod:`edgekit.deploy.tensorrt.calibration`)
 regenerates the cache against the exact parsed network whenever the sidecar does not match, and
 the sidecar, not the cache, is what decides reuse.
 

@@ -4,7 +4,7 @@
 as a TensorRT calibration cache keyed by the ONNX tensor names, with its sidecar (through the
 device-safe :mod:`edgekit.calib.cache`). TensorRT's ONNX parser keeps those names for most
 tensors but also creates tensors of its own, which get no scale from a host cache: the on-device
-calibrator (:mod:`edgekit.calib.trt_calibrator`) regenerates the cache against the parsed
+calibrator (:mod:`edgekit.deploy.tensorrt.calibration`) regenerates the cache against the parsed
 network whenever the sidecar does not match. The cache header names the TensorRT version of the
 *target* (TensorRT refuses a cache of another version), which the caller must say.
 

@@ -208,12 +208,12 @@ def golden(ctx: ExportContext, bundle: Path, parity: Dict[str, ParityResult], in
 def engine(ctx: ExportContext, bundle: Path) -> EngineStageResult:
     """Build a TensorRT engine only when asked and possible; otherwise say where it will be built."""
     o = ctx.options
-    on_device = "the TensorRT engine is to be built on the device from this bundle (edgekit reads manifest.json)"
+    on_device = "the TensorRT engine is to be built on the device from this bundle (edgekit engine build BUNDLE)"
     if not o.engine:
         return EngineStageResult(built=False, note=on_device)
-    from . import tensorrt_build
+    from edgekit.deploy import tensorrt as trt_build
 
-    if not tensorrt_build.tensorrt_available():
+    if not trt_build.tensorrt_available():
         ctx.log("tensorrt is not importable here: " + on_device)
         return EngineStageResult(built=False, note=f"tensorrt not importable on this host; {on_device}")
     # INT8 builds from the Q/DQ graph (explicit quantization: portable from TRT 8.5 to 11).
@@ -223,11 +223,12 @@ def engine(ctx: ExportContext, bundle: Path) -> EngineStageResult:
     profiles = {}
     if o.dynamic:  # a dynamic graph needs a profile; build for the export size, batch 1
         shape = (1, 3, ctx.imgsz, ctx.imgsz)
-        profiles = {name: tensorrt_build.ShapeProfile(min=shape, opt=shape, max=shape)
+        profiles = {name: trt_build.ShapeProfile(min=shape, opt=shape, max=shape)
                     for name in graph.input_names}
-    build_options = tensorrt_build.EngineBuildOptions(precision=precision, profiles=profiles)
+    build_options = trt_build.EngineBuildOptions(precision=precision, profiles=profiles,
+                                                 int8_source="qdq" if o.int8 else "auto")
     ctx.log(f"building a {precision} TensorRT engine from {source.name}")
-    result = tensorrt_build.build_engine(source, bundle / "engines", build_options)
+    result = trt_build.build_engine(source, bundle / "engines", build_options, progress=ctx.log)
     return EngineStageResult(built=True, precision=precision, source=source.name, result=_plain(result))
 
 

@@ -8,14 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PATTERN = re.compile(r"REFERENCE\.md|\bissue \d+|TENSORRT_AUDIT\.md")
-# Lines in modules another change is replacing wholesale; matched by exact text, so a rewrite that
-# keeps the citation is caught.
-LEGACY = {
-    ("edgekit/deploy/runners/tensorrt.py", "called (REFERENCE.md §2): ``Runtime.deserialize_cuda_engine``, "
-                                           "``num_io_tensors``,"),
-    ("edgekit/export/tensorrt_build.py", "Only the API subset common to those versions is used (REFERENCE.md §2), "
-                                         "with version checks"),
-}
+LEGACY: set = set()  # (path, line) pairs allowed while a module is being replaced; none left
 
 
 def test_no_citation_outside_the_repo() -> None:

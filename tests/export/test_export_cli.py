@@ -141,7 +141,7 @@ def test_parity_gate_fails_beyond_tolerance_and_keeps_no_bundle(obb_run_dir, tmp
                                       engine=True))
     assert (kept.bundle_dir / "manifest.json").is_file()
     assert json.loads((out / "onnx_parity.json").read_text())["gate"].startswith("off")
-    from edgekit.export.tensorrt_build import tensorrt_available
+    from edgekit.deploy.tensorrt import tensorrt_available
 
     if not tensorrt_available():  # --engine without TensorRT: a complete bundle and a note, not an error
         assert kept.report["engine"]["built"] is False
