@@ -16,18 +16,21 @@ from tests.fakes.onnx_graphs import save, tiny_conv_model  # noqa: E402
 
 
 def _ctx(**options):
+    from edgekit.export.adapters import GraphSpec
+
     opts = dict(engine=True, int8=False, fp16=True, dynamic=False)
     opts.update(options)
     lines = []
-    return SimpleNamespace(options=SimpleNamespace(**opts), report={}, log=lines.append, imgsz=16, lines=lines)
+    graph = GraphSpec("fp32", "model.onnx", ("images",), ("output0",))
+    return SimpleNamespace(options=SimpleNamespace(**opts), log=lines.append, imgsz=16, lines=lines,
+                           detection_graph=lambda: graph)
 
 
 def test_engine_stage_builds_fp16_into_the_bundle(tmp_path):
     save(tiny_conv_model(), tmp_path / "model.onnx")
     ctx = _ctx()
     with FakeTensorRT("8.5.2.2"):
-        stages.engine(ctx, tmp_path)
-    report = ctx.report["engine"]
+        report = stages.engine(ctx, tmp_path).report()
     assert report["built"] is True and report["precision"] == "fp16"
     plan = tmp_path / "engines" / report["result"]["plan_path"].split("/")[-1]
     assert read_sidecar(plan).precision == "fp16"
@@ -39,5 +42,5 @@ def test_engine_stage_without_tensorrt_leaves_a_note(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tensorrt, "tensorrt_available", lambda: False)
     ctx = _ctx()
-    stages.engine(ctx, tmp_path)
-    assert ctx.report["engine"]["built"] is False and "edgekit engine build" in ctx.report["engine"]["note"]
+    report = stages.engine(ctx, tmp_path).report()
+    assert report["built"] is False and "edgekit engine build" in report["note"]
