@@ -128,11 +128,12 @@ def target_trt_version(target: str) -> Tuple[str, str]:
     pinned = TARGET_TRT_VERSION.get(target)
     if pinned:
         return pinned, f"the {target} target"
-    try:
-        import tensorrt  # noqa: F401  (host only, optional)
+    from edgekit.core.errors import DeviceError
+    from edgekit.deploy.tensorrt.device import import_tensorrt  # PyPI's stub packages count as missing
 
-        return str(tensorrt.__version__), "this host's tensorrt"
-    except ImportError:
+    try:
+        return str(import_tensorrt().__version__), "this host's tensorrt"
+    except DeviceError:
         return "0", "unknown (no TensorRT pinned by the target or importable here)"
 
 
