@@ -98,7 +98,7 @@ def test_coco_classes_must_exist(tmp_path: Path) -> None:
 def test_failed_conversion_leaves_nothing_and_cites_line(tmp_path: Path) -> None:
     src = dota_source(tmp_path / "dota")
     ds.write_text(src / "labelTxt/B.txt", ["10 10 30 10 30 20 10 20 small-vehicle 0", "1 2 3"])
-    with pytest.raises(DataError, match=r"B\.txt:2: error: expected 10 fields"):
+    with pytest.raises(DataError, match=r"B\.txt:2: expected 10 fields"):
         convert_dataset(src, tmp_path / "out", "dota", "yolo-obb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dota"]
 
