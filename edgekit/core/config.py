@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import ConfigError
 
 T = TypeVar("T", bound=BaseModel)
+# Where the config reference lives (generated from the models by edgekit.core.config_doc).
+CONFIG_REFERENCE = "docs/config.md"
 
 
 class StrictModel(BaseModel):
@@ -138,9 +140,10 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
         fix = f"did you mean '{'.'.join([*map(str, first['loc'][:-1]), hint])}'?" if hint else (
             f"valid keys here: {', '.join(valid)}" if valid else None)
         return ConfigError(f"unknown key '{dotted}' in {source}", fix)
-    msg = first.get("msg", "invalid value")
+    msg = str(first.get("msg", "invalid value"))
+    msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg  # pydantic's prefix says nothing
     return ConfigError(f"invalid value for '{dotted}' in {source}: {msg}",
-                       f"got {first.get('input')!r}; see the config reference in the README")
+                       f"got {first.get('input')!r}; every key, its type and default: {CONFIG_REFERENCE}")
 
 
 def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config") -> T:

@@ -18,7 +18,7 @@ from .formats.coco import check_coco_file, find_coco_files
 from .formats.dota import LABEL_DIR, check_dota_dataset
 from .formats.refdet import check_refdet_root, find_refdet_roots, is_refdet_root
 from .formats.yolo_obb import AXIS_ALIGNED, OBB, check_yolo_dataset, detect_label_kind
-from .layout import DATA_YAML, DatasetLayout
+from .layout import DATA_YAML, DatasetLayout, train_problems
 
 FORMATS = ("yolo-obb", "yolo", "dota", "coco", "refdet")
 
@@ -135,4 +135,22 @@ def check_dataset(path: Union[str, Path], fmt: str = "auto", classes: Optional[S
     return CheckReport(path, fmt, issues, checked)
 
 
-__all__ = ["CheckReport", "check_dataset", "detect_format", "FORMATS"]
+def preflight_train(data: Union[str, Path]) -> DatasetLayout:
+    """The dataset ``edgekit train obb`` is about to use, or the first problem that would stop it.
+
+    Runs the rules ``edgekit data check`` applies to every YOLO dataset (:func:`train_problems`) without
+    decoding images, so it is cheap enough to run before a run directory exists. Errors name the
+    user's data.yaml, never the copy written into the run.
+    """
+    layout = DatasetLayout.load(Path(data).expanduser())
+    problems = train_problems(layout)
+    if problems:
+        first = problems[0]
+        where = f"{first.path}:{first.line}" if first.line else str(first.path)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"{where}: {first.message}{more}",
+                        f"fix the dataset; `edgekit data check {layout.data_yaml.parent}` lists every problem")
+    return layout
+
+
+__all__ = ["CheckReport", "check_dataset", "detect_format", "preflight_train", "FORMATS"]

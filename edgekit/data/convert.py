@@ -118,9 +118,13 @@ def _convert_dota(src: Path, tmp: Path, kind: str, classes: Optional[Sequence[st
     keys = _split_keys(list(splits))
     layout = DatasetLayout.create(tmp, {i: n for n, i in class_ids.items()}, list(splits))
     layout.splits = {keys[s]: d for s, d in layout.splits.items()}
-    for split, (image_dir, _) in splits.items():
+    for split, (image_dir, label_dir) in splits.items():
         images = images_by_stem(image_dir)
-        result.skip("labels without image", len(set(labels[split]) - set(images)))
+        orphans = sorted(set(labels[split]) - set(images))
+        if orphans:  # its objects would be lost without a word
+            raise DataError(f"{label_dir / (orphans[0] + '.txt')}: no image {orphans[0]}.* in {image_dir} "
+                            f"({len(orphans)} label files without an image)",
+                            "add the images (a symlink must point at a file) or remove those label files")
         for stem, image in images.items():
             size = image_size(image)
             out: List[YoloLabel] = []

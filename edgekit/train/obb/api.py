@@ -23,6 +23,7 @@ from edgekit.core.errors import ConfigError, EdgekitError
 
 from ..run import RunDir, git_sha, host_info, keep_jsonl, new_run_id, read_jsonl, update_run_meta
 from .config import ObbTrainConfig
+from .preflight import check_ultralytics_keys, preflight, translate_stage_error
 
 LOG = logging.getLogger(__name__)
 VERSIONED = ("torch", "torchvision", "ultralytics", "timm", "numpy", "opencv-python-headless", "wandb", "mlflow",
@@ -101,26 +102,10 @@ def _spec_env(text: str) -> Iterator[None]:
             os.environ[ENV_SPEC] = old
 
 
-def _check_ultralytics_keys(extra: Dict[str, Any]) -> None:
-    """Name an unknown pass-through key here, with the closest Ultralytics key, before any run starts."""
-    if not extra:
-        return
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
-    from edgekit.core.config import closest_key
-    from edgekit.core.errors import ConfigError
-
-    for key in extra:
-        if key not in DEFAULT_CFG_DICT:
-            hint = closest_key(key, list(DEFAULT_CFG_DICT))
-            raise ConfigError(f"unknown key 'ultralytics.{key}' (not an Ultralytics train argument)",
-                              f"did you mean 'ultralytics.{hint}'?" if hint else "see Ultralytics' default.yaml")
-
-
 def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, init: str) -> Dict[str, Any]:
     """Ultralytics overrides for one stage (only keys Ultralytics knows)."""
     stage = cfg.stages[index]
-    _check_ultralytics_keys(cfg.ultralytics)
+    check_ultralytics_keys(cfg.ultralytics)
     return dict(**cfg.ultralytics, model=init, data=str(data_yaml), epochs=stage.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                 device=cfg.device, workers=cfg.workers, seed=cfg.seed, deterministic=True, optimizer=cfg.optimizer,
                 lr0=stage.lr0, freeze=stage.freeze, amp=cfg.amp, mosaic=cfg.mosaic, close_mosaic=cfg.close_mosaic,
@@ -144,9 +129,15 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
     LOG.info("stage %s (%d/%d): %s", stage.name, index + 1, len(cfg.stages), "resuming" if resume else "starting")
     update_run_meta(run, stages={stage.name: {"index": index, "epochs": stage.epochs, "freeze": stage.freeze,
                                               "lr0": stage.lr0, "distill_scale": stage.distill_scale}})
-    with _spec_env(spec.to_json()):
-        trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
-        trainer.train()
+    try:
+        with _spec_env(spec.to_json()):
+            trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
+            trainer.train()
+    except Exception as e:  # the stage boundary: Ultralytics/torch errors become one line naming the user's file
+        translated = translate_stage_error(e, cfg, data_yaml)
+        if translated is None or translated is e:
+            raise
+        raise translated from None
 
 
 # Keys that may differ on --resume: where and how fast the run executes, not what it trains.
@@ -203,9 +194,8 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if resume and not run_id:
         raise ConfigError("--resume needs the run to continue", "pass --run-id ID (a directory under project)")
-    # Fail on a bad dataset, teacher or run before any run directory or report exists.
-    root, _ = resolve_dataset(cfg)
-    cfg = cfg.model_copy(update={"data": str(root)})
+    # Fail on a bad dataset, device, teacher or run before any run directory or report exists.
+    cfg = preflight(cfg)
     existing = RunDir(Path(cfg.project) / (run_id or new_run_id()))
     if not resume and existing.last.exists():
         raise ConfigError(f"run {existing.root} already has checkpoints", "pass --resume, or a new --run-id")

@@ -143,6 +143,17 @@ class ObbTrainConfig(StrictModel):
             raise ValueError(f"ultralytics.{owned[0]} is set by edgekit itself; use the edgekit key instead")
         return v
 
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        # Ultralytics silently rounds imgsz up to a multiple of the model's largest stride (32); refusing
+        # keeps config_resolved.yaml equal to the size really trained (and exported) at.
+        if v % 32:
+            low, high = max(32, v // 32 * 32), (v // 32 + 1) * 32
+            raise ValueError(f"imgsz must be a multiple of 32 (the model's largest stride), got {v}: "
+                             f"use imgsz={low} or imgsz={high}")
+        return v
+
     @field_validator("device", mode="before")
     @classmethod
     def _device_text(cls, v: Any) -> str:
