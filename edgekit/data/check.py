@@ -61,8 +61,8 @@ def detect_format(path: Union[str, Path]) -> str:
     if not path.exists():
         raise DataError(f"{path} does not exist", "pass a dataset directory or a COCO .json file")
     if path.is_file():
-        if path.name == DATA_YAML:
-            return _yolo_kind(path.parent)
+        if path.suffix.lower() in (".yaml", ".yml"):  # data.yaml, or a yaml of another name
+            return _yolo_kind(path)
         if path.suffix.lower() == ".json":
             head = path.read_text(encoding="utf-8", errors="replace").lstrip()[:1]
             return "refdet" if head == "[" else "coco"
@@ -124,8 +124,7 @@ def check_dataset(path: Union[str, Path], fmt: str = "auto", classes: Optional[S
         raise DataError(f"{path} does not exist", "pass a dataset directory or a COCO .json file")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt in (OBB, AXIS_ALIGNED):
-        root = path.parent if path.is_file() else path
-        issues, checked = check_yolo_dataset(root, fmt)
+        issues, checked = check_yolo_dataset(path, fmt)
     elif fmt == "dota":
         issues, checked = check_dota_dataset(path, classes)
     elif fmt == "coco":
@@ -149,7 +148,7 @@ def preflight_train(data: Union[str, Path]) -> DatasetLayout:
         where = f"{first.path}:{first.line}" if first.line else str(first.path)
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise DataError(f"{where}: {first.message}{more}",
-                        f"fix the dataset; `edgekit data check {layout.data_yaml.parent}` lists every problem")
+                        f"fix the dataset; `edgekit data check {layout.data_yaml}` lists every problem")
     return layout
 
 

@@ -23,8 +23,8 @@ import yaml
 
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.errors import DataError
+from edgekit.core.image_files import IMAGE_SUFFIXES, is_image_file
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_SPLITS: Dict[str, str] = {"train": "images/train", "val": "images/val"}
 DATA_YAML = "data.yaml"
 
@@ -45,10 +45,6 @@ def _normalise_names(names: NamesLike, source: str = "names") -> Dict[int, str]:
         raise DataError(f"{source}: class ids must be 0..{len(out) - 1} without gaps, got {sorted(out)}",
                         "renumber the classes from 0")
     return dict(sorted(out.items()))
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def list_images(directory: Path) -> List[Path]:

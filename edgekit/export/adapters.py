@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Tuple, Type
 import numpy as np
 
 from edgekit.core.detections import Detections
-from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.errors import ConfigError, DataError, ModelError, foreign_message
 from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xywhr
 from edgekit.core.postprocess import PostprocessSpec, decode_obb
 from edgekit.deploy.runners.base import Runner
@@ -178,8 +178,8 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
         with quiet_ultralytics():
             model, ckpt = ul_load(str(path), device="cpu", fuse=False)
     except Exception as e:  # pickle, zip, torch and ultralytics all raise their own types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"cannot load checkpoint {path}: {first[:200]}",
+        # foreign_message drops torch's "re-run with weights_only=False" and Ultralytics' "use yolo26n.pt"
+        raise ModelError(f"cannot load checkpoint {path}: {foreign_message(e)}",
                          "pass an Ultralytics checkpoint such as runs/<id>/checkpoints/best.pt") from None
     train_args = dict(ckpt.get("train_args") or {})
     imgsz = train_args.get("imgsz", 640)

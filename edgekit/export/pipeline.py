@@ -110,6 +110,11 @@ def choose_images(options: ExportOptions, source: ExportSource, ckpt: LoadedChec
         from edgekit.calib.dataset import list_images
 
         parity = list_images(Path(calib_dir))
+    if not parity and options.calib_data is not None:  # never tell the user to pass the flag they passed
+        from edgekit.core.image_files import suffix_list
+
+        raise DataError(f"--calib-data {options.calib_data} holds no images ({suffix_list()})",
+                        "point --calib-data at a folder of images (e.g. the dataset's images/train)")
     if not parity:
         raise DataError(f"no images to verify the export of {source.checkpoint} with",
                         "pass --calib-data DIR (a folder of images), or export a run whose "

@@ -182,12 +182,13 @@ def _data_yaml_issue(yaml_path: Path, exc: DataError) -> Issue:
 
 
 def check_yolo_dataset(root: Path, kind: Optional[str] = None) -> Tuple[List[Issue], int]:
-    """Every problem in a YOLO dataset root, and how many files were looked at."""
+    """Every problem in a YOLO dataset (its root, or its yaml file), and how many files were looked at."""
     root = Path(root)
     try:
         layout = DatasetLayout.load(root)
     except DataError as e:
-        return [_data_yaml_issue(root / DATA_YAML, e)], 1
+        yaml_path = root if root.suffix.lower() in (".yaml", ".yml") else root / DATA_YAML
+        return [_data_yaml_issue(yaml_path, e)], 1
     kind = kind or detect_label_kind(layout)
     issues: List[Issue] = list(train_problems(layout))  # what training needs, the same rules as its preflight
     checked = 1
@@ -234,7 +235,7 @@ def _check_split(layout: DatasetLayout, split: str, kind: str) -> Tuple[List[Iss
         except (OSError, UnicodeDecodeError) as e:
             issues.append(error(label, 0, "unreadable-label", f"cannot read label file: {e}"))
             continue
-        issues.extend(parse_yolo_labels(text, label, kind, layout.nc)[1])
+        issues.extend(parse_yolo_labels(text, label, kind, layout.nc or None)[1])  # nc 0: one no-classes error, not one per line
     return issues, len(images) + len(labels)
 
 

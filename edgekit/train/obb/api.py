@@ -23,7 +23,7 @@ from edgekit.core.errors import ConfigError, EdgekitError
 
 from ..run import RunDir, git_sha, host_info, keep_jsonl, new_run_id, read_jsonl, update_run_meta
 from .config import ObbTrainConfig
-from .preflight import check_ultralytics_keys, preflight, translate_stage_error
+from .preflight import check_ultralytics_keys, held_ultralytics_log, preflight, translate_stage_error
 
 LOG = logging.getLogger(__name__)
 VERSIONED = ("torch", "torchvision", "ultralytics", "timm", "numpy", "opencv-python-headless", "wandb", "mlflow",
@@ -130,8 +130,9 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
     update_run_meta(run, stages={stage.name: {"index": index, "epochs": stage.epochs, "freeze": stage.freeze,
                                               "lr0": stage.lr0, "distill_scale": stage.distill_scale}})
     try:
-        with _spec_env(spec.to_json()):
+        with _spec_env(spec.to_json()), held_ultralytics_log() as release:
             trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
+            trainer.add_callback("on_train_start", lambda _trainer: release())
             trainer.train()
     except Exception as e:  # the stage boundary: Ultralytics/torch errors become one line naming the user's file
         translated = translate_stage_error(e, cfg, data_yaml)

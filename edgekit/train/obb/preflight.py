@@ -9,9 +9,11 @@ data.yaml edgekit generated inside the run; anything not recognised stays a trac
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from edgekit.core.errors import ConfigError, DataError, DeviceError, EdgekitError, foreign_message
 
@@ -23,9 +25,19 @@ def preflight(cfg: ObbTrainConfig) -> ObbTrainConfig:
     from edgekit.data.check import preflight_train
 
     preflight_train(cfg.data)
+    check_student(cfg.student)
     check_device(cfg.device)
     check_ultralytics_keys(cfg.ultralytics)
     return cfg.model_copy(update={"data": str(Path(cfg.data).expanduser().absolute())})
+
+
+def check_student(student: str) -> None:
+    """A ``.pt`` student must be a file here: edgekit never downloads, and a missing one would otherwise
+    surface as a traceback from deep inside Ultralytics after its banner."""
+    path = Path(student).expanduser()
+    if path.suffix == ".pt" and not path.is_file():
+        raise ConfigError(f"student={student}: {path} does not exist",
+                          "pass an existing .pt checkpoint, or a model yaml such as student=yolov8n-obb.yaml")
 
 
 def _gpu_indices(device: str) -> Optional[list]:
@@ -71,6 +83,53 @@ def check_ultralytics_keys(extra: Dict[str, Any]) -> None:
                               f"did you mean 'ultralytics.{hint}'?" if hint else "see Ultralytics' default.yaml")
 
 
+@contextlib.contextmanager
+def held_ultralytics_log() -> Iterator[Callable[[], None]]:
+    """Hold back what Ultralytics logs while a stage is being set up; yield ``release`` to let it out.
+
+    Call ``release`` once training really starts (its banner, argument dump and model summary then
+    print as usual). If setup fails first, the held lines are dropped: the user sees edgekit's one
+    line, not 30 lines of model summary above it.
+    """
+    logger = logging.getLogger("ultralytics")
+    held: List[logging.LogRecord] = []
+    saved = list(logger.handlers)
+
+    class _Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    hold = _Hold()
+    released = []
+
+    def release() -> None:
+        if released:
+            return
+        released.append(True)
+        logger.removeHandler(hold)
+        for handler in saved:
+            logger.addHandler(handler)
+        for record in held:
+            for handler in saved:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        held.clear()
+
+    for handler in saved:
+        logger.removeHandler(handler)
+    logger.addHandler(hold)
+    try:
+        yield release
+    except BaseException:
+        released.append(True)  # setup failed: drop what was held
+        logger.removeHandler(hold)
+        for handler in saved:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        raise
+    release()
+
+
 _DATASET_WORDS = ("dataset", "images not found", "no labels found", "data.yaml", "labels found")
 
 
@@ -90,6 +149,10 @@ def translate_stage_error(exc: BaseException, cfg: ObbTrainConfig, generated_yam
     if name == "OutOfMemoryError" or "CUDA out of memory" in text:
         return DeviceError(f"out of GPU memory at batch={cfg.batch}, imgsz={cfg.imgsz} (device={cfg.device})",
                            "lower batch= or imgsz=")
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        missing = str(exc.filename).replace(str(generated_yaml), user_data) if generated_yaml else str(exc.filename)
+        return ConfigError(f"{missing} does not exist (needed by stage training on {user_data})",
+                           "check the paths in the config and the dataset")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return DataError(f"no space left on the device writing {cfg.project}: {foreign_message(exc)}",
                          "free disk space or pass project= on a larger disk")
@@ -100,4 +163,4 @@ def translate_stage_error(exc: BaseException, cfg: ObbTrainConfig, generated_yam
     return None
 
 
-__all__ = ["preflight", "check_device", "check_ultralytics_keys", "translate_stage_error"]
+__all__ = ["preflight", "check_student", "held_ultralytics_log", "check_device", "check_ultralytics_keys", "translate_stage_error"]
