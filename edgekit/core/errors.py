@@ -72,11 +72,12 @@ def foreign_message(exc: BaseException, limit: int = MAX_FOREIGN_CHARS) -> str:
     text = " ".join(str(exc).split())
     if isinstance(exc, KeyError):
         text = f"missing key {text}"
-    text = re.sub(r"^(?:ERROR|WARNING)\s*\S*\s*", "", text) if re.match(r"^(?:ERROR|WARNING)\b", text) else text
-    text = re.sub(r"[\u2600-\u27bf\ufe0f\U0001f300-\U0001faff]", "", text).strip()
+    text = re.sub(r"[\u2600-\u27bf\ufe0f\U0001f300-\U0001faff]", "", text).strip()  # log emoji
+    text = re.sub(r"^(?:ERROR|WARNING)\b:?\s*", "", text)  # Ultralytics' log-level prefix
     sentences = re.split(r"(?<=[.!?])\s+|\s+\(\d\)\s+", text)
     kept = [s for s in sentences if s and not _ADVICE.search(s)]
     result = " ".join(kept).strip() or type(exc).__name__
+    result = result[:-1] if result.endswith(".") and not result.endswith("...") else result  # "msg.; fix" reads badly
     return shorten(result, limit)
 
 
