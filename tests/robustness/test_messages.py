@@ -144,6 +144,7 @@ FOREIGN = [
      "https://github.com/ultralytics/yolov5.\nThis model is NOT forwards compatible with YOLOv8.\nRecommend fixes are "
      "to train a new model using the latest 'ultralytics' package or to run a command with an official Ultralytics "
      "model, i.e. 'yolo predict model=yolo26n.pt'", "appears to be an Ultralytics YOLOv5 model"),
+    ("ERROR x.pt is corrupt. Please retry with weights_only=False.", "x.pt is corrupt"),
 ]
 
 
