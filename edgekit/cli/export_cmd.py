@@ -50,7 +50,15 @@ def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: 
         "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf,
     })
     log = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    result = export_model(options, log=log)
+    from edgekit.core.errors import ModelError, raised_inside, translate
+
+    try:
+        result = export_model(options, log=log)
+    except Exception as e:  # the stage boundary: torch/onnx/onnxruntime errors become one line naming SOURCE
+        if not raised_inside(e):
+            raise
+        raise translate(e, source, ModelError, "check SOURCE and the flags; EDGEKIT_TRACEBACK=1 shows the traceback",
+                        what="exporting") from None
     click.echo(render_table(result.summary_rows))
 
 

@@ -7,9 +7,10 @@ tracebacks.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Optional, Type, Union
+from typing import Optional, Tuple, Type, Union
 
 # One line on the terminal: a message longer than this is shortened at a word boundary.
 MAX_FOREIGN_CHARS = 200
@@ -95,3 +96,30 @@ def translate(exc: BaseException, file: Union[str, Path, None], kind: Type[Edgek
     where = f"{what} {file}".strip() if file is not None else what
     message = foreign_message(exc)
     return kind(f"{where}: {message}" if where else message, fix)
+
+
+# Packages whose exceptions edgekit's stages translate (see raised_inside).
+FOREIGN_PACKAGES = ("torch", "torchvision", "ultralytics", "timm", "onnx", "onnxruntime", "onnxslim", "onnxsim",
+                    "tensorrt", "polygraphy", "cv2")
+
+
+def raised_inside(exc: BaseException, packages: Tuple[str, ...] = FOREIGN_PACKAGES) -> bool:
+    """True when ``exc`` was raised by code of one of ``packages`` (its type's module, or the innermost frame).
+
+    ``EDGEKIT_TRACEBACK=1`` makes this False, so a developer gets the raw traceback back.
+    """
+    if os.environ.get("EDGEKIT_TRACEBACK", "") not in ("", "0"):
+        return False
+    module = type(exc).__module__.split(".")[0]
+    if module in packages:
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    parts = Path(tb.tb_frame.f_code.co_filename).parts
+    for i, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages"):  # .../site-packages/<package>/...
+            return parts[i + 1] in packages
+    return False

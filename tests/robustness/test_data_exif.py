@@ -99,6 +99,7 @@ def test_coco_without_categories_refused(tmp_path: Path) -> None:
     image = write_image(tmp_path / "coco" / "p.jpg", W, H)
     write_coco(tmp_path / "coco" / "train.json", [{"id": 1, "file_name": image.name, "width": W, "height": H}], [],
                categories=[])
+    assert [i.code for i in check_dataset(tmp_path / "coco" / "train.json").errors] == ["no-classes"]
     res = run_cli(["data", "convert", "--from", "coco", "--to", "yolo", tmp_path / "coco" / "train.json",
                    tmp_path / "out"], tmp_path)
     assert_one_line_error(res, 1, ["train.json", "categories", "0 classes"])

@@ -210,3 +210,27 @@ def test_demo_errors_suggest_only_demo_flags(tmp_path: Path) -> None:
     assert flags and set(flags) <= set(DEMO_FLAGS) and "--out" in flags
     kept = DataError("--out x is a file", "pass --out a directory path")
     assert demo_error(kept, tmp_path) is kept
+
+
+# -- third-party errors at the stage boundary ------------------------------------------------------------------------
+def test_errors_raised_inside_ultralytics_are_translated_naming_the_users_data(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("ultralytics")
+    from ultralytics.utils.checks import check_yaml
+
+    from edgekit.core.errors import raised_inside
+    from edgekit.train.obb.config import load_train_config
+    from edgekit.train.obb.preflight import translate_stage_error
+
+    generated = tmp_path / "runs" / "x" / "reports" / "data.yaml"
+    with pytest.raises(Exception) as info:
+        check_yaml(str(tmp_path / "nope_model.yaml"))
+    assert raised_inside(info.value)
+    cfg = load_train_config(None, [f"data={tmp_path / 'mine'}"])
+    err = translate_stage_error(info.value, cfg, generated)
+    assert err is not None and "reports/data.yaml" not in err.format() and "Traceback" not in err.format()
+    bug = ValueError(f"{generated} is odd")  # raised by edgekit's own code: stays a traceback
+    assert not raised_inside(bug) and translate_stage_error(bug, cfg, None) is None
+    dataset = translate_stage_error(RuntimeError(f"Dataset '{generated}' images not found"), cfg, generated)
+    assert str(tmp_path / "mine") in dataset.format() and str(generated) not in dataset.format()
+    monkeypatch.setenv("EDGEKIT_TRACEBACK", "1")
+    assert not raised_inside(info.value)

@@ -238,6 +238,8 @@ def check_coco_file(json_path: Path, image_dir: Optional[Path] = None) -> Tuple[
     except (OSError, UnicodeDecodeError) as e:
         return [error(json_path, 0, "unreadable-label", f"cannot read: {e}")], 1
     dataset, issues = parse_coco(text, json_path)
+    if not dataset.categories and not issues:  # convert refuses it too: a dataset of 0 classes
+        issues.append(error(json_path, 1, "no-classes", "'categories' is empty: a dataset needs at least one class"))
     root = find_image_dir(json_path, dataset, image_dir)
     for image in dataset.images:
         path = root / image.file_name

@@ -15,7 +15,14 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from edgekit.core.errors import ConfigError, DataError, DeviceError, EdgekitError, foreign_message
+from edgekit.core.errors import (
+    ConfigError,
+    DataError,
+    DeviceError,
+    EdgekitError,
+    foreign_message,
+    raised_inside,
+)
 
 from .config import ObbTrainConfig
 
@@ -160,6 +167,10 @@ def translate_stage_error(exc: BaseException, cfg: ObbTrainConfig, generated_yam
                                        any(w in text.lower() for w in _DATASET_WORDS)):
         return DataError(f"dataset {user_data}: {foreign_message(RuntimeError(text))}",
                          f"run `edgekit data check {user_data}` and fix what it reports")
+    if raised_inside(exc):  # any other Ultralytics/torch/timm error: one line naming what was trained
+        return EdgekitError(f"training {cfg.student} on {user_data} failed inside {type(exc).__module__.split('.')[0]}"
+                            f": {foreign_message(RuntimeError(text))}",
+                            "check the config (--print-config); EDGEKIT_TRACEBACK=1 shows the full traceback")
     return None
 
 
