@@ -59,7 +59,7 @@ def shorten(text: str, limit: int = MAX_FOREIGN_CHARS) -> str:
     text = " ".join(str(text).split())
     if len(text) <= limit:
         return text
-    cut = text[:limit + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    cut = text[:limit + 1].rsplit(" ", 1)[0].rstrip(" ,;:.")
     return (cut if cut else text[:limit]) + "..."
 
 
