@@ -196,7 +196,7 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     if resume and not run_id:
         raise ConfigError("--resume needs the run to continue", "pass --run-id ID (a directory under project)")
     # Fail on a bad dataset, device, teacher or run before any run directory or report exists.
-    cfg = preflight(cfg)
+    cfg, _ = preflight(cfg)
     existing = RunDir(Path(cfg.project) / (run_id or new_run_id()))
     if not resume and existing.last.exists():
         raise ConfigError(f"run {existing.root} already has checkpoints", "pass --resume, or a new --run-id")

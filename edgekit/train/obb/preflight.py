@@ -13,7 +13,7 @@ import contextlib
 import errno
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from edgekit.core.errors import (
     ConfigError,
@@ -27,15 +27,16 @@ from edgekit.core.errors import (
 from .config import ObbTrainConfig
 
 
-def preflight(cfg: ObbTrainConfig) -> ObbTrainConfig:
-    """``cfg`` with ``data`` made absolute, once everything checkable without training is right."""
+def preflight(cfg: ObbTrainConfig) -> Tuple[ObbTrainConfig, Path]:
+    """(``cfg`` with ``data`` made absolute, the dataset root its splits resolve against), once everything
+    checkable without training is right."""
     from edgekit.data.check import preflight_train
 
-    preflight_train(cfg.data)
+    layout = preflight_train(cfg.data)
     check_student(cfg.student)
     check_device(cfg.device)
     check_ultralytics_keys(cfg.ultralytics)
-    return cfg.model_copy(update={"data": str(Path(cfg.data).expanduser().absolute())})
+    return cfg.model_copy(update={"data": str(Path(cfg.data).expanduser().absolute())}), layout.root
 
 
 def check_student(student: str) -> None:
