@@ -111,3 +111,28 @@ def obb_pt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("robust_ckpt") / "obb.pt"
     YOLO("yolov8n-obb.yaml").save(str(path))
     return path
+
+
+def make_dota(root: Path, base: Path, split: str = "train", limit: Optional[int] = None, size: int = 160) -> Path:
+    """A DOTA directory (``images/`` + ``labelTxt/``, pixel corners + class name) from a synthetic YOLO-OBB split."""
+    import shutil
+
+    from edgekit.data.synth.shapes import OBB_CLASS_NAMES
+
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    images = sorted((base / "images" / split).glob("*.jpg"))[:limit]
+    for image in images:
+        shutil.copy(str(image), str(root / "images" / image.name))
+        lines = []
+        for line in (base / "labels" / split / f"{image.stem}.txt").read_text().splitlines():
+            cls, *coords = line.split()
+            pixels = " ".join(f"{float(v) * size:.1f}" for v in coords)
+            lines.append(f"{pixels} {OBB_CLASS_NAMES[int(cls)]} 0")
+        (root / "labelTxt" / f"{image.stem}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def dota_dir(tmp_path: Path, base_dataset: Path) -> Path:
+    return make_dota(tmp_path / "dota", base_dataset)
