@@ -81,16 +81,13 @@ def tree_hash(root: Path, skip: Sequence[Path] = ()) -> Dict[str, str]:
 
 
 def debris(*roots: Path) -> List[str]:
-    """Hidden half-outputs a killed edgekit process may leave (staging dirs, temporaries)."""
+    """Hidden entries a killed or failed run may leave (staging dirs, temporaries, ``.out.XXXX``, ``.old``):
+    every hidden name under ``roots`` except edgekit's output marker."""
     found: List[str] = []
     for root in roots:
-        if not root.exists():
-            continue
-        for path in root.rglob(".*"):
-            if path.name.startswith((".edgekit-stage-", ".kb.", ".convk.", ".synthk.", ".save.")) or \
-                    path.name.endswith((".tmp", ".old")):
-                found.append(str(path))
-    return found
+        if root.exists():
+            found += [str(p) for p in root.rglob(".*") if p.name != ".edgekit-output.json"]
+    return sorted(found)
 
 
 @pytest.fixture(scope="session")
