@@ -61,10 +61,11 @@ class RunDir:
         """Make the run's directories and its output marker (check the target with
         ``edgekit.core.outdir.prepare_output`` first: a run never goes into a directory edgekit did not write)."""
         run = cls(Path(project) / check_run_id(run_id))
+        run.root.mkdir(parents=True, exist_ok=True)
+        if not owned_by(run.root, WRITER):  # first: a kill right after leaves a run a re-run may reuse
+            write_marker(run.root, WRITER)
         for d in (run.checkpoints, run.reports, run.signal_maps):
             d.mkdir(parents=True, exist_ok=True)
-        if not owned_by(run.root, WRITER):
-            write_marker(run.root, WRITER)
         return run
 
     @property

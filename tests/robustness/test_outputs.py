@@ -159,3 +159,27 @@ def test_outputs_are_re_runnable_and_marked(tmp_path: Path, base_dataset: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "dota", "s"]
     assert '"writer": "data synth obb"' in (tmp_path / "s" / ".edgekit-output.json").read_text()
     assert '"writer": "data convert"' in (tmp_path / "c" / ".edgekit-output.json").read_text()
+
+
+def test_demo_re_runs_into_its_own_out_and_only_its_own(tmp_path: Path) -> None:
+    """`demo --out D` twice: the second run removes the first run's training run (it has the train marker);
+    a runs/demo that edgekit did not write is left for train_obb to refuse."""
+    from edgekit.core.outdir import write_marker
+    from edgekit.demo import _prepare_out
+    from edgekit.train.run import RunDir
+
+    out = _prepare_out(tmp_path / "d")
+    run = RunDir.create(out / "runs", "demo")
+    run.last.write_bytes(b"x")
+    (out / "demo_summary.json").write_text("{}")
+    assert _prepare_out(out) == out and not run.root.exists() and (out / "demo_summary.json").exists()
+    foreign = out / "runs" / "demo"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("keep")
+    _prepare_out(out)
+    assert (foreign / "notes.txt").read_text() == "keep"
+    other = tmp_path / "other"
+    other.mkdir()
+    write_marker(other, "data synth obb")
+    with pytest.raises(Exception, match="holds the output of `edgekit data synth obb`"):
+        _prepare_out(other)
