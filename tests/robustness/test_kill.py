@@ -89,3 +89,38 @@ def test_kill_9_then_rerun_finishes_and_leaves_no_debris(tmp_path: Path, tmp_pat
         from edgekit.core.manifest import load_manifest, verify_bundle_files
 
         verify_bundle_files(tmp_path / "out", load_manifest(tmp_path / "out"))
+
+
+TRAIN = ["imgsz=64", "batch=2", "workers=0", "device=cpu", "amp=false", "mosaic=0", "teacher.weights=random",
+         "teacher.model_kwargs={embed_dim: 32, depth: 2, num_heads: 2}", "logging.wandb=disabled",
+         "stages.a.epochs=2", "stages.b.epochs=1"]
+
+
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+def test_kill_9_during_training_then_resume_finishes_once_per_epoch(tmp_path: Path, base_dataset: Path,
+                                                                    seed: int) -> None:
+    """Kill `train obb` at a random moment, then `--resume` (or start again when no run exists yet):
+    it finishes, every epoch is reported once, one final row per stage, no temporaries left."""
+    import json
+
+    args = ["train", "obb", "--run-id", "k", f"data={base_dataset}", f"project={tmp_path / 'runs'}", *TRAIN]
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit", *args], cwd=str(tmp_path), env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=random.Random(seed).uniform(3.0, 12.0))  # the whole run takes ~15 s here
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    run = tmp_path / "runs" / "k"
+    if os.environ.get("EDGEKIT_SHOW_KILLS"):
+        print("train", seed, proc.returncode, sorted(p.name for p in (run / "checkpoints").glob("*")))
+    again = ["train", "obb", "--run-id", "k", "--resume", f"project={tmp_path / 'runs'}"] \
+        if (run / "reports" / "config_resolved.yaml").is_file() else args
+    res = run_cli(again, cwd=tmp_path, timeout=300)
+    assert res.rc == 0, res.stderr[-3000:]
+    train = [json.loads(x) for x in (run / "reports" / "train_metrics.jsonl").read_text().splitlines()]
+    val = [json.loads(x) for x in (run / "reports" / "val_metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in train] == [0, 1, 2]
+    assert [r["epoch"] for r in val if not r.get("final")] == [0, 1, 2]
+    assert [(r["stage"], r["epoch"]) for r in val if r.get("final")] == [("a", 1), ("b", 2)]
+    assert debris(tmp_path) == []
