@@ -35,10 +35,12 @@ import click
 @click.option("--val-size", type=int, default=None, help="Cap on val images for the INT8 accuracy report.")
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Confidence threshold in the manifest.")
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Load the checkpoint without the class allow-list (it may run code): only for files you trust.")
 def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: bool, int8: bool,
            calib_data: Optional[Path], calib_method: str, calib_size: int, int8_float_scope: str, simplifier: str, target: str,
            engine: bool, out: Optional[Path], no_parity_gate: bool, max_int8_drop: Optional[float],
-           val_size: Optional[int], conf: float, quiet: bool) -> None:
+           val_size: Optional[int], conf: float, quiet: bool, trust_checkpoint: bool) -> None:
     """Export RUN_DIR (runs/<id>/) or an Ultralytics OBB CHECKPOINT to a verified deploy bundle."""
     from edgekit.export import export_model
 
@@ -47,7 +49,7 @@ def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: 
         "calib_data": calib_data, "calib_method": calib_method, "calib_size": calib_size, "int8_float_scope": int8_float_scope,
         "simplifier": simplifier,
         "target": target, "engine": engine, "out": out, "parity_gate": not no_parity_gate,
-        "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf,
+        "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf, "trust_checkpoint": trust_checkpoint,
     })
     log = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     from edgekit.core.errors import ModelError, raised_inside, translate
@@ -69,7 +71,7 @@ FIELD_FLAGS: Dict[str, str] = {
     "int8": "--int8", "calib_data": "--calib-data", "calib_method": "--calib-method", "calib_size": "--calib-size",
     "int8_float_scope": "--int8-float-scope", "simplifier": "--simplifier", "target": "--target",
     "engine": "--engine", "out": "--out", "parity_gate": "--no-parity-gate", "max_int8_drop": "--max-int8-drop",
-    "val_size": "--val-size", "conf": "--conf",
+    "val_size": "--val-size", "conf": "--conf", "trust_checkpoint": "--trust-checkpoint",
 }
 
 

@@ -22,9 +22,11 @@ def train() -> None:
               help="YAML or JSON config (see edgekit.train.obb.ObbTrainConfig).")
 @click.option("--run-id", default=None, help="Run directory name under `project` (default: a fresh id).")
 @click.option("--resume", is_flag=True, help="Continue the run's interrupted stage/epoch from checkpoints/last.pt.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Load student=/last.pt without the class allow-list (it may run code): only for files you trust.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit (nothing is trained).")
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
-def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, print_config: bool,
+def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, trust_checkpoint: bool, print_config: bool,
         overrides: Tuple[str, ...]) -> None:
     """YOLOv8-OBB (Ultralytics) distilled from a frozen DINOv3 teacher, stage A then stage B.
 
@@ -34,7 +36,10 @@ def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, print_
     """
     check_override_shape(overrides)
     from edgekit.train.obb.config import load_train_config
+    from edgekit.train.run import check_run_id
 
+    if run_id is not None:
+        check_run_id(run_id)  # before it is joined to any path
     if resume and config_path is None and run_id:  # resume alone: the run's own resolved config
         project = next((o.split("=", 1)[1] for o in overrides if o.startswith("project=")), "runs")
         saved = Path(project) / run_id / "reports" / "config_resolved.yaml"
@@ -52,7 +57,7 @@ def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, print_
         return
     from edgekit.train.obb import train_obb
 
-    result = train_obb(cfg, run_id=run_id, resume=resume)
+    result = train_obb(cfg, run_id=run_id, resume=resume, trust_checkpoint=trust_checkpoint)
     click.echo(f"run: {result.run_dir}")
     click.echo(f"best: {result.best}")
     metrics = {k: v for k, v in result.final_metrics.items() if k.startswith("metrics/")}

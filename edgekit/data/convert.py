@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from edgekit.core.atomic import atomic_dir, check_output_dir
 from edgekit.core.errors import DataError
+from edgekit.core.outdir import prepare_output, staged_output
 
 from .formats.base import ERROR, GEOMETRY_CODES, Issue, quad_defect
 from .formats.coco import CocoDataset, CocoImage, build_coco, find_coco_files, find_image_dir, parse_coco
@@ -27,6 +27,7 @@ from .layout import DatasetLayout
 SOURCE_FORMATS = ("dota", "coco")
 _DEGENERATE = "degenerate boxes (after clipping to the image)"
 TARGET_FORMATS = (OBB, AXIS_ALIGNED)
+WRITER = "data convert"  # the output marker's writer (edgekit.core.outdir)
 
 
 @dataclass
@@ -256,14 +257,11 @@ def convert_dataset(src: Union[str, Path], dst: Union[str, Path], src_format: st
                         f"--from one of {', '.join(SOURCE_FORMATS)}, --to one of {', '.join(TARGET_FORMATS)}")
     if not src.exists():
         raise DataError(f"source {src} does not exist", "pass the DOTA directory or COCO json/directory")
-    if dst.exists() and not dst.is_dir():
-        raise DataError(f"destination {dst} is a file", "pass a directory path for the dataset root")
-    check_output_dir(dst, flag="DST")  # a path under a file: one line, not a mkdir traceback
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise DataError(f"destination {dst} already exists and is not empty",
-                        "choose a new directory or pass --overwrite")
+    # --overwrite replaces only an earlier `data convert` output, never SRC, a directory holding it, or
+    # anything edgekit did not write (edgekit.core.outdir); checked before any work.
+    dst = prepare_output(dst, WRITER, flag="DST", sources=[src, image_dir], replace=overwrite)
     result = ConvertResult(dst, dst_format, {})
-    with atomic_dir(dst) as tmp:
+    with staged_output(dst, WRITER, flag="DST") as tmp:
         if src_format == "dota":
             layout = _convert_dota(src, tmp, dst_format, classes, link_images, result)
         else:

@@ -11,14 +11,14 @@ renamed into place, so a failed export leaves no half bundle.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from edgekit.core.atomic import atomic_dir, write_json_atomic
+from edgekit.core.atomic import write_json_atomic
 from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.outdir import prepare_output, staged_output, work_dir
 from edgekit.core.postprocess import PostprocessSpec
 
 from . import onnx_tools
@@ -28,6 +28,7 @@ from .sources import ExportSource, dataset_from_train_args, load_layout, resolve
 
 Log = Callable[[str], None]
 STRIDE = 32
+WRITER = "export"  # the bundle marker's writer (edgekit.core.outdir)
 
 
 @dataclass
@@ -60,10 +61,13 @@ def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportRes
 
     ctx = prepare(options, log or (lambda _msg: None))
     calib = stages.calibration_set(ctx) if options.int8 else None  # fail on bad calibration data before exporting
-    out = options.out or default_bundle_dir(ctx.source)
+    # never replaces the checkpoint, a directory holding it, or a directory edgekit did not write
+    out = prepare_output(options.out or default_bundle_dir(ctx.source), WRITER,
+                         sources=[ctx.source.checkpoint, options.calib_data])
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as work, atomic_dir(out) as bundle:
-        graphs = stages.export_graphs(ctx, Path(work), bundle)
+    with staged_output(out, WRITER) as bundle:  # staged next to --out, scratch inside the staging dir
+        with work_dir(bundle) as work:
+            graphs = stages.export_graphs(ctx, work, bundle)
         feeds, fp32_outputs = stages.parity_gate(ctx, graphs[0], bundle, out)
         int8_outputs = stages.int8_artifacts(ctx, graphs[0], bundle, calib, feeds) if calib is not None else None
         stages.golden(ctx, bundle, feeds, fp32_outputs, int8_outputs)
@@ -81,7 +85,7 @@ def prepare(options: ExportOptions, log: Log) -> ExportContext:
         log("note: a Xavier NX engine must be built on the device; --engine builds for this machine's GPU")
     source = resolve_source(options.source)
     log(f"loading {source.checkpoint}")
-    ckpt = load_checkpoint(source.checkpoint)
+    ckpt = load_checkpoint(source.checkpoint, trust=options.trust_checkpoint)
     adapter = get_adapter(ckpt.task)
     imgsz = int(options.imgsz or ckpt.imgsz)
     if imgsz % STRIDE:

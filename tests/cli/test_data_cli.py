@@ -176,7 +176,7 @@ def test_real_synth_output_passes_check(tmp_path: Path, kind: str, args) -> None
 @pytest.mark.parametrize("out, message", [
     ("afile", "afile is a file"),
     ("afile/sub", "afile/sub cannot be created"),
-    ("foreign", "holds files this command did not write (e.g. 'notes.txt')"),
+    ("foreign", "is not empty and edgekit did not write it (e.g. 'notes.txt')"),
 ])
 def test_synth_bad_out_is_one_line_exit_1_and_touches_nothing(tmp_path: Path, kind: str, out: str,
                                                               message: str) -> None:

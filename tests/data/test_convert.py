@@ -104,13 +104,21 @@ def test_failed_conversion_leaves_nothing_and_cites_line(tmp_path: Path) -> None
 
 def test_existing_destination_needs_overwrite(tmp_path: Path) -> None:
     src = dota_source(tmp_path / "dota")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out/keep.txt").write_text("x")
+    convert_dataset(src, tmp_path / "out", "dota", "yolo-obb")
     with pytest.raises(DataError, match="already exists"):
         convert_dataset(src, tmp_path / "out", "dota", "yolo-obb")
-    assert (tmp_path / "out/keep.txt").exists()
+    (tmp_path / "out/data.yaml").write_text("stale")
     convert_dataset(src, tmp_path / "out", "dota", "yolo-obb", overwrite=True)
-    assert not (tmp_path / "out/keep.txt").exists() and (tmp_path / "out/data.yaml").is_file()
+    assert (tmp_path / "out/data.yaml").read_text() != "stale"
+
+
+def test_overwrite_never_replaces_a_directory_edgekit_did_not_write(tmp_path: Path) -> None:
+    src = dota_source(tmp_path / "dota")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/keep.txt").write_text("x")
+    with pytest.raises(DataError, match="edgekit did not write it .*keep.txt"):
+        convert_dataset(src, tmp_path / "out", "dota", "yolo-obb", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
 
 
 def test_unreadable_dota_image_is_an_error(tmp_path: Path) -> None:

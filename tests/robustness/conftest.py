@@ -81,16 +81,13 @@ def tree_hash(root: Path, skip: Sequence[Path] = ()) -> Dict[str, str]:
 
 
 def debris(*roots: Path) -> List[str]:
-    """Hidden half-outputs a killed edgekit process may leave (staging dirs, temporaries)."""
+    """Hidden entries a killed or failed run may leave (staging dirs, temporaries, ``.out.XXXX``, ``.old``):
+    every hidden name under ``roots`` except edgekit's output marker."""
     found: List[str] = []
     for root in roots:
-        if not root.exists():
-            continue
-        for path in root.rglob(".*"):
-            if path.name.startswith((".edgekit-stage-", ".kb.", ".convk.", ".synthk.", ".save.")) or \
-                    path.name.endswith((".tmp", ".old")):
-                found.append(str(path))
-    return found
+        if root.exists():
+            found += [str(p) for p in root.rglob(".*") if p.name != ".edgekit-output.json"]
+    return sorted(found)
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +108,28 @@ def obb_pt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("robust_ckpt") / "obb.pt"
     YOLO("yolov8n-obb.yaml").save(str(path))
     return path
+
+
+def make_dota(root: Path, base: Path, split: str = "train", limit: Optional[int] = None, size: int = 160) -> Path:
+    """A DOTA directory (``images/`` + ``labelTxt/``, pixel corners + class name) from a synthetic YOLO-OBB split."""
+    import shutil
+
+    from edgekit.data.synth.shapes import OBB_CLASS_NAMES
+
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    images = sorted((base / "images" / split).glob("*.jpg"))[:limit]
+    for image in images:
+        shutil.copy(str(image), str(root / "images" / image.name))
+        lines = []
+        for line in (base / "labels" / split / f"{image.stem}.txt").read_text().splitlines():
+            cls, *coords = line.split()
+            pixels = " ".join(f"{float(v) * size:.1f}" for v in coords)
+            lines.append(f"{pixels} {OBB_CLASS_NAMES[int(cls)]} 0")
+        (root / "labelTxt" / f"{image.stem}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def dota_dir(tmp_path: Path, base_dataset: Path) -> Path:
+    return make_dota(tmp_path / "dota", base_dataset)
