@@ -234,3 +234,15 @@ def test_errors_raised_inside_ultralytics_are_translated_naming_the_users_data(t
     assert str(tmp_path / "mine") in dataset.format() and str(generated) not in dataset.format()
     monkeypatch.setenv("EDGEKIT_TRACEBACK", "1")
     assert not raised_inside(info.value)
+
+
+@pytest.mark.parametrize("exc, kind, named", [
+    (OSError(28, "No space left on device"), "DataError", "project="),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "DeviceError", "batch="),
+])
+def test_disk_full_and_out_of_memory_are_one_line_with_the_fix(tmp_path: Path, exc, kind: str, named: str) -> None:
+    from edgekit.train.obb.config import load_train_config
+    from edgekit.train.obb.preflight import translate_stage_error
+
+    err = translate_stage_error(exc, load_train_config(None, [f"data={tmp_path}"]), None)
+    assert type(err).__name__ == kind and named in err.format() and "\n" not in err.format()
