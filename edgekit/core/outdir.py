@@ -2,9 +2,10 @@
 
 The promises, in the order :func:`prepare_output` checks them:
 
-- a directory edgekit writes carries a marker file, :data:`MARKER` (``{"writer", "version", "created"}``),
-  that says "edgekit wrote this"; only a directory with the marker *of the same writer* is ever replaced;
-  a non-empty directory without it is refused, never deleted;
+- a directory edgekit writes carries a marker file, :data:`MARKER` (``{"writer", "version", "created"}``,
+  plus ``"entries"``, its top-level names, for a staged output) that says "edgekit wrote this"; only a
+  directory with the marker *of the same writer* is ever replaced, and not when it holds a top-level
+  entry the marker does not list (a file the user added); a non-empty directory without it is refused;
 - the target is never a file or under one, never the current directory (or one holding it), never a
   mount point, never inside one of the command's sources nor holding one (symlinks resolved);
 - a target whose nearest existing parent is not writable is refused up front in one line.
@@ -136,6 +137,12 @@ def _check_ownership(target: Path, writer: str, flag: str, replace: bool) -> Non
     if marker.get("writer") != writer:
         raise DataError(f"{flag} {target} holds the output of `edgekit {marker.get('writer')}`, not of `edgekit {writer}`",
                         f"pass {flag} a new directory")
+    recorded = marker.get("entries")  # what a staged output held when it was renamed into place
+    if isinstance(recorded, list):
+        added = [n for n in entries if n != MARKER and n not in recorded]
+        if added:
+            raise DataError(f"{flag} {target} holds {added[0]!r}, which `edgekit {writer}` did not write there",
+                            f"move it out of {target}, or pass {flag} a new directory")
     if not replace:
         raise DataError(f"{flag} {target} already exists and is not empty", "choose a new directory or pass --overwrite")
 
@@ -277,7 +284,7 @@ def staged_output(target: PathLike, writer: str, flag: str = "--out") -> Iterato
     try:
         yield stage
         shutil.rmtree(str(stage / WORK_DIR), ignore_errors=True)
-        write_marker(stage, writer)
+        write_marker(stage, writer, entries=sorted(p.name for p in stage.iterdir()))
         _swap_into_place(stage, target)
     except OSError as e:
         shutil.rmtree(str(stage), ignore_errors=True)
