@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from edgekit.core.atomic import write_json_atomic
 from edgekit.core.errors import ConfigError, DataError, ModelError
-from edgekit.core.outdir import prepare_output, staged_output, work_dir
+from edgekit.core.outdir import prepare_output, staged_output, temp_files_in, work_dir
 from edgekit.core.postprocess import PostprocessSpec
 
 from . import onnx_tools
@@ -65,9 +65,9 @@ def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportRes
     out = prepare_output(options.out or default_bundle_dir(ctx.source), WRITER,
                          sources=[ctx.source.checkpoint, options.calib_data])
     start = time.perf_counter()
-    with staged_output(out, WRITER) as bundle:  # staged next to --out, scratch inside the staging dir
-        with work_dir(bundle) as work:
-            graphs = stages.export_graphs(ctx, work, bundle)
+    # staged next to --out; scratch (ours and the libraries' temp files) beside it, not in /tmp
+    with staged_output(out, WRITER) as bundle, work_dir(bundle) as work, temp_files_in(work):
+        graphs = stages.export_graphs(ctx, work, bundle)
         feeds, fp32_outputs = stages.parity_gate(ctx, graphs[0], bundle, out)
         int8_outputs = stages.int8_artifacts(ctx, graphs[0], bundle, calib, feeds) if calib is not None else None
         stages.golden(ctx, bundle, feeds, fp32_outputs, int8_outputs)
