@@ -2,9 +2,10 @@
 
 The promises, in the order :func:`prepare_output` checks them:
 
-- a directory edgekit writes carries a marker file, :data:`MARKER` (``{"writer", "version", "created"}``),
-  that says "edgekit wrote this"; only a directory with the marker *of the same writer* is ever replaced;
-  a non-empty directory without it is refused, never deleted;
+- a directory edgekit writes carries a marker file, :data:`MARKER` (``{"writer", "version", "created"}``,
+  plus ``"entries"``, its top-level names, for a staged output) that says "edgekit wrote this"; only a
+  directory with the marker *of the same writer* is ever replaced, and not when it holds a top-level
+  entry the marker does not list (a file the user added); a non-empty directory without it is refused;
 - the target is never a file or under one, never the current directory (or one holding it), never a
   mount point, never inside one of the command's sources nor holding one (symlinks resolved);
 - a target whose nearest existing parent is not writable is refused up front in one line.
@@ -12,8 +13,8 @@ The promises, in the order :func:`prepare_output` checks them:
 :func:`staged_output` then builds the tree in a staging directory **next to** the target (same file
 system, so the final rename is atomic) named ``.edgekit-stage-<writer>-<pid>-<random>``; stagings of
 the same writer whose process is dead (a kill -9) are removed when the next run starts. Scratch files
-go in :func:`work_dir` inside the staging directory, never in ``/tmp``, so a kill leaves nothing a
-re-run does not clean.
+go in :func:`work_dir` (a staging name too, beside the staging directory) and :func:`temp_files_in`
+routes ``tempfile`` there, never to ``/tmp``, so a kill leaves nothing a re-run does not clean.
 
 Device-safe: standard library only (bench, jetson and serve reuse it on Python 3.8).
 """
@@ -39,7 +40,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 MARKER = ".edgekit-output.json"
 STAGE_PREFIX = ".edgekit-stage-"
-WORK_DIR = ".edgekit-work"
 _STAGE_RE = re.compile(r"^\.edgekit-stage-(?P<writer>.+)-(?P<pid>\d+)-[^-]+$")
 # errno -> what the user should do about it (a full, read-only or forbidden file system)
 _FS_ERRORS = {errno.ENOSPC: "free some space or pass another directory",
@@ -136,6 +136,12 @@ def _check_ownership(target: Path, writer: str, flag: str, replace: bool) -> Non
     if marker.get("writer") != writer:
         raise DataError(f"{flag} {target} holds the output of `edgekit {marker.get('writer')}`, not of `edgekit {writer}`",
                         f"pass {flag} a new directory")
+    recorded = marker.get("entries")  # what a staged output held when it was renamed into place
+    if isinstance(recorded, list):
+        added = [n for n in entries if n != MARKER and n not in recorded]
+        if added:
+            raise DataError(f"{flag} {target} holds {added[0]!r}, which `edgekit {writer}` did not write there",
+                            f"move it out of {target}, or pass {flag} a new directory")
     if not replace:
         raise DataError(f"{flag} {target} already exists and is not empty", "choose a new directory or pass --overwrite")
 
@@ -202,14 +208,26 @@ def _slug(writer: str) -> str:
 
 @contextlib.contextmanager
 def work_dir(stage: PathLike) -> Iterator[Path]:
-    """A scratch directory inside a staging directory, removed on exit (and by :func:`staged_output`
-    before the rename); a kill leaves it inside the staging directory, which the next run cleans."""
-    path = Path(stage) / WORK_DIR
+    """A scratch directory beside a staging directory (so nothing of it lands in the output), removed on
+    exit; its name is a staging name of the same process, so a kill leaves it for the next run to clean."""
+    path = Path(stage).with_name(Path(stage).name + "work")
     path.mkdir(exist_ok=True)
     try:
         yield path
     finally:
         shutil.rmtree(str(path), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temp_files_in(directory: PathLike) -> Iterator[None]:
+    """Route this process's ``tempfile`` (and the libraries using it, e.g. onnxruntime's quantizer) into
+    ``directory`` - a :func:`work_dir` - instead of /tmp, where a kill would leave them for good."""
+    old = tempfile.tempdir
+    tempfile.tempdir = str(directory)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old
 
 
 def _umask() -> int:
@@ -276,8 +294,7 @@ def staged_output(target: PathLike, writer: str, flag: str = "--out") -> Iterato
         raise (fs_error(e, target, flag) or e) from None
     try:
         yield stage
-        shutil.rmtree(str(stage / WORK_DIR), ignore_errors=True)
-        write_marker(stage, writer)
+        write_marker(stage, writer, entries=sorted(p.name for p in stage.iterdir()))
         _swap_into_place(stage, target)
     except OSError as e:
         shutil.rmtree(str(stage), ignore_errors=True)
@@ -290,5 +307,5 @@ def staged_output(target: PathLike, writer: str, flag: str = "--out") -> Iterato
         raise
 
 
-__all__ = ["MARKER", "STAGE_PREFIX", "WORK_DIR", "prepare_output", "staged_output", "work_dir", "read_marker",
+__all__ = ["MARKER", "STAGE_PREFIX", "prepare_output", "staged_output", "work_dir", "temp_files_in", "read_marker",
            "write_marker", "owned_by", "clean_stale_stagings", "fs_error"]

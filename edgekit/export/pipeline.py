@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgekit.core.errors import ConfigError, DataError
-from edgekit.core.outdir import prepare_output, staged_output, work_dir
+from edgekit.core.outdir import prepare_output, staged_output, temp_files_in, work_dir
 from edgekit.core.postprocess import PostprocessSpec
 
 from . import onnx_tools, stages
@@ -37,9 +37,9 @@ def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportRes
     out = prepare_output(options.out or default_bundle_dir(ctx.source), WRITER,
                          sources=[ctx.source.checkpoint, options.calib_data])
     start = time.perf_counter()
-    with staged_output(out, WRITER) as bundle:  # staged next to --out, scratch inside the staging dir
-        with work_dir(bundle) as work:
-            onnx = stages.export_graphs(ctx, work, bundle)
+    # staged next to --out; scratch (ours and the libraries' temp files) beside it, not in /tmp
+    with staged_output(out, WRITER) as bundle, work_dir(bundle) as work, temp_files_in(work):
+        onnx = stages.export_graphs(ctx, work, bundle)
         parity = stages.parity_gate(ctx, bundle, out)
         detector = parity[ctx.detection_graph().role]
         int8 = stages.int8_artifacts(ctx, bundle, calib, detector) if calib is not None else None

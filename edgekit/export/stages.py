@@ -243,7 +243,7 @@ def _plain(obj: Any) -> Any:
 
 def summary_rows(results: ExportResults, out: Path) -> List[Tuple[str, str]]:
     rows: List[Tuple[str, str]] = [("bundle", str(out))]
-    for f in sorted(p for p in out.iterdir() if p.is_file()):
+    for f in sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith(".")):  # not the marker
         rows.append((f.name, _size(f.stat().st_size)))
     golden_dir = out / GOLDEN_DIR
     if golden_dir.is_dir():

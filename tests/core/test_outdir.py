@@ -141,3 +141,13 @@ def test_symlinked_target_resolves_to_the_real_directory(tmp_path: Path) -> None
     assert prepare_output(tmp_path / "link", W) == (tmp_path / "real").resolve()
     with pytest.raises(DataError, match="is inside the source"):
         prepare_output(tmp_path / "link" / "sub", W, sources=[tmp_path / "real"])
+
+
+def test_a_file_the_user_added_to_an_output_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with staged_output(prepare_output(out, W), W) as stage:
+        (stage / "data.txt").write_text("x")
+    assert read_marker(out)["entries"] == ["data.txt"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"holds 'notes\.txt', which `edgekit test writer` did not write there"):
+        prepare_output(out, W)

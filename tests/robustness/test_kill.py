@@ -65,12 +65,17 @@ def _export(tmp: Path, base: Path, obb_pt: Path) -> Tuple[List[str], float, Path
              str(tmp / "out"), "--quiet"], 2.5, tmp / "out" / "manifest.json")
 
 
+def _export_int8(tmp: Path, base: Path, obb_pt: Path) -> Tuple[List[str], float, Path]:
+    return (["export", str(obb_pt), "--imgsz", "160", "--int8", "--calib-size", "8", "--calib-data",
+             str(base / "images" / "train"), "--out", str(tmp / "out"), "--quiet"], 8.0, tmp / "out" / "manifest.json")
+
+
 COMMANDS: Dict[str, Callable[[Path, Path, Path], Tuple[List[str], float, Path]]] = {
-    "data synth": _synth, "data convert": _convert, "export": _export,
+    "data synth": _synth, "data convert": _convert, "export": _export, "export --int8": _export_int8,
 }
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", [*COMMANDS][:3] + [pytest.param("export --int8", marks=pytest.mark.slow)])
 def test_kill_9_then_rerun_finishes_and_leaves_no_debris(tmp_path: Path, tmp_path_factory, big_base: Path,
                                                          obb_pt: Path, command: str) -> None:
     scratch = tmp_path_factory.mktemp("tmpdir")
@@ -85,7 +90,7 @@ def test_kill_9_then_rerun_finishes_and_leaves_no_debris(tmp_path: Path, tmp_pat
         assert product.is_file()
         assert debris(tmp_path) == [], f"seed {seed}"
         assert [p.name for p in scratch.iterdir() if "edgekit" in p.name] == [], f"seed {seed}"
-    if command == "export":
+    if command.startswith("export"):
         from edgekit.core.manifest import load_manifest, verify_bundle_files
 
         verify_bundle_files(tmp_path / "out", load_manifest(tmp_path / "out"))

@@ -183,3 +183,36 @@ def test_demo_re_runs_into_its_own_out_and_only_its_own(tmp_path: Path) -> None:
     write_marker(other, "data synth obb")
     with pytest.raises(Exception, match="holds the output of `edgekit data synth obb`"):
         _prepare_out(other)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 2 MB tmpfs (root only: skipped where mounting is not allowed)."""
+    import subprocess
+
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["full", "read-only"])
+@pytest.mark.parametrize("command", ["synth", "export"])
+def test_full_or_read_only_file_system_is_one_line(small_fs: Path, base_dataset: Path, obb_pt: Path, command: str,
+                                                   read_only: bool) -> None:
+    import subprocess
+
+    out = small_fs / "out"
+    args = (["data", "synth", "obb", "--out", str(out), "--n-train", "200", "--n-val", "2", "--imgsz", "320"]
+            if command == "synth" else
+            ["export", str(obb_pt), "--imgsz", "160", "--calib-data", str(base_dataset / "images/val"), "--out",
+             str(out), "--quiet"])
+    if read_only:
+        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    res = run_cli(args, cwd=base_dataset.parent)
+    assert_one_line_error(res, 1, names=[str(out)])
+    assert sorted(p.name for p in small_fs.iterdir()) == []  # nothing half-written left on the full disk

@@ -113,3 +113,14 @@ def test_guard_covers_ultralytics_own_loader_and_restores_torch_load(tmp_path: P
     with guarded_loading(), pytest.raises(ModelError, match="posix.system"):
         load_checkpoint(str(evil))  # Ultralytics passes weights_only=False itself
     assert torch.load is original and not marker.exists()
+
+
+def test_deploy_torch_runner_loads_restricted(tmp_path: Path, obb_pt: Path) -> None:
+    from edgekit.core.errors import ModelError
+    from edgekit.deploy.runners.torch import _load_model
+
+    marker = tmp_path / "PWNED"
+    with pytest.raises(ModelError, match="posix.system"):
+        _load_model(_evil(tmp_path / "evil.pt", marker, legacy=False))
+    assert not marker.exists()
+    assert _load_model(obb_pt) is not None  # a real checkpoint still loads

@@ -76,7 +76,8 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
                 stem = f"{split}_{i:06d}"
                 if not cv2.imwrite(str(img_dir / f"{stem}.jpg"), scene.image,
                                    [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
-                    raise DataError(f"could not write {img_dir / stem}.jpg", "check disk space and permissions")
+                    raise DataError(f"could not write {stem}.jpg of --out {final_root} (disk full or not writable?)",
+                                    "free some space or pass another directory")
                 lines = obb_label_lines(scene.objects, imgsz)
                 (lbl_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
                 bar.update(1)
