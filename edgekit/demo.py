@@ -197,6 +197,11 @@ def _latency(summary: DemoSummary, bundle: Path, root: Path, n: int = 30) -> Non
         p50_i, p50_t = float(np.percentile(infer, 50)), float(np.percentile(total, 50))
         summary.metrics[f"ORT CPU p50 ms, {role}"] = f"infer {p50_i:.2f}, end-to-end {p50_t:.2f}"
         results.append(f"{role} {p50_t:.2f} ms")
+        # The check a device runs on arrival (edgekit bundle check): golden inputs vs the host's outputs.
+        parity = opened.check_parity("onnxruntime", precision)
+        det = parity.get("detections") or {}
+        summary.metrics[f"golden parity ({precision}, ORT)"] = (
+            f"{'pass' if parity['passed'] else 'FAIL'}, detections {det.get('matched', 0)}/{det.get('n_ref', 0)}")
     done(", ".join(results) + f" end-to-end p50 over {n} frames (ONNX Runtime CPU, batch 1)")
 
 
