@@ -8,6 +8,7 @@ raw outputs and decoded detections with the host's reference under that precisio
 from __future__ import annotations
 
 import json
+
 import click
 
 from edgekit.core.vocab import BACKENDS, PRECISIONS
