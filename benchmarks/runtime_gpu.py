@@ -62,16 +62,16 @@ def load_model(weights: str, nc: int):
 def timed_chunks(methods: Dict[str, Callable[[List[np.ndarray]], Any]], frames: List[np.ndarray], rounds: int
                  ) -> Dict[str, List[float]]:
     """Per-frame milliseconds of each method, interleaved chunk by chunk."""
-    import torch
 
     chunk = max(1, len(frames) // rounds)
     per_frame: Dict[str, List[float]] = {k: [] for k in methods}
     for r in range(rounds):
         part = frames[r * chunk:(r + 1) * chunk]
         for name, fn in methods.items():
-            torch.cuda.synchronize()
+            t = time.perf_counter()
             for ms in fn(part):
                 per_frame[name].append(ms)
+            print(f"round {r + 1}/{rounds} {name}: {len(part)} frames in {time.perf_counter() - t:.1f} s", flush=True)
     return per_frame
 
 
@@ -90,6 +90,7 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--work", default="/tmp/edgekit-runtime-gpu")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--smoke-cpu", action="store_true", help="run every path on the CPU (a check of the script)")
     args = ap.parse_args()
 
     import torch
@@ -101,7 +102,9 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     from edgekit.deploy.pipeline import Pipeline
     from edgekit.deploy.runners.torch import TorchRunner
 
-    assert torch.cuda.is_available(), "needs a CUDA GPU"
+    cuda = torch.cuda.is_available() and not args.smoke_cpu
+    assert cuda or args.smoke_cpu, "needs a CUDA GPU (or --smoke-cpu to check the script)"
+    dev, sync = ("cuda", torch.cuda.synchronize) if cuda else ("cpu", lambda: None)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     frames = frames_from_synth(args.frames, args.imgsz, 0, work)
@@ -113,27 +116,33 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     # ---- the limit: fused fp16 forward, input on the GPU already ----------------------------------
     import copy
 
-    net = copy.deepcopy(yolo.model).fuse().cuda().half().eval()
-    x_gpu = torch.from_numpy(preprocess(frames[0], spec)[0]).cuda().half()
+    net = copy.deepcopy(yolo.model).fuse().to(dev).eval()
+    net = net.half() if cuda else net
+    x_gpu = torch.from_numpy(preprocess(frames[0], spec)[0]).to(dev)
+    x_gpu = x_gpu.half() if cuda else x_gpu
+    graph = None
     with torch.inference_mode():
         for _ in range(5):
             net(x_gpu)
+    if cuda:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
+        with torch.cuda.stream(stream), torch.inference_mode():
             for _ in range(3):
                 net(x_gpu)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph), torch.inference_mode():
             net(x_gpu)
 
     def limit_graph(part):
+        if graph is None:
+            return limit_eager(part)
         out = []
         for _ in part:
             t = time.perf_counter()
             graph.replay()
-            torch.cuda.synchronize()
+            sync()
             out.append((time.perf_counter() - t) * 1e3)
         return out
 
@@ -143,12 +152,12 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
             for _ in part:
                 t = time.perf_counter()
                 net(x_gpu)
-                torch.cuda.synchronize()
+                sync()
                 out.append((time.perf_counter() - t) * 1e3)
         return out
 
     # ---- Ultralytics --------------------------------------------------------------------------------
-    ul_kwargs = dict(half=True, device=0, imgsz=args.imgsz, conf=args.conf, iou=0.7, verbose=False)
+    ul_kwargs = dict(half=cuda, device=0 if cuda else "cpu", imgsz=args.imgsz, conf=args.conf, iou=0.7, verbose=False)
     yolo.predict(frames[0], **ul_kwargs)
     ul_dets: Dict[int, Any] = {}
 
@@ -173,8 +182,8 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         return [per] * n
 
     # ---- edgekit ------------------------------------------------------------------------------------
-    runner = TorchRunner(copy.deepcopy(yolo.model), device="cuda", uint8_input=spec, half=True, fuse=True,
-                         cuda_graph=True, trim_conf=args.conf, num_classes=nc)
+    runner = TorchRunner(copy.deepcopy(yolo.model), device=dev, uint8_input=spec, half=cuda, fuse=True,
+                         cuda_graph=cuda, trim_conf=args.conf, num_classes=nc)
     det = Detector(runner, letterbox=spec, postprocess=post).__enter__()
     for f in frames[:5]:
         det(f)
@@ -227,7 +236,7 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         "detections_matched": matched, "detections_total": total,
         "agreement": matched / total if total else 1.0,
     }
-    machine = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "python": platform.python_version(),
+    machine = {"gpu": torch.cuda.get_device_name(0) if cuda else "cpu (smoke)", "torch": torch.__version__, "python": platform.python_version(),
                "cpu_count": __import__("os").cpu_count()}
     import ultralytics
 

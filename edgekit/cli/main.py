@@ -23,6 +23,8 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     "demo": ("edgekit.cli.demo_cmd", "demo", "Run the whole pipeline on an embedded synthetic default."),
     "train": ("edgekit.cli.train_cmd", "train", "Train a model (obb: YOLOv8-OBB with DINOv3 distillation)."),
     "export": ("edgekit.cli.export_cmd", "export", "Export a run to ONNX / INT8 Q/DQ / TensorRT and a deploy bundle."),
+    "engine": ("edgekit.cli.engine_cmd", "engine", "Build the TensorRT engine for a deploy bundle on this device."),
+    "bundle": ("edgekit.cli.bundle_cmd", "bundle", "Inspect a deploy bundle; check its golden outputs on this machine."),
     "bench": ("edgekit.cli.bench_cmd", "bench", "Benchmark a bundle: latency, throughput, parity, mAP; compare runs."),
 }
 

@@ -251,6 +251,30 @@ class Bundle:
                         postprocess=self.manifest.postprocess, input_name=input_name,
                         output_name=entry.outputs[0].name)
 
+    def check_parity(self, backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Dict[str, Any]:
+        """Run the golden inputs on this machine's ``backend`` and compare with the host's reference outputs.
+
+        Raw outputs and decoded detections are judged under the precision's device tolerance
+        (:data:`edgekit.core.parity.DEVICE_TOLERANCES`; INT8 on detections only). Returns the
+        report; ``report["passed"]`` is the verdict.
+        """
+        from edgekit.core.parity import check_golden
+        from edgekit.core.postprocess import decode
+
+        golden = self.golden()
+        role = next((r for r in golden.roles if self.has(r) and self.model(r).outputs), golden.roles[0])
+        output = self.model(role).outputs[0].name
+        post = self.manifest.postprocess
+
+        def decoder(outputs: Dict[str, Any], spec: Any) -> Any:
+            return decode(outputs[output], spec)
+
+        with self.runner(backend, precision, **options) as runner:
+            report = check_golden(runner, golden, precision, decoder=decoder if self.task in ("obb", "detect") else None,
+                                  role=role, post=post)
+        report["backend"] = backend
+        return report
+
     def __repr__(self) -> str:
         return f"Bundle({str(self.root)!r}, task={self.task!r}, roles={self.roles})"
 

@@ -113,11 +113,14 @@ def manifest_settings(manifest: Any) -> Dict[str, Any]:
         from edgekit.core.manifest import BundleManifest
 
         manifest = build_config(BundleManifest, manifest, "manifest")
-    model = manifest.models.get("fp32") or next(iter(manifest.models.values()), None)
+    model = manifest.models.get("fp32") or manifest.models.get("detector") or next(iter(manifest.models.values()), None)
+    # The frame goes to the image input (N, C, H, W), which need not be the first: a per-frame graph
+    # may also take an embedding.
+    images = [t for t in model.inputs if len(t.shape) == 4] if model is not None else []
     return {
         "letterbox": manifest.preprocess,
         "postprocess": manifest.postprocess,
-        "input_name": model.inputs[0].name if model is not None and model.inputs else None,
+        "input_name": (images or model.inputs)[0].name if model is not None and model.inputs else None,
         "output_name": model.outputs[0].name if model is not None and model.outputs else None,
     }
 

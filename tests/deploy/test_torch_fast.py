@@ -86,17 +86,16 @@ def test_cuda_options_refused_without_cuda(obb_model):
 def test_cuda_graph_fp16_path_matches_eager_fp32(obb_model, frame):
     import copy
 
-    post = PostprocessSpec(conf=CONF)
     feed_u8 = {"images": letterbox(frame, SPEC)[0][None]}
-    ref = decode(_run(TorchRunner(copy.deepcopy(obb_model), device="cuda"), {"images": preprocess(frame, SPEC)[0]}),
-                 post)[0]
+    ref_raw = _run(TorchRunner(copy.deepcopy(obb_model), device="cuda"), {"images": preprocess(frame, SPEC)[0]})
     eager = _run(TorchRunner(copy.deepcopy(obb_model), device="cuda", uint8_input=SPEC, half=True, fuse=True), feed_u8)
     runner = TorchRunner(copy.deepcopy(obb_model), device="cuda", uint8_input=SPEC, half=True, fuse=True,
                          cuda_graph=True)
     with runner:
         graphed = [runner.infer(feed_u8)["output0"] for _ in range(3)]
         other = runner.infer({"images": letterbox(frame[::-1].copy(), SPEC)[0][None]})["output0"]
-    assert all(np.array_equal(g, eager) for g in graphed)  # replay == eager, every time
-    assert not np.array_equal(other, eager)  # the graph really reads the new frame
-    got = decode(eager, post)[0]
-    assert abs(len(got) - len(ref)) <= 1
+    assert all(np.array_equal(g, graphed[0]) for g in graphed)  # replays are deterministic
+    # fp16 vs fp16 eager: the same kernels up to algorithm choice; vs fp32: pixel coordinates within 0.5 px.
+    np.testing.assert_allclose(graphed[0], eager, rtol=2e-2, atol=0.25)
+    np.testing.assert_allclose(eager, ref_raw, rtol=2e-2, atol=0.5)
+    assert not np.allclose(other, graphed[0])  # the graph really reads the new frame
