@@ -1,7 +1,8 @@
 """Writing a bench run (``bench.json``, ``bench.md``, PNG plots) and comparing runs.
 
-The output directory is built under a temporary name beside ``--out`` and renamed into place, and
-only a directory holding nothing but bench outputs is ever replaced. Plots need matplotlib, which
+The output directory follows edgekit's one policy (:mod:`edgekit.core.outdir`): checked before any
+work, built in a staging directory beside ``--out`` and renamed into place; only an earlier bench
+output (its marker) is ever replaced. Plots need matplotlib, which
 a device may lack: then they are skipped and the Markdown says so.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from edgekit.core.errors import ConfigError
 
@@ -94,26 +95,31 @@ def write_plots(r: BenchReport, folder: Path) -> Optional[str]:
     return None
 
 
-def _stage_out(out: PathLike) -> Any:
-    """The output-directory policy: refuse foreign content, build beside, rename into place.
+WRITER = "bench"  # the output-directory marker's writer (edgekit.core.outdir)
 
-    One function so the project-wide policy (``edgekit.core.outdir``) replaces it in one place.
-    """
-    from edgekit.core.atomic import atomic_dir, check_output_dir
 
-    target = check_output_dir(out, replaceable=OUTPUT_NAMES)
-    return atomic_dir(target)
+def prepare_out(out: PathLike, sources: Sequence[Optional[PathLike]] = ()) -> Path:
+    """Check ``--out`` before any measuring (edgekit.core.outdir's policy); returns it resolved."""
+    from edgekit.core.outdir import prepare_output
+
+    return prepare_output(out, WRITER, sources=sources)
 
 
 def write_outputs(r: BenchReport, out: PathLike, plots: bool = True) -> Path:
-    """``bench.json`` + ``bench.md`` (+ PNGs) into ``out``; returns the directory."""
-    with _stage_out(out) as tmp:
+    """``bench.json`` + ``bench.md`` (+ PNGs) into ``out``, staged beside it and renamed into place.
+
+    ``out`` may be new, empty or an earlier bench output; anything else is refused in one line.
+    """
+    from edgekit.core.outdir import staged_output
+
+    target = prepare_out(out)
+    with staged_output(target, WRITER) as tmp:
         note = write_plots(r, tmp) if plots else None
         if note and note not in r.notes:
             r.notes.append(note)
         r.write(tmp / JSON_NAME)
         (tmp / MD_NAME).write_text(to_markdown(r), encoding="utf-8")
-    return Path(out)
+    return target
 
 
 # ---- compare --------------------------------------------------------------------------------------
@@ -175,5 +181,5 @@ def _delta(base: Optional[float], v: Optional[float]) -> str:
     return f"{v:.4g} ({100.0 * (v - base) / base:+.1f}%)"
 
 
-__all__ = ["to_markdown", "write_plots", "write_outputs", "compare_table", "check_comparable", "OUTPUT_NAMES",
+__all__ = ["to_markdown", "write_plots", "write_outputs", "prepare_out", "WRITER", "compare_table", "check_comparable", "OUTPUT_NAMES",
            "JSON_NAME", "MD_NAME", "METRICS"]

@@ -233,7 +233,11 @@ def _batched(detector: Any, frame: np.ndarray, s: BenchSettings, notes: List[str
 
 
 def _parity(bundle: Any, detector: Any, s: BenchSettings) -> ParityResult:
-    """The bundle's golden feeds through this runner vs the host's reference outputs (core parity)."""
+    """The bundle's golden feeds through this (active) runner vs the host's reference outputs.
+
+    The same check as ``Bundle.check_parity`` / ``edgekit bundle check`` (golden role, decoder and
+    postprocess chosen alike), on the runner bench already has, so no second engine or session loads.
+    """
     try:
         from edgekit.core import parity as core_parity
     except ImportError:
@@ -244,13 +248,15 @@ def _parity(bundle: Any, detector: Any, s: BenchSettings) -> ParityResult:
         return ParityResult(status="skipped", note="golden feeds are float tensors; run without --uint8-input")
     from edgekit.core.postprocess import decode
 
-    out_name = detector.output_name
-
-    def decoder(outputs: Dict[str, np.ndarray], post: Any) -> Any:
-        return decode(outputs[out_name] if out_name else next(iter(outputs.values())), post)
-
     try:
-        report = core_parity.check_golden(detector.runner, bundle.golden(), s.precision, decoder=decoder,
+        golden = bundle.golden()
+        role = next((r for r in golden.roles if bundle.has(r) and bundle.model(r).outputs), golden.roles[0])
+        output = bundle.model(role).outputs[0].name
+
+        def decoder(outputs: Dict[str, np.ndarray], post: Any) -> Any:
+            return decode(outputs[output], post)
+
+        report = core_parity.check_golden(detector.runner, golden, s.precision, decoder=decoder, role=role,
                                           post=bundle.manifest.postprocess)
     except EdgekitError as e:
         return ParityResult(status="skipped", note=e.format())
@@ -312,10 +318,10 @@ def _export_report_map(bundle: Any) -> Tuple[Optional[Dict[str, Any]], Optional[
 
 
 def _engine_key(runner: Any) -> Optional[str]:
-    for attr in ("engine_key", "key"):
-        value = getattr(runner, attr, None)
-        if isinstance(value, str):
-            return value
+    """The TensorRT plan's key (its sidecar's, else the plan file name); None for other backends."""
+    key = getattr(getattr(runner, "sidecar", None), "key", None)
+    if isinstance(key, str):
+        return key
     plan = getattr(runner, "plan_path", None)
     return Path(plan).stem if plan else None
 

@@ -61,6 +61,7 @@ def run(bundle: Path, backend: str, device: str, precision: str, host: Optional[
         no_plots: bool, no_progress: bool, no_parity: bool, uint8_input: bool) -> None:
     """Measure BUNDLE on this machine (or on a Jetson with --device jetson --host)."""
     from edgekit.bench import BenchSettings, run_bench, to_markdown, write_outputs
+    from edgekit.bench.report import prepare_out
     from edgekit.core.config import build_config
 
     if iterations is not None and duration is not None:
@@ -75,8 +76,9 @@ def run(bundle: Path, backend: str, device: str, precision: str, host: Optional[
     if device == "jetson":
         _remote(bundle, settings, host, power_mode, out, as_json, not no_progress)
         return
+    target = prepare_out(out or Path("bench_results") / f"{Path(bundle).name}_{backend}_{precision}",
+                         sources=[bundle, video, images, data])  # one line before any measuring
     report = run_bench(bundle, settings, progress=not no_progress)
-    target = out or Path("bench_results") / f"{Path(bundle).name}_{backend}_{precision}"
     write_outputs(report, target, plots=not no_plots)
     click.echo(report.model_dump_json(indent=2) if as_json else to_markdown(report))
     click.echo(f"wrote {target}/bench.json, bench.md" + ("" if no_plots else " and plots"), err=True)

@@ -1,6 +1,6 @@
 """Bundles for the bench tests.
 
-``small_bundle``: deploy's constant-output test bundle (a real 64 px ONNX graph, golden set, manifest
+``small_bundle``: deploy's constant-output test bundle (tests/deploy/bundles.py) (a real 64 px ONNX graph, golden set, manifest
 v2), written without torch, so these tests also run under the device's Python 3.8.
 ``exported``: host only, a real ``edgekit export`` of an untrained yolov8n-obb (5 classes, 320 px, 160 px images,
 BatchNorm statistics re-estimated and head outputs scaled down so it outputs boxes with spread scores),
@@ -10,7 +10,6 @@ detections plus the original boxes, so mAP is neither 0 nor 1 and a device/host 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -28,19 +27,10 @@ IMGSZ = 160  # dataset images
 EXPORT_IMGSZ = 320
 
 
-def _deploy_conftest():
-    """tests/deploy/conftest.py under its own module name (two modules called conftest would collide)."""
-    name = "_edgekit_deploy_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "deploy" / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def write_test_bundle(root: Path, **kwargs) -> Path:
-    return _deploy_conftest().write_test_bundle(root, **kwargs)
+    from tests.deploy.bundles import write_test_bundle as write
+
+    return write(root, **kwargs)
 
 
 @pytest.fixture
