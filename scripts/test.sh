@@ -19,7 +19,7 @@ echo "== Python 3.8 compatibility of the device subset (vermin) =="
 # core, deploy, bench, jetson, cli and calib's TensorRT part run on JetPack 5 (Python 3.8).
 device_paths=()
 for p in edgekit/core edgekit/deploy edgekit/bench edgekit/jetson edgekit/cli \
-         edgekit/calib/cache.py edgekit/calib/trt_calibrator.py edgekit/calib/dataset.py; do
+         edgekit/calib/cache.py edgekit/calib/trt_calibrator.py edgekit/calib/dataset.py tests/jetson; do
   [ -e "$p" ] && device_paths+=("$p")
 done
 vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
@@ -42,7 +42,8 @@ if [ -n "$PY38" ]; then
       "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" pytest pytest-timeout
   device_tests=()
   for t in tests/core tests/cli/test_root.py tests/deploy tests/calib/test_cache.py \
-           tests/calib/test_trt_calibrator.py; do
+           tests/calib/test_trt_calibrator.py tests/jetson/test_ssh.py tests/jetson/test_tegrastats.py \
+           tests/jetson/test_power.py tests/jetson/test_device.py; do
     [ -e "$t" ] && device_tests+=("$t")
   done
   # Host-cache computation (ORT activation histograms) runs on the host, not the device: excluded.

@@ -161,14 +161,15 @@ def energy_per_frame_mj(samples: Sequence[Sample], window_start: float, window_e
 def power_summary(samples: Sequence[Sample], window_start: float, window_end: float, frames: int) -> Dict[str, Any]:
     """The report's ``power`` section: energy per frame, mean/peak per rail, temperatures, GPU load."""
     rail = input_rail(samples)
-    inside = [s for s in samples if s.t is not None and window_start <= s.t <= window_end] or list(samples)
+    in_window = [s for s in samples if s.t is not None and window_start <= s.t <= window_end]
+    inside = in_window or list(samples)  # a window shorter than one period: describe the whole run
     rails: Dict[str, Any] = {}
     for name in sorted({r for s in inside for r in s.rails}):
         values = [s.rails[name][0] for s in inside if name in s.rails]
         rails[name] = {"mean_mw": sum(values) / len(values), "peak_mw": max(values), "n": len(values)}
     out: Dict[str, Any] = {
         "available": False, "rail": rail, "window_s": window_end - window_start, "frames": frames,
-        "n_samples": len(inside), "rails": rails,
+        "n_samples_in_window": len(in_window), "rails": rails,
         "gr3d_mean_pct": _mean([s.gr3d_pct for s in inside]),
         "temps_max_c": _max_temps(inside),
     }
