@@ -64,6 +64,12 @@ else
 fi'''
 
 
+# $1 pid file, then the command: record the pid so an interrupted run can be stopped (ssh without a
+# tty does not forward Ctrl-C; the remote process would only die at its next write).
+_RUN_WITH_PID = 'echo $$ > "$1"; shift; exec "$@"'
+_KILL_PID = 'pid=$(cat "$1" 2>/dev/null) && kill "$pid" 2>/dev/null; exit 0'
+
+
 @dataclass(frozen=True)
 class RemoteOptions:
     """Where edgekit lives on the device and how to run it."""
@@ -318,8 +324,13 @@ def run_bench(dev: Device, bundle: PathLike, out: PathLike, settings: Any = None
     sampler = TegrastatsSampler(f"{run_dir}/tegrastats.log", interval_ms, dev.run_script)
     with power.session(), sampler:
         dev.say(f"benchmarking on {dev.where}: {remote_command(argv)}")
-        with open(os.devnull, "w") as quiet:  # the device's table is replaced by the pulled report
-            p = dev.session.run(remote_command(argv), stream=True, check=False, out=quiet)
+        try:
+            with open(os.devnull, "w") as quiet:  # the device's table is replaced by the pulled report
+                p = dev.session.run(script_command(_RUN_WITH_PID, [f"{run_dir}/bench.pid", *argv]), stream=True,
+                                    check=False, out=quiet)
+        except BaseException:  # Ctrl-C, SIGTERM, timeout: stop the bench on the device too
+            dev.session.run(script_command(_KILL_PID, [f"{run_dir}/bench.pid"]), check=False, timeout=30)
+            raise
     if p.returncode != 0:
         raise DeviceError(f"edgekit bench on {dev.where} failed (exit {p.returncode}): {_tail(p)}",
                           "see the device's output above")

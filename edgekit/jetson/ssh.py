@@ -78,8 +78,8 @@ class SshTarget:
         return self.host if self.port in (None, 22) else f"[{self.host}]:{self.port}"
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return self.destination.replace(self.host, host, 1) + (f":{self.port}" if self.port else "")
+        host = f"[{self.host}]" if ":" in self.host and self.port else self.host
+        return (f"{self.user}@" if self.user else "") + host + (f":{self.port}" if self.port else "")
 
 
 @dataclass(frozen=True)

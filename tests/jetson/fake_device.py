@@ -72,13 +72,15 @@ if args[:1] != ["bench"]:
     os.execv(sys.executable, [sys.executable, "-m", "edgekit", *args])
 out = args[args.index("--out") + 1]
 os.makedirs(out)
+n = int(args[args.index("--iterations") + 1]) if "--iterations" in args else 10
 windows = {}
 for phase in ("sequential", "pipelined"):
     t0 = time.time()
-    for i in range(10):
+    for i in range(n):
         time.sleep(0.05)
-        sys.stderr.write("\r%s %d/10" % (phase, i + 1)); sys.stderr.flush()
-    windows[phase] = {"frames": 10, "start_unix": t0, "end_unix": time.time(), "seconds": time.time() - t0}
+        if "--no-progress" not in args:
+            sys.stderr.write("\r%s %d/%d" % (phase, i + 1, n)); sys.stderr.flush()
+    windows[phase] = {"frames": n, "start_unix": t0, "end_unix": time.time(), "seconds": time.time() - t0}
 sys.stderr.write("\n")
 json.dump({"edgekit_version": "standin", "argv": args, "throughput": windows, "notes": []},
           open(os.path.join(out, "bench.json"), "w"))

@@ -204,6 +204,36 @@ def test_bench_with_a_stand_in_and_power_mode_restored(device, bundle, tmp_path)
     assert report["environment"]["device"]["l4t"] == "35.4.1"
 
 
+def _gone(pid: int) -> bool:
+    try:  # a zombie (killed, not reaped by the adopting init) counts as stopped
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_interrupted_bench_stops_it_there_and_restores_the_device(device, bundle, tmp_path):
+    """The local ssh dies mid-bench (Ctrl-C, or here a timeout): the remote bench and tegrastats are
+    stopped, the power mode is restored, nothing is written locally."""
+    import subprocess
+
+    from edgekit.jetson.remote import run_bench
+
+    def interrupt_the_bench(argv, **kw):
+        if "bench.pid" in argv[-1]:
+            kw["timeout"] = 3
+        return run_argv(argv, **kw)
+
+    out = tmp_path / "out"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_bench(_dev(device, remote_edgekit="edgekit-standin", runner=interrupt_the_bench), bundle, out,
+                  {"backend": "onnxruntime", "iterations": 1000}, power_mode=8, interval_ms=50,
+                  progress=False)  # silent: it would not even die of a broken pipe
+    pid_file = next((device.home / "edgekit" / "runs").glob("*/bench.pid"))
+    assert _gone(int(pid_file.read_text()))
+    assert _gone(int((device.root / "tegrastats.running").read_text()))
+    assert (device.root / "nvpmodel.mode").read_text().strip() == "2" and not out.exists()
+
+
 needs_bench = pytest.mark.skipif(importlib.util.find_spec("edgekit.bench") is None,
                                  reason="edgekit.bench (the `edgekit bench` stage) is not in this checkout yet")
 

@@ -44,6 +44,10 @@ def test_target_refuses_what_ssh_could_read_as_options(spec):
         SshTarget.parse(spec)
 
 
+def test_target_prints_as_given():
+    assert [str(SshTarget.parse(s)) for s in ("a@a:22", "me@[::1]:22", "::1", "h")] == ["a@a:22", "me@[::1]:22", "::1", "h"]
+
+
 def test_known_hosts_name_follows_ssh():
     assert SshTarget.parse("a@h").known_hosts_name == "h"
     assert SshTarget.parse("a@h:22").known_hosts_name == "h"
