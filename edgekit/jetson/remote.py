@@ -221,10 +221,9 @@ def bench_argv(edgekit_cmd: Sequence[str], remote_bundle: str, remote_out: str, 
                       ("duration_s", "--duration"), ("batch", "--batch")):
         if settings.get(key) is not None:
             argv += [flag, str(settings[key])]
-    for key in ("video", "images", "data"):
+    for key in ("video", "images", "data"):  # paths on the device (run_bench pushes the local ones)
         if settings.get(key):
-            raise ConfigError(f"--{key} with --device jetson is not supported yet",
-                              f"copy it to the device and run `edgekit bench` there with --{key}")
+            argv += [f"--{key}", str(settings[key])]
     if settings.get("parity") is False:
         argv.append("--no-parity")
     if not progress:
@@ -308,6 +307,30 @@ def _pull(dev: Device, remote: str, local: Path) -> None:
             (tmp / "pulled").rmdir()
 
 
+def push_inputs(dev: Device, settings: Dict[str, Any], remote_dir: str) -> Dict[str, Any]:
+    """Copy ``video``/``images``/``data`` to the run's ``inputs/`` on the device; returns the settings
+    with those paths replaced by the remote ones (a data.yaml's folder goes whole: its paths are relative)."""
+    s = dict(settings)
+    for key in ("video", "images", "data"):
+        if not s.get(key):
+            continue
+        local = Path(str(s[key])).expanduser().absolute()
+        if not local.exists():
+            raise DataError(f"--{key} {local} does not exist", f"pass an existing --{key}")
+        source, tail = (local.parent, local.name) if key == "data" and local.is_file() else (local, "")
+        suffix = "".join(c for c in source.suffix if c.isalnum() or c == ".") if source.is_file() else ""
+        remote = f"{remote_dir}/{key}{suffix}"
+        dev.say(f"copying --{key} {local} to {dev.where}")
+        cfg = dev.session.resolve()
+        if source.is_dir() and dev.rsync():
+            argv = rsync_argv(cfg, str(source), remote)
+        else:
+            argv = scp_argv(cfg, str(source), remote)
+        dev.session.transfer(argv, f"copying --{key}")
+        s[key] = f"{remote}/{tail}" if tail else remote
+    return s
+
+
 def run_bench(dev: Device, bundle: PathLike, out: PathLike, settings: Any = None, power_mode: Optional[int] = None,
               jetson_clocks: bool = False, interval_ms: int = 100, progress: bool = True) -> Dict[str, Any]:
     """Push, bench on the device while sampling tegrastats, pull the results into ``out``, add power."""
@@ -317,7 +340,8 @@ def run_bench(dev: Device, bundle: PathLike, out: PathLike, settings: Any = None
     dev.check(target, s.get("backend", "onnxruntime"))
     remote_bundle = dev.push(bundle)
     run_dir = f"{dev.remote_dir()[0]}/runs/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    dev.session.run(remote_command(["mkdir", "-p", "--", run_dir]))
+    dev.session.run(remote_command(["mkdir", "-p", "--", f"{run_dir}/inputs"]))
+    s = push_inputs(dev, s, f"{run_dir}/inputs")
     argv = bench_argv(dev.opts.edgekit_cmd, remote_bundle, f"{run_dir}/bench", s, progress)
     power = PowerSession(dev.execute, mode=power_mode, clocks=jetson_clocks,
                          store_file=f"{run_dir}/clocks.conf", where=dev.where)

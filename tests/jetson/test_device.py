@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from edgekit import __version__
-from edgekit.core.errors import ConfigError, DeviceError
+from edgekit.core.errors import DeviceError
 from edgekit.jetson.device import (
     DeviceInfo,
     check_edgekit,
@@ -111,8 +111,7 @@ def test_remote_edgekit_command_lines_are_data():
                       progress=False)
     assert argv == ["edgekit", "bench", "/r/$(id)", "--backend", "tensorrt", "--device", "cuda", "--precision", "int8",
                     "--out", "/r/runs/1/bench", "--warmup", "5", "--iterations", "50", "--no-parity", "--no-progress"]
-    with pytest.raises(ConfigError, match="--video with --device jetson"):
-        bench_argv(("edgekit",), "/b", "/o", {"video": "v.mp4"})
+    assert bench_argv(("edgekit",), "/b", "/o", {"data": "/r/in/data/data.yaml"})[-2:] == ["--data", "/r/in/data/data.yaml"]
     env = RemoteOptions.build(environ={"EDGEKIT_JETSON_DIR": "/data/ek", "EDGEKIT_REMOTE_EDGEKIT": "ek"})
     assert (env.remote_dir, env.edgekit_cmd) == ("/data/ek", ("ek",))
 

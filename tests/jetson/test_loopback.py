@@ -238,25 +238,51 @@ needs_bench = pytest.mark.skipif(importlib.util.find_spec("edgekit.bench") is No
                                  reason="edgekit.bench (the `edgekit bench` stage) is not in this checkout yet")
 
 
+def _tiny_obb_dataset(root: Path) -> Path:
+    """A YOLO-OBB val split of 3 images whose labels overlap the test bundle's constant box."""
+    import cv2
+    import numpy as np
+
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    (root / "data.yaml").write_text("names: [a, b]\nval: images/val\n")
+    corners = "0.37 0.35 0.63 0.35 0.63 0.65 0.37 0.65"
+    for i, label in enumerate([f"0 {corners}", f"1 {corners}", ""]):
+        cv2.imwrite(str(root / "images" / "val" / f"im{i}.jpg"), np.full((64, 64, 3), 40 * i, np.uint8))
+        (root / "labels" / "val" / f"im{i}.txt").write_text(label + "\n" if label else "")
+    return root
+
+
 @needs_bench
 def test_edgekit_bench_device_jetson_end_to_end(device, tmp_path, monkeypatch):
-    """`edgekit bench --device jetson --host root@127.0.0.1:PORT`: the real bench on the Python 3.8 device."""
+    """`edgekit bench --device jetson --host root@127.0.0.1:PORT` with the real bench on the Python 3.8,
+    numpy<1.24, no-torch device: the report comes back with energy per frame, and its parity and mAP
+    equal the host's own `edgekit bench` of the same bundle (ONNX Runtime on both)."""
     from click.testing import CliRunner
 
     from edgekit.cli.main import cli
 
     b = write_test_bundle(tmp_path / "e2e")
+    data = _tiny_obb_dataset(tmp_path / "data")
+    common = ["--backend", "onnxruntime", "--iterations", "20", "--warmup", "2", "--data", str(data), "--no-progress"]
+    host = CliRunner().invoke(cli, ["bench", str(b), *common, "--out", str(tmp_path / "host"), "--no-plots"])
+    assert host.exit_code == 0, host.output
     monkeypatch.setenv("EDGEKIT_SSH_CONFIG", str(device.ssh_config))
     out = tmp_path / "out"
-    r = CliRunner().invoke(cli, ["bench", str(b), "--device", "jetson", "--host", device.host, "--backend",
-                                 "onnxruntime", "--iterations", "20", "--warmup", "2", "--out", str(out), "--json"])
+    r = CliRunner().invoke(cli, ["bench", str(b), "--device", "jetson", "--host", device.host, *common,
+                                 "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads((out / "bench.json").read_text())
+    here = json.loads((tmp_path / "host" / "bench.json").read_text())
     assert report["settings"]["backend"] == "onnxruntime"
+    assert report["environment"]["device"]["python"].startswith("3.8.")
+    assert report["environment"]["versions"]["numpy"] < "1.24" and "torch" not in report["environment"]["versions"]
     # parity against the bundle's golden outputs, on the device (core's parity check, when this checkout has it)
     has_parity = importlib.util.find_spec("edgekit.core.parity") is not None
-    assert report["parity"]["status"] == ("passed" if has_parity else "skipped"), report["parity"]
-    assert report["environment"]["device"]["python"].startswith("3.8.")
+    assert report["parity"]["status"] == here["parity"]["status"] == ("passed" if has_parity else "skipped")
+    assert report["accuracy"]["n_images"] == here["accuracy"]["n_images"] == 3
+    assert report["accuracy"]["map50"] == pytest.approx(here["accuracy"]["map50"], abs=1e-9)
+    assert report["accuracy"]["map50_95"] == pytest.approx(here["accuracy"]["map50_95"], abs=1e-9)
     assert report["power"]["available"] and report["power"]["energy_per_frame_mj"] > 0
     assert any(c.startswith("tegrastats --interval") for c in device.calls())
     assert (out / "power.json").is_file() and "Power (tegrastats on the device)" in (out / "bench.md").read_text()
