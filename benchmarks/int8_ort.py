@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, work: Path) -> Dict[str, Any]:
     bundle = export_model(options).bundle_dir
     ctx = prepare(options, lambda _m: None)
     calib = calibration_set(ctx)
-    feed = ctx.adapter.feed(ctx.images.val[0], ctx.adapter.graphs()[0], ctx.adapter.letterbox_spec(ctx.imgsz))[0]
+    feed = ctx.adapter.feed(ctx.images.val[0], ctx.detection_graph(), ctx.adapter.letterbox_spec(ctx.imgsz))[0]
     rows = [measure("fp32", bundle / "model.onnx", ctx, feed, args)]
     for method in args.methods:
         for profile in args.profiles:

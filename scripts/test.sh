@@ -19,13 +19,16 @@ echo "== Python 3.8 compatibility of the device subset (vermin) =="
 # core, deploy, bench, jetson, cli and calib's TensorRT part run on JetPack 5 (Python 3.8).
 device_paths=()
 for p in edgekit/core edgekit/deploy edgekit/bench edgekit/jetson edgekit/cli \
-         edgekit/calib/cache.py edgekit/calib/trt_calibrator.py edgekit/calib/dataset.py tests/jetson; do
+         edgekit/calib/__init__.py edgekit/calib/cache.py edgekit/calib/dataset.py edgekit/calib/qdq.py edgekit/calib/qdq_check.py \
+         tests/jetson; do
   [ -e "$p" ] && device_paths+=("$p")
 done
 vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
 
-echo "== the device subset on a real Python 3.8 with numpy<1.24 (as on JetPack 5) =="
+echo "== the device subset on a real Python 3.8 with numpy<1.24 (as on JetPack 5), then numpy 1.24 =="
 # vermin is static; this also runs the device-side tests under the interpreter the Jetson has.
+# TensorRT 8.5's trt.nptype needs np.bool, which numpy 1.24 removed (docs/tensorrt.md, section 2):
+# the second pass shows the device code does not depend on numpy < 1.24 where it need not.
 PY38=""
 # pyenv's shim named python3.8 exists even when it cannot run, so each candidate must really start.
 for c in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.8*/bin/python3.8 "$(command -v python3.8 || true)"; do
@@ -39,16 +42,30 @@ if [ -n "$PY38" ]; then
   [ -x "$venv/bin/python" ] || "$PY38" -m venv "$venv"
   # onnxruntime/onnx: the last lines with cp38 wheels, standing in for JetPack's own builds.
   "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
-      "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" pytest pytest-timeout
+      "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" "polygraphy==0.49.26" pytest pytest-timeout
   device_tests=()
-  for t in tests/core tests/cli/test_root.py tests/deploy tests/calib/test_cache.py \
-           tests/calib/test_trt_calibrator.py tests/jetson/test_ssh.py tests/jetson/test_tegrastats.py \
-           tests/jetson/test_power.py tests/jetson/test_device.py; do
+  # tests/jetson: parsing and command lines (the loopback-sshd tests already run a Python 3.8 device).
+  for t in tests/core tests/cli/test_root.py tests/cli/test_engine_cli.py tests/deploy tests/bench \
+           tests/jetson/test_ssh.py tests/jetson/test_tegrastats.py tests/jetson/test_power.py \
+           tests/jetson/test_device.py tests/calib/test_cache.py; do
     [ -e "$t" ] && device_tests+=("$t")
   done
   # Host-cache computation (ORT activation histograms) runs on the host, not the device: excluded.
   PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider -k "not onnxruntime_ranges" \
       "${device_tests[@]}"
+
+  # Second pass: the same packages, numpy 1.24 (what an unpinned pip gives on Python 3.8).
+  venv124=${EDGEKIT_PY38_NP124_VENV:-$HOME/.cache/edgekit-py38-np124}
+  [ -x "$venv124/bin/python" ] || "$PY38" -m venv "$venv124"
+  "$venv/bin/python" -m pip freeze --exclude-editable | grep -v -i '^numpy==' > "$venv124/requirements.txt"
+  "$venv124/bin/python" -m pip install -q "numpy>=1.24,<1.25" -r "$venv124/requirements.txt"
+  "$venv124/bin/python" -c 'import numpy; assert numpy.__version__.startswith("1.24"), numpy.__version__'
+  np124_tests=()
+  for t in tests/core tests/deploy; do
+    [ -e "$t" ] && np124_tests+=("$t")
+  done
+  PYTHONPATH="$PWD" "$venv124/bin/python" -m pytest -q -p no:cacheprovider -k "not onnxruntime_ranges" \
+      "${np124_tests[@]}"
 else
   echo "no python3.8 on this machine: skipped (the static vermin check above still ran)"
 fi

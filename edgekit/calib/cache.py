@@ -14,15 +14,12 @@ reused after the data or batch changed (#24668), so every cache here has a JSON 
 (:class:`CacheSidecar`) and :func:`verify_cache` refuses a cache whose sidecar is missing or
 disagrees with what the caller is about to build.
 
-:func:`write_calibration_cache` computes per-tensor activation ranges on the host with
-onnxruntime's calibrators and writes them keyed by the ONNX tensor names. TensorRT's ONNX parser
-keeps those names for most tensors but also creates tensors of its own; those get no scale from a
-host cache. The on-device calibrator (:mod:`edgekit.calib.trt_calibrator`) therefore regenerates
-the cache against the exact parsed network whenever the sidecar does not match, and the sidecar,
-not the cache, is what decides reuse.
+The host computes activation ranges (:mod:`edgekit.calib.ranges`) and writes them here with
+:func:`write_cache_with_sidecar`; the on-device calibrator (:mod:`edgekit.deploy.tensorrt.calibration`)
+regenerates the cache against the exact parsed network whenever the sidecar does not match, and
+the sidecar, not the cache, is what decides reuse.
 
-Reading and verifying run on the device (no onnx/onnxruntime); writing a host cache imports
-onnxruntime lazily.
+Device-safe: reading, writing and verifying caches only (no onnx, no onnxruntime).
 """
 
 from __future__ import annotations
@@ -31,22 +28,24 @@ import datetime as _dt
 import json
 import re
 import struct
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, NamedTuple, Tuple, Union
 
 from edgekit.core.atomic import write_json_atomic, write_text_atomic
 from edgekit.core.config import StrictModel
 from edgekit.core.errors import CalibrationError
 from edgekit.core.manifest import file_sha256
+from edgekit.core.vocab import TRT_ALGORITHM_FOR_METHOD
 
 PathLike = Union[str, Path]
 
 # TensorRT's calibrator algorithm names, as they appear in cache headers.
+# "minmax"/"entropy" are the cache methods export ships (edgekit.core.vocab: onnxruntime's entropy
+# ranges stand in for TRT's Entropy2 on the host); the others name TensorRT's calibrators directly.
 ALGORITHMS = {
     "entropy2": "EntropyCalibration2",
-    "entropy": "EntropyCalibration2",  # onnxruntime's entropy ranges stand in for TRT's Entropy2 on the host
-    "minmax": "MinMaxCalibration",
+    "entropy": TRT_ALGORITHM_FOR_METHOD["entropy"],
+    "minmax": TRT_ALGORITHM_FOR_METHOD["minmax"],
     "legacy": "LegacyCalibration",
     "entropy1": "EntropyCalibration",
 }
@@ -189,80 +188,38 @@ def write_sidecar(cache_path: PathLike, sidecar: CacheSidecar) -> Path:
     return write_json_atomic(sidecar_path(cache_path), sidecar.model_dump(mode="json"))
 
 
-def host_activation_ranges(onnx_path: Path, calib: Any, method: str, batch: int) -> Dict[str, float]:
-    """Per-tensor max |activation| over the calibration set, from onnxruntime's calibrators."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+def write_cache_with_sidecar(onnx_path: PathLike, scales: Mapping[str, float], method: str, out_dir: PathLike,
+                            imgsz: Union[int, Tuple[int, int]], batch: int, *, trt_version: str,
+                            calib_data_hash: str, n_images: int) -> Tuple[Path, Path]:
+    """Write ``<onnx stem>.<method>.calib.cache`` (``scales`` per tensor) and its sidecar.
 
-    from .qdq import CalibrationFeed
-
-    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "entropy2": CalibrationMethod.Entropy}.get(method)
-    if ort_method is None:
-        raise CalibrationError(f"unknown host calibration method {method!r}", "use 'minmax' or 'entropy'")
-    with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
-        calibrator = create_calibrator(str(onnx_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=ort_method,
-                                       extra_options=_calibrator_options(ort_method))
-        calibrator.collect_data(CalibrationFeed(str(onnx_path), calib, batch))
-        tensors = calibrator.compute_data()
-    ranges: Dict[str, float] = {}
-    for name, data in tensors.items():
-        lo, hi = (float(abs(v.max() if hasattr(v, "max") else v)) for v in data.range_value)
-        if max(lo, hi) > 0.0:
-            ranges[name] = max(lo, hi)
-    return ranges
-
-
-def write_calibration_cache(onnx_path: PathLike, calib: Any, method: str, out_dir: PathLike,
-                            imgsz: Union[int, Tuple[int, int]], batch: int,
-                            trt_version: str = "8502",
-                            ranges: Optional[Mapping[str, float]] = None) -> Tuple[Path, Path]:
-    """Calibrate on the host and write ``<onnx stem>.<method>.calib.cache`` plus its sidecar.
-
-    ``calib`` is a :class:`~edgekit.calib.dataset.CalibrationSet`; ``method`` is ``minmax`` or
-    ``entropy`` (onnxruntime's entropy ranges, written under TRT's EntropyCalibration2 header).
-    ``ranges`` (max |activation| per tensor) skips the host calibration: pass ranges already computed
-    for this very ONNX, ``calib``, ``method`` and ``batch`` (``QdqResult.activation_ranges``).
-    Both files are written atomically. Returns (cache_path, sidecar_path).
+    ``trt_version`` is the TensorRT the cache is for, as ``"8.5.2"`` or ``"8502"``: TensorRT
+    refuses a cache whose header names another version, so there is no default. Returns
+    (cache_path, sidecar_path).
     """
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise CalibrationError(f"ONNX model {onnx_path} does not exist", "export the model first")
     algorithm = ALGORITHMS.get(method)
-    if algorithm is None or method not in ("minmax", "entropy", "entropy2"):
+    if algorithm is None:
         raise CalibrationError(f"unknown calibration method {method!r}", "use 'minmax' or 'entropy'")
-    if ranges is None:
-        ranges = host_activation_ranges(onnx_path, calib, method, batch)
-    scales = {name: r / 127.0 for name, r in ranges.items()}
+    version = trt_version_int(trt_version) if "." in str(trt_version) else str(trt_version)
+    if not version.isdigit():
+        raise CalibrationError(f"TensorRT version {trt_version!r} is not like 8.5.2 or 8502",
+                               "pass the target's TensorRT version")
     cache_path = Path(out_dir) / f"{onnx_path.stem}.{method}.calib.cache"
     size = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
-    sidecar = CacheSidecar(trt_version=str(trt_version), cache_header=f"TRT-{trt_version}-{algorithm}",
-                           onnx_sha256=file_sha256(onnx_path), calib_data_hash=calib.data_hash(), method=method,
-                           imgsz=size, batch=int(batch), n_images=len(calib), created_utc=utc_now())
+    sidecar = CacheSidecar(trt_version=version, cache_header=f"TRT-{version}-{algorithm}",
+                           onnx_sha256=file_sha256(onnx_path), calib_data_hash=calib_data_hash, method=method,
+                           imgsz=size, batch=int(batch), n_images=int(n_images), created_utc=utc_now())
     # Old sidecar out, cache in, new sidecar in: a crash at any point leaves a cache with no sidecar
     # (refused) or a matching pair, never a new cache vouched for by an old sidecar.
     sidecar_path(cache_path).unlink(missing_ok=True)
-    write_cache(cache_path, str(trt_version), algorithm, scales)
+    write_cache(cache_path, version, algorithm, scales)
     return cache_path, write_sidecar(cache_path, sidecar)
 
 
 __all__ = [
     "CalibrationCache", "CacheSidecar", "ALGORITHMS", "read_cache", "write_cache", "parse_cache", "format_cache",
     "scale_to_hex", "hex_to_scale", "trt_version_int", "sidecar_path", "verify_cache", "write_sidecar",
-    "write_calibration_cache",
+    "write_cache_with_sidecar",
 ]
-
-
-# onnxruntime's threshold search is pure numpy, O(bins^2) per tensor: 2048 bins (TensorRT's count) took
-# 125 s per model on yolov8n-obb (280 tensors, 2 cores); 512 bins keeps 192 candidate thresholds.
-ENTROPY_BINS = 512
-
-
-def _calibrator_options(ort_method: Any) -> Dict[str, Any]:
-    from onnxruntime.quantization.calibrate import CalibrationMethod
-
-    if ort_method == CalibrationMethod.Entropy:
-        # 128 bins (onnxruntime's default) = 128 quantized bins leaves only the full range: MinMax again.
-        return {"symmetric": True, "num_bins": ENTROPY_BINS, "num_quantized_bins": 128}
-    return {"symmetric": True}
 

@@ -1,6 +1,6 @@
 """Explicit INT8: quantize an FP32 ONNX into a Q/DQ ONNX with onnxruntime, for TensorRT or the CPU.
 
-Two profiles, two different files (REFERENCE.md §3):
+Two profiles, two different files (docs/tensorrt.md, section 3):
 
 * ``trt``: what TensorRT 8.5's ONNX parser accepts and what TensorRT 11 needs (it has no other
   INT8 path): signed int8 everywhere, symmetric, per-channel weights, a Q/DQ pair on every
@@ -24,10 +24,14 @@ import numpy as np
 
 from edgekit.core.atomic import atomic_path
 from edgekit.core.errors import ConfigError, ModelError
+from edgekit.core.vocab import CALIB_METHODS, FLOAT_SCOPES
+
+from .feeds import CalibrationFeed, FeedFactory, calibration_reader, graph_input_names
+from .feeds import load_onnx as _load
 
 PathLike = Union[str, Path]
 
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = CALIB_METHODS
 PROFILES = ("trt", "cpu")
 _MODULE_PREFIX = re.compile(r"^/model\.(\d+)/")
 
@@ -43,34 +47,10 @@ class QdqResult(NamedTuple):
     activation_ranges: Optional[Dict[str, float]] = None
 
 
-def _load(model: Any) -> Any:
-    import onnx
-
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise ModelError(f"ONNX model {path} does not exist", "export the FP32 model first")
-    try:
-        return onnx.load(str(path))
-    except Exception as e:  # onnx raises DecodeError and friends; name the file instead
-        raise ModelError(f"cannot load ONNX model {path}: {type(e).__name__}", "re-export it") from None
-
-
-def graph_input_names(model: Any) -> List[str]:
-    """Real inputs of the graph (old exporters also list initializers as inputs)."""
-    graph = _load(model).graph
-    initializers = {t.name for t in graph.initializer}
-    return [i.name for i in graph.input if i.name not in initializers]
-
-
 def head_prefix(model: Any) -> Optional[str]:
     """The detection head's node-name prefix, '/model.<last index>/', from an Ultralytics export."""
     indices = [int(m.group(1)) for m in (_MODULE_PREFIX.match(n.name) for n in _load(model).graph.node) if m]
     return f"/model.{max(indices)}/" if indices else None
-
-
-FLOAT_SCOPES = ("head", "decode")
 
 
 def default_excluded_nodes(model: Any, scope: str = "head") -> List[str]:
@@ -103,37 +83,10 @@ def default_excluded_nodes(model: Any, scope: str = "head") -> List[str]:
     return [n.name for n in head if n.op_type != "Conv" or n.input[0] in softmax_outputs]
 
 
-def calibration_reader(input_name: str, calib: Any, batch_size: int = 1) -> Any:
-    """An onnxruntime CalibrationDataReader over a CalibrationSet (float NCHW batches)."""
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(calib.batches(batch_size))
-
-        def get_next(self) -> Optional[Dict[str, Any]]:
-            batch = next(self._batches, None)
-            return None if batch is None else {input_name: batch}
-
-        def rewind(self) -> None:
-            self._batches = iter(calib.batches(batch_size))
-
-    return _Reader()
-
-
-def CalibrationFeed(onnx_path: PathLike, calib: Any, batch_size: int = 1) -> Any:  # noqa: N802 (a factory)
-    """A CalibrationDataReader for the single image input of ``onnx_path``."""
-    names = graph_input_names(onnx_path)
-    if len(names) != 1:
-        raise ModelError(f"ONNX model {onnx_path} has inputs {names}; image calibration needs exactly one",
-                         "calibrate a single-input detector graph")
-    return calibration_reader(names[0], calib, batch_size)
-
-
 def _quant_settings(profile: str) -> Dict[str, Any]:
     from onnxruntime.quantization import QuantFormat, QuantType
 
-    if profile == "trt":  # REFERENCE.md §3, exactly: what TensorRT 8.5's parser accepts
+    if profile == "trt":  # docs/tensorrt.md sections 3-4, exactly: what TensorRT 8.5's parser accepts
         return dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     per_channel=True, extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                                      "AddQDQPairToWeight": True, "QuantizeBias": False})
@@ -143,12 +96,15 @@ def _quant_settings(profile: str) -> Dict[str, Any]:
 
 def quantize_qdq(fp32_onnx: PathLike, out_path: PathLike, calib: Any, method: str = "minmax",
                  profile: str = "trt", exclude_nodes: Optional[Sequence[str]] = None,
-                 float_scope: str = "head", check_trt85: bool = True) -> QdqResult:
+                 float_scope: str = "head", check_trt85: bool = True,
+                 feeds: Optional[FeedFactory] = None) -> QdqResult:
     """Calibrate on ``calib`` and write a Q/DQ ONNX to ``out_path`` atomically.
 
     ``exclude_nodes=None`` keeps :func:`default_excluded_nodes` (``float_scope``) in float; ``[]``
     quantizes all. ``check_trt85=False`` skips the TensorRT 8.5 check of the ``trt`` profile (for
-    targets with a newer TensorRT, e.g. x86 at opset 18+, which 8.5 would refuse).
+    targets with a newer TensorRT, e.g. x86 at opset 18+, which 8.5 would refuse). ``feeds``
+    (complete feeds, e.g. image + embedding) replaces ``calib``'s images for a graph with inputs
+    other than one image; ``calib`` still names the calibration set (its size and hash).
     """
     from onnxruntime.quantization import CalibrationMethod, quantize_static
 
@@ -167,14 +123,14 @@ def quantize_qdq(fp32_onnx: PathLike, out_path: PathLike, calib: Any, method: st
         # (num_bins is not passed through), which leaves one candidate threshold, the full range: its
         # scales came out bit-identical to MinMax. So compute entropy ranges with more bins ourselves
         # and hand them over as range overrides.
-        from .cache import host_activation_ranges
+        from . import ranges as host_ranges  # called through the module: tests count the calls
 
-        ranges = host_activation_ranges(fp32_onnx, calib, "entropy", 1)
+        ranges = host_ranges.host_activation_ranges(fp32_onnx, calib, "entropy", 1, feeds=feeds)
         settings["extra_options"]["TensorQuantOverrides"] = {
             name: [{"rmin": np.float32(-r), "rmax": np.float32(r)}] for name, r in ranges.items()}
         ort_method = CalibrationMethod.MinMax
     with atomic_path(out_path, suffix=".onnx") as tmp:
-        quantize_static(str(fp32_onnx), str(tmp), CalibrationFeed(fp32_onnx, calib), nodes_to_exclude=excluded,
+        quantize_static(str(fp32_onnx), str(tmp), CalibrationFeed(fp32_onnx, calib, feeds=feeds), nodes_to_exclude=excluded,
                         calibrate_method=ort_method, **settings)
         if profile == "trt" and check_trt85:
             from .qdq_check import assert_qdq_trt85

@@ -13,7 +13,9 @@ from typing import Optional, Tuple
 
 import click
 
-_CHECK_FORMATS = ("auto", "yolo-obb", "yolo", "dota", "coco", "refdet")
+from edgekit.core.vocab import CONVERT_SOURCES, CONVERT_TARGETS, DATA_FORMATS
+
+_CHECK_FORMATS = ("auto",) + DATA_FORMATS
 
 
 def _split_classes(values: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
@@ -99,8 +101,8 @@ def check(path: Path, fmt: str, classes: Tuple[str, ...], image_dir: Optional[Pa
 @data.command("convert")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--from", "src_format", type=click.Choice(("dota", "coco")), required=True)
-@click.option("--to", "dst_format", type=click.Choice(("yolo-obb", "yolo")), required=True)
+@click.option("--from", "src_format", type=click.Choice(CONVERT_SOURCES), required=True)
+@click.option("--to", "dst_format", type=click.Choice(CONVERT_TARGETS), required=True)
 @_classes_option("Classes to write, in this order; objects of other classes are skipped")
 @click.option("--images", "image_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="COCO only: directory the json's file_names resolve against.")

@@ -11,6 +11,8 @@ from typing import List, Optional, Tuple
 
 import click
 
+from edgekit.core.vocab import CALIB_METHODS, FLOAT_SCOPES, SIMPLIFIERS, TARGETS
+
 
 @click.command("export")
 @click.argument("source", type=click.Path(path_type=Path))
@@ -21,12 +23,13 @@ import click
 @click.option("--int8", is_flag=True, help="Also write model.int8.qdq.onnx, a calibration cache and the INT8 accuracy report.")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None,
               help="Folder of calibration images. Default: the run's dataset, train split.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS), default=CALIB_METHODS[0], show_default=True,
+              help="How Q/DQ activation ranges are computed (percentile ships a MinMax TensorRT cache).")
 @click.option("--calib-size", type=int, default=64, show_default=True, help="Calibration images to use.")
-@click.option("--int8-float-scope", type=click.Choice(["head", "decode"]), default="head", show_default=True,
+@click.option("--int8-float-scope", type=click.Choice(FLOAT_SCOPES), default=FLOAT_SCOPES[0], show_default=True,
               help="What stays float in the Q/DQ model: the whole detection head, or only its decode.")
-@click.option("--simplifier", type=click.Choice(["onnxslim", "onnxsim", "none"]), default="onnxslim", show_default=True)
-@click.option("--target", type=click.Choice(["jetson-xavier-nx", "x86"]), default="jetson-xavier-nx", show_default=True)
+@click.option("--simplifier", type=click.Choice(SIMPLIFIERS), default=SIMPLIFIERS[0], show_default=True)
+@click.option("--target", type=click.Choice(TARGETS), default=TARGETS[0], show_default=True)
 @click.option("--engine", is_flag=True, help="Build a TensorRT engine here if tensorrt is importable.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle directory. Default: RUN_DIR/bundle or <checkpoint>_bundle.")

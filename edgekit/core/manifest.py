@@ -27,6 +27,7 @@ from .config import StrictModel, build_config
 from .errors import ConfigError, ModelError
 from .letterbox import LetterboxSpec
 from .postprocess import PostprocessSpec
+from .vocab import TRT_ALGORITHM_FOR_METHOD, TrtCalibAlgorithm
 
 SCHEMA_VERSION = 2  # v2 adds engine profiles, the TensorRT calibration algorithm/version and the target
 MANIFEST_NAME = "manifest.json"
@@ -102,13 +103,11 @@ class FileEntry(StrictModel):
     bytes: int = Field(ge=0)
 
 
-TrtAlgorithm = Literal["MinMaxCalibration", "EntropyCalibration2"]
+TrtAlgorithm = TrtCalibAlgorithm  # defined once, in edgekit.core.vocab
 # What each export calibration method ships as a TensorRT cache: TensorRT has no percentile
 # calibrator, so a percentile Q/DQ export ships a MinMax-range cache (said here, in the manifest).
-TRT_ALGORITHM_OF_METHOD: Dict[str, str] = {
-    "minmax": "MinMaxCalibration", "entropy": "EntropyCalibration2", "entropy2": "EntropyCalibration2",
-    "percentile": "MinMaxCalibration",
-}
+# "entropy2" is how schema v1 manifests named TensorRT's entropy calibrator.
+TRT_ALGORITHM_OF_METHOD: Dict[str, str] = {**TRT_ALGORITHM_FOR_METHOD, "entropy2": "EntropyCalibration2"}
 
 
 class CalibrationEntry(StrictModel):

@@ -1,6 +1,6 @@
 """Decode raw Ultralytics detector outputs into :class:`Detections` (numpy only, runs on device).
 
-Raw outputs, as exported to ONNX by Ultralytics 8.4 (REFERENCE.md §5):
+Raw outputs, as exported to ONNX by Ultralytics 8.4.190 (its ``OBB``/``Detect`` head export):
 
 - OBB: (B, 4 + nc + 1, A): rows ``cx, cy, w, h`` in network pixels, ``nc`` class scores
   (already sigmoid), then the angle in radians (in ``[-pi/4, 3pi/4)``); one column per anchor.

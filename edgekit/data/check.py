@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from edgekit.core.errors import DataError
+from edgekit.core.vocab import DATA_FORMATS
 
 from .formats.base import ERROR, WARNING, Issue
 from .formats.coco import check_coco_file, find_coco_files
@@ -20,7 +21,7 @@ from .formats.refdet import check_refdet_root, find_refdet_roots, is_refdet_root
 from .formats.yolo_obb import AXIS_ALIGNED, OBB, check_yolo_dataset, detect_label_kind
 from .layout import DATA_YAML, DatasetLayout
 
-FORMATS = ("yolo-obb", "yolo", "dota", "coco", "refdet")
+FORMATS = DATA_FORMATS  # one vocabulary (edgekit.core.vocab); the CLI offers the same
 
 
 @dataclass

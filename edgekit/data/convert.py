@@ -16,17 +16,18 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from edgekit.core.atomic import atomic_dir, check_output_dir
 from edgekit.core.errors import DataError
+from edgekit.core.vocab import CONVERT_SOURCES, CONVERT_TARGETS
 
 from .formats.base import ERROR, GEOMETRY_CODES, Issue, quad_defect
 from .formats.coco import CocoDataset, build_coco, find_coco_files, find_image_dir, parse_coco
 from .formats.dota import DotaLabelFile, find_dota_splits, images_by_stem, parse_dota
 from .formats.media import image_size
-from .formats.yolo_obb import AXIS_ALIGNED, OBB, YoloBoxLabel, YoloLabel, YoloObbLabel, write_yolo_labels
+from .formats.yolo_obb import OBB, YoloBoxLabel, YoloLabel, YoloObbLabel, write_yolo_labels
 from .layout import DatasetLayout
 
-SOURCE_FORMATS = ("dota", "coco")
+SOURCE_FORMATS = CONVERT_SOURCES  # edgekit.core.vocab
 _DEGENERATE = "degenerate boxes (after clipping to the image)"
-TARGET_FORMATS = (OBB, AXIS_ALIGNED)
+TARGET_FORMATS = CONVERT_TARGETS  # edgekit.core.vocab: (OBB, AXIS_ALIGNED)
 
 
 @dataclass

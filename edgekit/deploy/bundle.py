@@ -220,7 +220,13 @@ class Bundle:
         if role is None:
             raise ConfigError(f"backend '{backend}' cannot run precision '{precision}' from a bundle",
                               "use onnxruntime with fp32 or int8, or tensorrt with fp32/fp16/int8")
-        return create_runner(backend, self.model_path(role), **options)
+        model: Any = self.model_path(role)
+        if options.pop("uint8_input", False):
+            from .uint8_input import uint8_input_variant
+
+            model = uint8_input_variant(model, self.manifest.preprocess)
+            options.setdefault("name", f"{self.model(role).file} (uint8 input)")
+        return create_runner(backend, model, **options)
 
     def _tensorrt_runner(self, precision: str, **options: Any) -> Any:
         from edgekit.deploy.tensorrt import EngineBuildOptions, TensorRTRunner, build_from_bundle
@@ -236,8 +242,13 @@ class Bundle:
             raise ConfigError(f"bundle task '{self.task}' has no frame detector yet", "use an obb or detect bundle")
         role = _ONNX_ROLE.get((backend, precision), "fp32")
         entry = self.model(role if self.has(role) else "fp32")
+        input_name = entry.inputs[0].name
+        if options.get("uint8_input"):
+            from .uint8_input import UINT8_SUFFIX
+
+            input_name += UINT8_SUFFIX
         return Detector(self.runner(backend, precision, **options), letterbox=self.manifest.preprocess,
-                        postprocess=self.manifest.postprocess, input_name=entry.inputs[0].name,
+                        postprocess=self.manifest.postprocess, input_name=input_name,
                         output_name=entry.outputs[0].name)
 
     def __repr__(self) -> str:

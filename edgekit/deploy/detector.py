@@ -18,6 +18,7 @@ from edgekit.core.errors import ModelError
 from edgekit.core.letterbox import (
     LetterboxInfo,
     LetterboxSpec,
+    letterbox,
     preprocess,
     unletterbox_xywhr,
     unletterbox_xyxy,
@@ -25,6 +26,7 @@ from edgekit.core.letterbox import (
 from edgekit.core.postprocess import PostprocessSpec, decode
 
 from .runners.base import Runner
+from .uint8_input import takes_uint8_frames
 
 
 class Detector:
@@ -44,6 +46,7 @@ class Detector:
         self.input_name = input_name or from_manifest.get("input_name")
         self.output_name = output_name or from_manifest.get("output_name")
         self.timings: Dict[str, float] = {}
+        self._uint8_input: Optional[bool] = None  # decided from the runner's input on the first frame
 
     def __enter__(self) -> Detector:
         if not self.runner.is_active:
@@ -70,8 +73,15 @@ class Detector:
     # The three stages, separately callable so the pipelined runtime can overlap them across frames.
     def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
         """Frame -> the runner's feed (checked: see :func:`edgekit.core.letterbox.as_bgr_frame`)."""
+        name = self._input_name()
+        if self._uint8_input is None:
+            meta = self.runner.input_metadata()[name]
+            self._uint8_input = takes_uint8_frames(meta.shape, meta.dtype)
+        if self._uint8_input:  # the model normalises on its own (uint8_input.py): feed the letterboxed frame
+            boxed, info = letterbox(frame_bgr, self.letterbox)
+            return {name: boxed[None]}, info
         x, info = preprocess(frame_bgr, self.letterbox)
-        return {self._input_name(): x}, info
+        return {name: x}, info
 
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         return self.runner.infer(feed)
@@ -103,11 +113,14 @@ def manifest_settings(manifest: Any) -> Dict[str, Any]:
         from edgekit.core.manifest import BundleManifest
 
         manifest = build_config(BundleManifest, manifest, "manifest")
-    model = manifest.models.get("fp32") or next(iter(manifest.models.values()), None)
+    model = manifest.models.get("fp32") or manifest.models.get("detector") or next(iter(manifest.models.values()), None)
+    # The frame goes to the image input (N, C, H, W), which need not be the first: a per-frame graph
+    # may also take an embedding.
+    images = [t for t in model.inputs if len(t.shape) == 4] if model is not None else []
     return {
         "letterbox": manifest.preprocess,
         "postprocess": manifest.postprocess,
-        "input_name": model.inputs[0].name if model is not None and model.inputs else None,
+        "input_name": (images or model.inputs)[0].name if model is not None and model.inputs else None,
         "output_name": model.outputs[0].name if model is not None and model.outputs else None,
     }
 

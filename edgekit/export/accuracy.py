@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from edgekit.core.letterbox import LetterboxSpec
 from edgekit.core.postprocess import PostprocessSpec
 from edgekit.deploy.runners.onnxruntime import OnnxRuntimeRunner
 
-from .adapters import ExportAdapter
+from .adapters import ExportAdapter, GraphSpec, detection_graph
 
 VAL_CONF = 0.001
 
 
 def evaluate_onnx(onnx_path: Path, images: Sequence[Path], label_paths: Sequence[Path], adapter: ExportAdapter,
-                  spec: LetterboxSpec, nc: int, iou: float = 0.7, intra_op_threads: int = 0) -> Dict[str, Any]:
-    """mAP50 / mAP50-95 of ``onnx_path`` over ``images`` plus the mean ORT latency per image."""
+                  spec: LetterboxSpec, nc: int, iou: float = 0.7, intra_op_threads: int = 0,
+                  graph: Optional[GraphSpec] = None) -> Dict[str, Any]:
+    """mAP50 / mAP50-95 of ``onnx_path`` (the adapter's detection graph, or ``graph``) over ``images``
+    plus the mean ORT latency per image."""
     from edgekit.core.metrics import evaluate_map
 
-    graph = adapter.graphs()[0]
+    graph = graph or detection_graph(adapter.graphs())
     post = PostprocessSpec(conf=VAL_CONF, iou=iou, task=adapter.task if adapter.task in ("obb", "detect") else "obb")
     preds: List[Any] = []
     gts: List[Any] = []

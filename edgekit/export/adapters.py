@@ -2,9 +2,12 @@
 
 The pipeline (``edgekit.export.pipeline``) knows nothing about Ultralytics: it asks the adapter for
 the graphs to export, their reference runner, how an image becomes a feed, how raw outputs decode
-into :class:`~edgekit.core.detections.Detections` and what the ground truth of an image is. The
-few-shot detector's two graphs (reference encoder + per-frame detector) join by registering one
-more adapter under its task, without touching the pipeline.
+into :class:`~edgekit.core.detections.Detections` and what the ground truth of an image is. An
+adapter may export several graphs, and a graph may take inputs other than the image (the few-shot
+detector's per-frame graph also takes the target embedding its reference encoder computes): the
+adapter builds each graph's complete feeds, so such a task joins by registering one more adapter,
+without touching the pipeline. Exactly one graph decodes into detections; INT8, the accuracy
+report and engines are about that one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from edgekit.core.detections import Detections
 from edgekit.core.errors import ConfigError, DataError, ModelError
 from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xywhr
 from edgekit.core.postprocess import PostprocessSpec, decode_obb
+from edgekit.core.vocab import MODEL_ROLES
 from edgekit.deploy.runners.base import Runner
 
 
@@ -41,13 +45,30 @@ class LoadedCheckpoint:
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """One ONNX graph an adapter exports: its bundle file name and I/O names."""
+    """One ONNX graph an adapter exports: its bundle model role, file name and I/O names."""
 
-    role: str  # "model" for the detector; e.g. "reference_encoder" for RefDet's second graph
+    role: str  # a ModelRole (edgekit.core.vocab): "fp32" for a one-graph detector; "reference_encoder", "detector"
     filename: str
     input_names: Tuple[str, ...]
     output_names: Tuple[str, ...]
     detections: bool = True  # whether its outputs decode into Detections (parity on detections)
+
+    def __post_init__(self) -> None:
+        if self.role not in MODEL_ROLES or self.role == "int8_qdq":  # int8_qdq is export's, from the detection graph
+            raise ValueError(f"graph role {self.role!r} is not a model role; use one of {', '.join(MODEL_ROLES)}")
+
+
+#: A zero-argument function returning a fresh iterable of complete feeds ({input name: array}).
+FeedFactory = Callable[[], Iterable[Dict[str, np.ndarray]]]
+
+
+def detection_graph(graphs: Sequence[GraphSpec]) -> GraphSpec:
+    """The one graph whose outputs decode into detections."""
+    found = [g for g in graphs if g.detections]
+    if len(found) != 1:
+        raise ModelError(f"the export adapter names {len(found)} detection graphs ({[g.role for g in graphs]})",
+                         "this is a bug in the task's ExportAdapter: exactly one graph must have detections=True")
+    return found[0]
 
 
 class ExportAdapter(abc.ABC):
@@ -57,7 +78,7 @@ class ExportAdapter(abc.ABC):
 
     @abc.abstractmethod
     def graphs(self) -> List[GraphSpec]:
-        """The graphs to export, the detector first."""
+        """The graphs to export, in the order they are exported (exactly one with ``detections``)."""
 
     @abc.abstractmethod
     def export_graph(self, ckpt: LoadedCheckpoint, graph: GraphSpec, out_path: Path, imgsz: int, opset: int,
@@ -74,7 +95,8 @@ class ExportAdapter(abc.ABC):
 
     @abc.abstractmethod
     def feed(self, image_path: Path, graph: GraphSpec, spec: LetterboxSpec) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
-        """One real image as the graph's feed, plus how it was letterboxed."""
+        """One real image as the graph's complete feed (every input, e.g. image + embedding), plus how
+        it was letterboxed. The same feed goes to the reference runner and to ONNX Runtime."""
 
     @abc.abstractmethod
     def decode(self, outputs: Dict[str, np.ndarray], post: PostprocessSpec) -> List[Detections]:
@@ -83,6 +105,18 @@ class ExportAdapter(abc.ABC):
     @abc.abstractmethod
     def ground_truth(self, image_path: Path, label_path: Path, info: LetterboxInfo) -> Detections:
         """The labelled objects of one image, in source-image pixels."""
+
+    def calibration_feeds(self, graph: GraphSpec, calib: Any) -> Optional[FeedFactory]:
+        """Complete INT8 calibration feeds for ``graph``; None: its one input takes ``calib``'s images."""
+        if len(graph.input_names) == 1:
+            return None
+        raise ConfigError(f"{type(self).__name__} gives no calibration feeds for {graph.filename}, whose inputs "
+                          f"are {list(graph.input_names)}", "implement ExportAdapter.calibration_feeds for the task")
+
+    def int8_excluded_nodes(self, graph: GraphSpec, onnx_path: Path, float_scope: str) -> Optional[List[str]]:
+        """Nodes of ``graph`` that stay float in the Q/DQ model; None: the Ultralytics head rule of
+        :func:`edgekit.calib.qdq.default_excluded_nodes`."""
+        return None
 
     def to_image_space(self, dets: Detections, info: LetterboxInfo) -> Detections:
         """Map network-pixel detections back to source-image pixels."""
@@ -103,7 +137,7 @@ class UltralyticsObbAdapter(ExportAdapter):
     """
 
     task = "obb"
-    GRAPH = GraphSpec("model", "model.onnx", ("images",), ("output0",))
+    GRAPH = GraphSpec("fp32", "model.onnx", ("images",), ("output0",))
 
     def graphs(self) -> List[GraphSpec]:
         return [self.GRAPH]
@@ -211,5 +245,6 @@ def quiet_ultralytics() -> Iterator[None]:
         logger.setLevel(level)
 
 
-__all__ = ["ExportAdapter", "UltralyticsObbAdapter", "GraphSpec", "LoadedCheckpoint", "ADAPTERS",
+__all__ = ["ExportAdapter", "UltralyticsObbAdapter", "GraphSpec", "FeedFactory", "LoadedCheckpoint", "ADAPTERS",
+           "detection_graph",
            "register_adapter", "get_adapter", "load_checkpoint", "read_image", "quiet_ultralytics"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional
 
 from edgekit.core.atomic import write_json_atomic
 
 from .adapters import GraphSpec
+from .context import ExportContext, ExportResults
 
 MANIFEST_FILENAME = "manifest.json"
 REPORT_FILENAME = "export_report.json"
@@ -32,20 +33,34 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def build_manifest_and_report(ctx, bundle: Path, graphs: Sequence[GraphSpec]) -> None:
+def build_manifest_and_report(ctx: ExportContext, bundle: Path, results: ExportResults) -> Dict[str, Any]:
+    """Write ``export_report.json`` (built from the step results) then ``manifest.json``; returns the report."""
     o = ctx.options
-    ctx.report.update({
+    report = results.report()
+    report.update({
         "source": {"checkpoint": str(ctx.source.checkpoint), "run_id": ctx.source.run_id,
                    "run_dir": str(ctx.source.run_dir) if ctx.source.run_dir else None},
         "task": ctx.ckpt.task, "names": ctx.ckpt.names, "target": o.target,
         "options": o.model_dump(mode="json"), "versions": versions(), "host": platform.platform(),
     })
-    write_json_atomic(bundle / REPORT_FILENAME, ctx.report)
-    write_json_atomic(bundle / MANIFEST_FILENAME, manifest_dict(ctx, bundle, graphs))
+    write_json_atomic(bundle / REPORT_FILENAME, report)
+    write_json_atomic(bundle / MANIFEST_FILENAME, manifest_dict(ctx, bundle, results))
     make_shareable(bundle)
+    return report
 
 
-def manifest_dict(ctx, bundle: Path, graphs: Sequence[GraphSpec]) -> Dict[str, Any]:
+def golden_tolerances() -> Dict[str, float]:
+    """The device tolerances flattened for the manifest: FP32's as is, the others prefixed (``fp16_atol``)."""
+    from edgekit.core.parity import DEVICE_TOLERANCES
+
+    out: Dict[str, float] = {}
+    for precision, tol in DEVICE_TOLERANCES.items():
+        prefix = "" if precision == "fp32" else f"{precision}_"
+        out.update({f"{prefix}{k}": v for k, v in tol.model_dump().items() if v is not None})
+    return out
+
+
+def manifest_dict(ctx: ExportContext, bundle: Path, results: ExportResults) -> Dict[str, Any]:
     """The validated manifest for the finished bundle directory, as JSON-ready data."""
     from edgekit.core.manifest import (
         BundleManifest,
@@ -55,36 +70,40 @@ def manifest_dict(ctx, bundle: Path, graphs: Sequence[GraphSpec]) -> Dict[str, A
         describe_files,
     )
 
-    from .golden import DEVICE_TOLERANCES
-
-    models = {("fp32" if g.detections and i == 0 else g.role): model_entry(bundle / g.filename, g)
-              for i, g in enumerate(graphs)}
-    int8 = ctx.report.get("int8")
+    models = {role: model_entry(bundle / p.graph.filename, p.graph, p.golden_feeds[0] if p.golden_feeds else None)
+              for role, p in results.parity.items()}
+    int8 = results.int8
     calibration = None
-    if int8:
-        models["int8_qdq"] = model_entry(bundle / int8["file"], graphs[0])
-        calibration = CalibrationEntry(cache=int8["calibration_cache"], sidecar=int8["calibration_sidecar"],
-                                       method=int8["cache_method"], n_images=int8["n_calib"])
-    tolerances = dict(DEVICE_TOLERANCES["fp32"])
-    for precision in ("fp16", "int8"):
-        tolerances.update({f"{precision}_{k}": v for k, v in DEVICE_TOLERANCES[precision].items() if v != float("inf")})
+    if int8 is not None:
+        graph_parity = results.parity[int8.role]
+        models["int8_qdq"] = model_entry(bundle / int8.file, graph_parity.graph,
+                                         graph_parity.golden_feeds[0] if graph_parity.golden_feeds else None)
+        calibration = CalibrationEntry(cache=int8.calibration_cache, sidecar=int8.calibration_sidecar,
+                                       method=int8.cache_method, n_images=int8.n_calib,
+                                       trt_algorithm=int8.trt_algorithm, trt_version=int8.trt_version,
+                                       model=int8.role)
     names = [ctx.ckpt.names[i] for i in sorted(ctx.ckpt.names)]
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST_FILENAME)
     manifest = BundleManifest(
         task=ctx.ckpt.task, classes=names, models=models, preprocess=ctx.adapter.letterbox_spec(ctx.imgsz),
         postprocess=ctx.post, files=describe_files(bundle, files), calibration=calibration,
-        golden=GoldenEntry(dir="golden", n=ctx.report["golden"]["cases"], tolerances=tolerances),
+        golden=GoldenEntry(dir=results.golden.dir, n=results.golden.cases, tolerances=golden_tolerances()),
         provenance=Provenance(run_id=ctx.source.run_id, git_sha=git_sha(), versions=versions(),
                               source_checkpoint=str(ctx.source.checkpoint)),
+        target=ctx.options.target,
     )
     return manifest.model_dump(mode="json")
 
 
-def model_entry(path: Path, graph: GraphSpec):
-    """Inputs/outputs (static sizes or dynamic-axis names) and opset, read from the ONNX file itself."""
+def model_entry(path: Path, graph: GraphSpec, feed: Optional[Mapping[str, Any]] = None):
+    """Inputs/outputs (static sizes or dynamic-axis names) and opset, read from the ONNX file itself.
+
+    Inputs with dynamic axes get an engine optimisation profile fixed at the shapes export fed
+    (``feed``: min = opt = max), which is what the parity gate verified.
+    """
     import onnx
 
-    from edgekit.core.manifest import ModelEntry, TensorSpec
+    from edgekit.core.manifest import ModelEntry, ShapeRange, TensorSpec
 
     model = onnx.load(str(path), load_external_data=False)
 
@@ -99,7 +118,14 @@ def model_entry(path: Path, graph: GraphSpec):
     initializers = {i.name for i in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)
-    return ModelEntry(file=path.name, inputs=specs(inputs), outputs=specs(model.graph.output), opset=opset)
+    input_specs = specs(inputs)
+    profile = {}
+    for spec in input_specs:
+        if feed is not None and spec.name in feed and any(not isinstance(d, int) for d in spec.shape):
+            shape = [int(d) for d in feed[spec.name].shape]
+            profile[spec.name] = ShapeRange(min=shape, opt=shape, max=shape)
+    return ModelEntry(file=path.name, inputs=input_specs, outputs=specs(model.graph.output), opset=opset,
+                      profile=profile)
 
 
 def git_sha() -> Optional[str]:
@@ -121,5 +147,5 @@ def make_shareable(bundle: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-__all__ = ["build_manifest_and_report", "manifest_dict", "model_entry", "versions", "git_sha", "make_shareable",
+__all__ = ["build_manifest_and_report", "manifest_dict", "model_entry", "golden_tolerances", "versions", "git_sha", "make_shareable",
            "MANIFEST_FILENAME", "REPORT_FILENAME"]

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
+from edgekit.core import vocab
 from edgekit.core.atomic import atomic_path
 from edgekit.core.errors import ConfigError, ModelError
+from edgekit.core.parity import SIMPLIFIER_TOLERANCE, Tolerance, compare_raw
 
-SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
-TARGETS = ("jetson-xavier-nx", "x86")
+SIMPLIFIERS = vocab.SIMPLIFIERS
+TARGETS = vocab.TARGETS
 # TensorRT 8.5.2 (JetPack 5.1.x, the last release for Xavier NX): opset <= 17, parser built on onnx 1.12.
 TRT85_MAX_OPSET = 17
 TRT85_MAX_IR = 8
@@ -119,8 +121,9 @@ def ort_outputs(path: Path, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray
 
 
 def simplify_onnx(src: Path, dst: Path, simplifier: str, feed: Dict[str, np.ndarray],
-                  ir_version: int, atol: float = 1e-4, rtol: float = 1e-4) -> Dict[str, object]:
-    """Simplify ``src`` into ``dst`` and prove it: ORT outputs on ``feed`` must match before/after.
+                  ir_version: int, tol: Tolerance = SIMPLIFIER_TOLERANCE) -> Dict[str, object]:
+    """Simplify ``src`` into ``dst`` and prove it: ORT outputs on ``feed`` must match before/after
+    under ``tol`` (the parity rule of :mod:`edgekit.core.parity`).
 
     Returns a report (simplifier, version, node counts, max abs difference). A mismatch raises
     :class:`ModelError` and leaves ``dst`` unwritten.
@@ -136,9 +139,9 @@ def simplify_onnx(src: Path, dst: Path, simplifier: str, feed: Dict[str, np.ndar
     with atomic_path(dst, suffix=".onnx") as tmp:
         onnx.save(simplified, str(tmp))
         before, after = ort_outputs(src, feed), ort_outputs(tmp, feed)
-        max_abs = _check_same_outputs(before, after, atol, rtol, simplifier, src)
+        max_abs = _check_same_outputs(before, after, tol, simplifier, src)
     return {"simplifier": simplifier, "version": version, "nodes_before": nodes_before,
-            "nodes_after": len(simplified.graph.node), "max_abs_diff": max_abs, "atol": atol, "rtol": rtol}
+            "nodes_after": len(simplified.graph.node), "max_abs_diff": max_abs, "atol": tol.atol, "rtol": tol.rtol}
 
 
 def _run_simplifier(model, simplifier: str):
@@ -159,26 +162,18 @@ def _run_simplifier(model, simplifier: str):
     return simplified, getattr(onnxsim, "__version__", "unknown")
 
 
-def _check_same_outputs(before: Dict[str, np.ndarray], after: Dict[str, np.ndarray], atol: float, rtol: float,
+def _check_same_outputs(before: Dict[str, np.ndarray], after: Dict[str, np.ndarray], tol: Tolerance,
                         simplifier: str, src: Path) -> float:
     if sorted(before) != sorted(after):
         raise ModelError(f"{simplifier} changed the outputs of {src.name}: {sorted(before)} -> {sorted(after)}",
                          "use --simplifier none")
-    worst = 0.0
-    bad: List[str] = []
-    for name, ref in before.items():
-        got = after[name]
-        if got.shape != ref.shape:
-            bad.append(f"{name} shape {ref.shape} -> {got.shape}")
-            continue
-        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-        worst = max(worst, float(diff.max()) if diff.size else 0.0)
-        if not np.all(diff <= atol + rtol * np.abs(ref)):
-            bad.append(f"{name} max abs diff {float(diff.max()):.3g}")
+    compared = compare_raw(before, after, tol)
+    bad = [f"{name} shape {c['shape_ref']} -> {c['shape_got']}" if "shape_ref" in c
+           else f"{name} max abs diff {c['max_abs']:.3g}" for name, c in compared.items() if not c["ok"]]
     if bad:
         raise ModelError(f"{simplifier} changed what {src.name} computes ({'; '.join(bad)})",
                          "use --simplifier none (or another simplifier) and report the model")
-    return worst
+    return max((c.get("max_abs", 0.0) for c in compared.values()), default=0.0)
 
 
 __all__ = [

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import Field
 
 from edgekit.core.config import StrictModel
+from edgekit.core.parity import Tolerance
+from edgekit.core.vocab import CalibMethod, FloatScope, Simplifier, Target
 
-
-class ParityTolerance(StrictModel):
-    """How close the ONNX FP32 graph must stay to PyTorch on real images.
-
-    Raw outputs pass when every element satisfies ``|onnx - torch| <= atol + rtol * R`` where R is
-    the largest magnitude in that element's channel (pixel coordinates reach hundreds, scores stay
-    in 0-1: each is judged on its own scale). Decoded detections are matched one-to-one at IoU >=
-    ``min_iou`` with equal classes; a leftover passes only if its score is within ``score_margin``
-    of the threshold or the other side's pre-NMS candidates hold the same box (an NMS near-tie).
-    """
-
-    atol: float = Field(1e-4, gt=0)
-    rtol: float = Field(1e-3, ge=0)
-    min_iou: float = Field(0.9, gt=0, le=1)
-    score_margin: float = Field(0.01, ge=0)
+#: How close the ONNX FP32 graph must stay to PyTorch on real images: the one rule of
+#: :mod:`edgekit.core.parity` (raw outputs against ``atol + rtol * channel range``, detections
+#: matched one-to-one), with export's defaults.
+ParityTolerance = Tolerance
 
 
 class ExportOptions(StrictModel):
@@ -37,12 +28,12 @@ class ExportOptions(StrictModel):
     fp16: bool = False  # engine precision flag for the device build; model.onnx stays FP32
     int8: bool = False
     calib_data: Optional[Path] = None  # default: the dataset's train split (val is kept for the accuracy check)
-    calib_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calib_method: CalibMethod = "minmax"
     calib_size: int = Field(64, ge=1)
-    int8_float_scope: Literal["head", "decode"] = "head"  # what stays float in model.int8.qdq.onnx
+    int8_float_scope: FloatScope = "head"  # what stays float in model.int8.qdq.onnx
     calib_min_images: int = Field(8, ge=1)
-    simplifier: Literal["onnxslim", "onnxsim", "none"] = "onnxslim"
-    target: Literal["jetson-xavier-nx", "x86"] = "jetson-xavier-nx"
+    simplifier: Simplifier = "onnxslim"
+    target: Target = "jetson-xavier-nx"
     engine: bool = False
     out: Optional[Path] = None  # default: RUN_DIR/export/bundle, or <checkpoint stem>_bundle beside it
     parity_gate: bool = True
@@ -52,7 +43,7 @@ class ExportOptions(StrictModel):
     val_size: Optional[int] = Field(None, ge=1)  # cap on val images for the INT8 accuracy report
     conf: float = Field(0.25, ge=0, le=1)
     iou: float = Field(0.7, ge=0, le=1)
-    tolerance: ParityTolerance = ParityTolerance()
+    tolerance: Tolerance = Tolerance()
     seed: int = 0
 
 

@@ -13,65 +13,39 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Optional
 
-from edgekit.core.atomic import atomic_dir, write_json_atomic
-from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.atomic import atomic_dir
+from edgekit.core.errors import ConfigError, DataError
 from edgekit.core.postprocess import PostprocessSpec
 
-from . import onnx_tools
-from .adapters import ExportAdapter, GraphSpec, LoadedCheckpoint, get_adapter, load_checkpoint
+from . import onnx_tools, stages
+from .adapters import LoadedCheckpoint, get_adapter, load_checkpoint
+from .context import ExportContext, ExportImages, ExportResults, Log
 from .options import ExportOptions, ExportResult
 from .sources import ExportSource, dataset_from_train_args, load_layout, resolve_source, split_images
 
-Log = Callable[[str], None]
 STRIDE = 32
-
-
-@dataclass
-class ExportImages:
-    """Real images the export uses: parity/golden feeds, calibration folder, labelled val split."""
-
-    parity: List[Path]
-    calib_dir: Optional[Path]
-    val: List[Path] = field(default_factory=list)
-    val_labels: List[Path] = field(default_factory=list)
-    nc: int = 0
-
-
-@dataclass
-class ExportContext:
-    options: ExportOptions
-    source: ExportSource
-    ckpt: LoadedCheckpoint
-    adapter: ExportAdapter
-    imgsz: int
-    images: ExportImages
-    post: PostprocessSpec
-    log: Log
-    report: Dict[str, Any] = field(default_factory=dict)
 
 
 def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportResult:
     """Run the whole export; returns the bundle directory, the report and summary rows."""
-    from . import stages  # the step implementations (kept apart to keep this file about the order)
-
     ctx = prepare(options, log or (lambda _msg: None))
     calib = stages.calibration_set(ctx) if options.int8 else None  # fail on bad calibration data before exporting
     out = options.out or default_bundle_dir(ctx.source)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgekit-export-") as work, atomic_dir(out) as bundle:
-        graphs = stages.export_graphs(ctx, Path(work), bundle)
-        feeds, fp32_outputs = stages.parity_gate(ctx, graphs[0], bundle, out)
-        int8_outputs = stages.int8_artifacts(ctx, graphs[0], bundle, calib, feeds) if calib is not None else None
-        stages.golden(ctx, bundle, feeds, fp32_outputs, int8_outputs)
-        stages.engine(ctx, bundle)
-        ctx.report["seconds"] = round(time.perf_counter() - start, 2)
-        stages.write_report_and_manifest(ctx, bundle, graphs)
-    rows = stages.summary_rows(ctx, out)
-    return ExportResult(bundle_dir=out, report=ctx.report, summary_rows=rows)
+        onnx = stages.export_graphs(ctx, Path(work), bundle)
+        parity = stages.parity_gate(ctx, bundle, out)
+        detector = parity[ctx.detection_graph().role]
+        int8 = stages.int8_artifacts(ctx, bundle, calib, detector) if calib is not None else None
+        golden = stages.golden(ctx, bundle, parity, int8)
+        engine = stages.engine(ctx, bundle)
+        results = ExportResults(onnx=onnx, parity=parity, golden=golden, engine=engine, int8=int8,
+                                seconds=round(time.perf_counter() - start, 2))
+        report = stages.write_report_and_manifest(ctx, bundle, results)
+    return ExportResult(bundle_dir=out, report=report, summary_rows=stages.summary_rows(results, out))
 
 
 def prepare(options: ExportOptions, log: Log) -> ExportContext:
@@ -126,18 +100,6 @@ def default_bundle_dir(source: ExportSource) -> Path:
     if source.run_dir is not None:
         return source.run_dir / "bundle"
     return source.checkpoint.with_name(f"{source.checkpoint.stem}_bundle")
-
-
-def detector_graph(graphs: List[GraphSpec]) -> GraphSpec:
-    for g in graphs:
-        if g.detections:
-            return g
-    raise ModelError("the adapter exported no detection graph", "this is a bug in the task's ExportAdapter")
-
-
-def write_failed_parity(out: Path, parity: Dict[str, Any]) -> Path:
-    """Keep the failing parity report beside where the bundle would have gone (the bundle is not kept)."""
-    return write_json_atomic(out.with_name(f"{out.name}.onnx_parity.failed.json"), parity)
 
 
 __all__ = ["export_model", "prepare", "choose_images", "default_bundle_dir", "ExportContext", "ExportImages"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -16,7 +14,7 @@ from edgekit.calib.cache import (
     trt_version_int,
     verify_cache,
     write_cache,
-    write_calibration_cache,
+    write_cache_with_sidecar,
     write_sidecar,
 )
 from edgekit.core.errors import CalibrationError
@@ -109,19 +107,18 @@ def test_cache_overwritten_by_another_tool_refused(cache_with_sidecar):
         verify_cache(cache_with_sidecar, {})
 
 
-@pytest.mark.parametrize("method, algorithm", [("minmax", "MinMaxCalibration"), ("entropy", "EntropyCalibration2")])
-def test_host_cache_from_onnxruntime_ranges(tmp_path, tiny_onnx, tiny_calib, method, algorithm):
-    cache_path, side_path = write_calibration_cache(tiny_onnx, tiny_calib, method, tmp_path, imgsz=16, batch=1)
-    cache = read_cache(cache_path)
-    assert cache.header == f"TRT-8502-{algorithm}"
-    assert {"images", "c1", "r1", "c2", "output0"} <= set(cache.scales)
-    if method == "minmax":  # the input's range is exactly the largest preprocessed pixel
-        peak = max(float(np.abs(b).max()) for b in tiny_calib.batches(1))
-        assert cache.scales["images"] == pytest.approx(peak / 127, rel=1e-6)
-        assert cache.scales["r1"] <= cache.scales["c1"] * (1 + 1e-6)  # Relu cannot widen the range
-    sidecar = json.loads(side_path.read_text())
-    assert sidecar["onnx_sha256"] == file_sha256(tiny_onnx)
-    assert sidecar["calib_data_hash"] == tiny_calib.data_hash()
-    assert (sidecar["imgsz"], sidecar["n_images"], sidecar["trt_version"]) == ([16, 16], len(tiny_calib), "8502")
-    assert verify_cache(cache_path, {"onnx_sha256": file_sha256(tiny_onnx), "calib_data_hash": tiny_calib.data_hash()})
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cache_path.name, side_path.name])  # no temp left
+@pytest.mark.parametrize("version, header", [("8.5.2", "TRT-8502-MinMaxCalibration"),
+                                             ("100300", "TRT-100300-MinMaxCalibration")])
+def test_cache_with_sidecar_carries_the_given_tensorrt_version(tmp_path, version, header):
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"graph")
+    cache, side = write_cache_with_sidecar(onnx_file, {"images": 0.01}, "minmax", tmp_path, 64, 1,
+                                           trt_version=version, calib_data_hash="ab" * 32, n_images=8)
+    assert read_cache(cache).header == header and cache.name == "m.minmax.calib.cache"
+    assert verify_cache(cache, {"trt_version": header.split("-")[1], "onnx_sha256": file_sha256(onnx_file)})
+    with pytest.raises(TypeError):  # no default version: a cache for the wrong TensorRT is silently skipped
+        write_cache_with_sidecar(onnx_file, {"images": 0.01}, "minmax", tmp_path, 64, 1,  # type: ignore[call-arg]
+                                 calib_data_hash="ab" * 32, n_images=8)
+    with pytest.raises(CalibrationError, match="not like 8.5.2"):
+        write_cache_with_sidecar(onnx_file, {"images": 0.01}, "minmax", tmp_path, 64, 1, trt_version="latest",
+                                 calib_data_hash="ab" * 32, n_images=8)

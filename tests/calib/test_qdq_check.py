@@ -10,6 +10,7 @@ from onnx import helper, numpy_helper
 from edgekit.calib.qdq import quantize_qdq
 from edgekit.calib.qdq_check import assert_qdq_trt85, check_qdq_trt85
 from edgekit.core.errors import ModelError
+from tests.fakes.onnx_graphs import qdq_conv_model
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,7 @@ def plant_per_channel_activation(m):
 
 
 def plant_per_channel_axis(m):
+    """Axis 1 of a (4, 3, 3, 3) weight has 3 channels, not the 4 scales."""
     node = _weight_dq(m)
     for attr in node.attribute:
         if attr.name == "axis":
@@ -102,7 +104,7 @@ def plant_opset_18(m):
 @pytest.mark.parametrize("plant, rule", [
     (plant_uint8, "uint8"), (plant_nonzero_zero_point, "zero_point_nonzero"),
     (plant_missing_zero_point, "zero_point_missing"), (plant_negative_scale, "scale_invalid"),
-    (plant_per_channel_activation, "per_channel_activation"), (plant_per_channel_axis, "per_channel_axis"),
+    (plant_per_channel_activation, "per_channel_activation"), (plant_per_channel_axis, "per_channel_size"),
     (plant_int32_bias, "int32_bias"), (plant_opset_18, "opset"),
 ])
 def test_planted_violation_is_caught_and_named(clean_qdq, plant, rule):
@@ -132,3 +134,64 @@ def test_every_offender_listed(clean_qdq, tmp_path):
 def test_missing_file_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         check_qdq_trt85(tmp_path / "nope.onnx")
+
+
+# --- rules added/fixed against onnx-tensorrt 8.5's QuantDequantLinearHelper (docs/tensorrt.md) ---------
+def _rules(model):
+    return {(v.node, v.rule) for v in check_qdq_trt85(model)}
+
+
+W = {"W_QuantizeLinear", "W_DequantizeLinear"}
+
+
+def test_hand_built_model_is_clean():
+    assert _rules(qdq_conv_model()) == set()
+
+
+@pytest.mark.parametrize("kwargs, rule", [
+    # (A) scale size != zero-point size (parser :1253)
+    ({"w_zp": np.zeros(2, np.int8)}, "scale_zero_point_size"),
+    # (B) per-channel scale count != the input's size on the axis (parser :1273)
+    ({"w_scale": np.full(3, 0.01, np.float32)}, "per_channel_size"),
+    # (C) a scale of rank 2 (IQuantizeLayer/IDequantizeLayer take scalar or 1-D)
+    ({"w_scale": np.full((4, 1), 0.01, np.float32), "w_zp": np.zeros((4, 1), np.int8)}, "scale_rank"),
+    # axis outside [-rank, rank] (convertAxis)
+    ({"w_axis": 5}, "axis_range"),
+])
+def test_new_rules(kwargs, rule):
+    assert _rules(qdq_conv_model(**kwargs)) == {(n, rule) for n in W}
+
+
+def test_com_microsoft_qdq_is_checked():
+    """(D) 8.5 imports Q/DQ by op_type alone, so retagging the domain must not hide a bad zero point."""
+    model = qdq_conv_model(domain="com.microsoft", act_zp=np.int8(3))
+    assert _rules(model) == {("x_QuantizeLinear", "zero_point_nonzero"), ("x_DequantizeLinear", "zero_point_nonzero")}
+
+
+def test_any_axis_whose_size_matches_is_accepted():
+    """Axis 1 with 6 scales on a (4, 6, 3, 3) weight: 8.5 accepts it (the old rule said axis 0 only)."""
+    assert _rules(qdq_conv_model(w_shape=(4, 6, 3, 3), w_scale=np.full(6, 0.01, np.float32), w_axis=1)) == set()
+    assert _rules(qdq_conv_model(w_shape=(4, 6, 3, 3), w_scale=np.full(6, 0.01, np.float32), w_axis=-3)) == set()
+
+
+def test_absent_axis_is_axis_0_for_trt_and_reported():
+    """8.5 reads axis 0 when the attribute is absent; ONNX's default is 1: the model means two things."""
+    fits_0 = _rules(qdq_conv_model(w_axis=None))  # 4 scales, W (4, 3, 3, 3): fits axis 0 only
+    assert fits_0 == {(n, "per_channel_axis_absent") for n in W}
+    fits_1 = _rules(qdq_conv_model(w_shape=(4, 6, 3, 3), w_scale=np.full(6, 0.01, np.float32), w_axis=None))
+    assert fits_1 == {(n, r) for n in W for r in ("per_channel_axis_absent", "per_channel_size")}
+    msg = {v.detail for v in check_qdq_trt85(qdq_conv_model(w_axis=None))}
+    assert any("fit axis 0" in d for d in msg)
+
+
+@pytest.mark.parametrize("source", ["constant", "constant_float", "cast"])
+def test_constant_scales_are_constants(source):
+    """Constant ``value``/``value_floats`` and Constant -> Cast -> Q scales are build-time constants."""
+    assert _rules(qdq_conv_model(scale_source=source)) == set()
+    bad = _rules(qdq_conv_model(scale_source=source, w_scale=np.full(4, -0.01, np.float32)))
+    assert bad == {(n, "scale_invalid") for n in W}
+
+
+def test_scalar_value_float_scale():
+    model = qdq_conv_model(scale_source="constant_float", w_scale=np.float32(0.02), w_zp=np.int8(0))
+    assert _rules(model) == set()

@@ -15,21 +15,43 @@ from edgekit.deploy.runners import RUNNERS, Runner, create_runner, runner_class
 from .conftest import INPUT_SHAPE
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+HAS_TRT_FAKE_DEPS = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime", "polygraphy"))
 
 
-def _make(backend, tiny_onnx, tiny_torch_model) -> Runner:
+@pytest.fixture
+def fake_trt_plan(tiny_onnx, tmp_path):
+    """A plan built by edgekit's builder on fake TensorRT 8.5 (Polygraphy's real backend on top), with
+    the fake installed for the whole test."""
+    from edgekit.deploy.tensorrt import EngineBuildOptions, build_engine
+    from tests.fakes.fake_tensorrt import FakeTensorRT
+
+    with FakeTensorRT("8.5.2.2"):
+        yield build_engine(tiny_onnx, tmp_path, EngineBuildOptions(precision="fp32", timing_cache="")).plan_path
+
+
+@pytest.fixture
+def real_trt_plan(tiny_onnx, tmp_path):
+    from edgekit.deploy.tensorrt import EngineBuildOptions, build_engine
+
+    return build_engine(tiny_onnx, tmp_path, EngineBuildOptions(precision="fp32", timing_cache="")).plan_path
+
+
+def _make(backend, tiny_onnx, request) -> Runner:
     if backend == "onnxruntime":
         pytest.importorskip("onnxruntime")
         return create_runner("onnxruntime", tiny_onnx)
     if backend == "torch":
-        return create_runner("torch", tiny_torch_model, input_shape=INPUT_SHAPE, output_names=("pooled", "maps"))
-    pytest.skip("TensorRT contract runs in tests/deploy/test_tensorrt*.py")
+        model = request.getfixturevalue("tiny_torch_model")
+        return create_runner("torch", model, input_shape=INPUT_SHAPE, output_names=("pooled", "maps"))
+    fixture = "fake_trt_plan" if backend == "tensorrt-fake" else "real_trt_plan"
+    return create_runner("tensorrt", request.getfixturevalue(fixture))
 
 
 BACKENDS = [
     "onnxruntime",
     "torch",
-    pytest.param("tensorrt", marks=pytest.mark.skipif(not HAS_TRT, reason="tensorrt not importable")),
+    pytest.param("tensorrt-fake", marks=pytest.mark.skipif(not HAS_TRT_FAKE_DEPS, reason="onnx/onnxruntime/polygraphy")),
+    pytest.param("tensorrt", marks=[pytest.mark.trt, pytest.mark.skipif(not HAS_TRT, reason="tensorrt not importable")]),
 ]
 
 
@@ -39,8 +61,8 @@ def feed():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_contract_lifecycle_and_outputs(backend, tiny_onnx, tiny_torch_model, feed):
-    runner = _make(backend, tiny_onnx, tiny_torch_model)
+def test_contract_lifecycle_and_outputs(backend, tiny_onnx, request, feed):
+    runner = _make(backend, tiny_onnx, request)
     assert isinstance(runner, Runner) and not runner.is_active
     assert runner.last_inference_time() is None
     with pytest.raises(DeviceError, match="before activate"):
@@ -58,10 +80,12 @@ def test_contract_lifecycle_and_outputs(backend, tiny_onnx, tiny_torch_model, fe
         runner.input_metadata()
 
 
-def test_backends_agree(tiny_onnx, tiny_torch_model, feed):
+@pytest.mark.parametrize("other", ["torch", BACKENDS[2]])
+def test_backends_agree(other, tiny_onnx, request, feed):
     pytest.importorskip("onnxruntime")
-    with _make("onnxruntime", tiny_onnx, tiny_torch_model) as a, _make("torch", tiny_onnx, tiny_torch_model) as b:
+    with _make("onnxruntime", tiny_onnx, request) as a, _make(other, tiny_onnx, request) as b:
         np.testing.assert_allclose(a.infer(feed)["maps"], b.infer(feed)["maps"], atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(a.infer(feed)["pooled"], b.infer(feed)["pooled"], atol=1e-5, rtol=1e-5)
 
 
 BAD_FEEDS = [
@@ -76,14 +100,14 @@ BAD_FEEDS = [
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bad_feed,message", BAD_FEEDS)
-def test_contract_rejects_bad_feeds(backend, bad_feed, message, tiny_onnx, tiny_torch_model):
-    with _make(backend, tiny_onnx, tiny_torch_model) as runner, pytest.raises(DataError, match=message):
+def test_contract_rejects_bad_feeds(backend, bad_feed, message, tiny_onnx, request):
+    with _make(backend, tiny_onnx, request) as runner, pytest.raises(DataError, match=message):
         runner.infer(bad_feed)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_activate_twice_is_an_error(backend, tiny_onnx, tiny_torch_model):
-    runner = _make(backend, tiny_onnx, tiny_torch_model)
+def test_activate_twice_is_an_error(backend, tiny_onnx, request):
+    runner = _make(backend, tiny_onnx, request)
     with runner, pytest.raises(DeviceError, match="already active"):
         runner.activate()
 

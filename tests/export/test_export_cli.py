@@ -103,6 +103,12 @@ def test_int8_export_produces_complete_verified_bundle(obb_run_dir, tmp_path):
     assert check_qdq_trt85(out / "model.int8.qdq.onnx") == []
     sidecar = json.loads((out / "model.minmax.calib.cache.json").read_text())
     verify_cache(out / "model.minmax.calib.cache", {"onnx_sha256": sidecar["onnx_sha256"], "method": "minmax"})
+    # the cache is for the target's TensorRT (Xavier NX: 8.5.2), and the manifest says which calibrator
+    from edgekit.calib.cache import read_cache
+
+    assert read_cache(out / "model.minmax.calib.cache").header == "TRT-8502-MinMaxCalibration"
+    assert (manifest.calibration.trt_algorithm, manifest.calibration.trt_version) == ("MinMaxCalibration", "8502")
+    assert manifest.target == "jetson-xavier-nx" and set(manifest.models) == {"fp32", "int8_qdq"}
 
     report = json.loads((out / "export_report.json").read_text())
     acc = report["int8"]["accuracy"]
@@ -135,7 +141,7 @@ def test_parity_gate_fails_beyond_tolerance_and_keeps_no_bundle(obb_run_dir, tmp
                                       engine=True))
     assert (kept.bundle_dir / "manifest.json").is_file()
     assert json.loads((out / "onnx_parity.json").read_text())["gate"].startswith("off")
-    from edgekit.export.tensorrt_build import tensorrt_available
+    from edgekit.deploy.tensorrt import tensorrt_available
 
     if not tensorrt_available():  # --engine without TensorRT: a complete bundle and a note, not an error
         assert kept.report["engine"]["built"] is False

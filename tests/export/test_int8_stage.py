@@ -10,19 +10,19 @@ from onnx import numpy_helper
 
 
 def test_entropy_export_computes_ranges_once_and_cache_matches_qdq(obb_run_dir, tmp_path, monkeypatch):
-    import edgekit.calib.cache as cache_mod
+    import edgekit.calib.ranges as ranges_mod
     from edgekit.calib.cache import read_cache
     from edgekit.export import ExportOptions, export_model
 
-    monkeypatch.setattr(cache_mod, "ENTROPY_BINS", 128 * 2)  # keeps the threshold search quick; still entropy
+    monkeypatch.setattr(ranges_mod, "ENTROPY_BINS", 128 * 2)  # keeps the threshold search quick; still entropy
     calls = []
-    real = cache_mod.host_activation_ranges
+    real = ranges_mod.host_activation_ranges
 
-    def counting(onnx_path, calib, method, batch):
+    def counting(onnx_path, calib, method, batch, **kwargs):
         calls.append(method)
-        return real(onnx_path, calib, method, batch)
+        return real(onnx_path, calib, method, batch, **kwargs)
 
-    monkeypatch.setattr(cache_mod, "host_activation_ranges", counting)
+    monkeypatch.setattr(ranges_mod, "host_activation_ranges", counting)
     out = tmp_path / "bundle"
     export_model(ExportOptions(source=obb_run_dir, out=out, int8=True, calib_method="entropy", calib_size=8,
                                val_size=2, target="x86"))
@@ -55,3 +55,24 @@ def test_x86_int8_export_at_opset_18_is_not_held_to_trt85(obb_run_dir, tmp_path)
     imports = onnx.load(str(out / "model.int8.qdq.onnx")).opset_import
     assert max(i.version for i in imports if i.domain in ("", "ai.onnx")) >= 18
     assert result.report["int8"]["trt85_violations"] >= 1  # recorded, not fatal, for x86
+
+
+def test_percentile_export_ships_a_minmax_cache_and_says_so(obb_run_dir, tmp_path):
+    """TensorRT has no percentile calibrator: the manifest names the MinMax cache it really ships, and an
+    x86 export on a host without TensorRT claims no TensorRT version (header 0: the device recalibrates)."""
+    from edgekit.calib.cache import read_cache
+    from edgekit.core.manifest import load_manifest
+    from edgekit.export import ExportOptions, export_model
+    from edgekit.export.stages import target_trt_version
+
+    out = tmp_path / "bundle"
+    result = export_model(ExportOptions(source=obb_run_dir, out=out, int8=True, calib_method="percentile",
+                                        calib_size=8, val_size=2, target="x86"))
+    calibration = load_manifest(out).calibration
+    assert (calibration.method, calibration.trt_algorithm) == ("minmax", "MinMaxCalibration")
+    assert result.report["int8"]["method"] == "percentile" and calibration.cache == "model.minmax.calib.cache"
+    version, _ = target_trt_version("x86")
+    header = read_cache(out / calibration.cache).header
+    if version == "0":
+        assert header == "TRT-0-MinMaxCalibration" and calibration.trt_version == "0"
+    assert target_trt_version("jetson-xavier-nx") == ("8.5.2", "the jetson-xavier-nx target")

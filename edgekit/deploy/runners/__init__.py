@@ -16,7 +16,7 @@ from .base import Runner, TensorMeta
 # backend name -> "module:class"
 RUNNERS: Dict[str, str] = {
     "onnxruntime": "edgekit.deploy.runners.onnxruntime:OnnxRuntimeRunner",
-    "tensorrt": "edgekit.deploy.runners.tensorrt:TensorRTRunner",
+    "tensorrt": "edgekit.deploy.tensorrt.runner:TensorRTRunner",
     "torch": "edgekit.deploy.runners.torch:TorchRunner",
 }
 

@@ -19,13 +19,29 @@ from .base import Dim, Runner, TensorMeta
 
 
 class TorchRunner(Runner):
-    """Runs a PyTorch model on numpy feeds (CPU by default)."""
+    """Runs a PyTorch model on numpy feeds (CPU by default).
+
+    The plain form (float32 NCHW feed, float32 model) is the parity reference. The fast form is
+    the GPU path of the runtime, each part a switch:
+
+    * ``uint8_input=LetterboxSpec``: the feed is the letterboxed uint8 frame ``(1, H, W, 3)`` BGR, a
+      quarter of the bytes of a float input; colour swap, scaling and CHW happen on the device;
+    * ``half``: fp16 weights and activations; ``fuse``: Conv+BN folded (Ultralytics ``fuse()``);
+    * ``cuda_graph``: on CUDA, upload, normalisation, forward and the copy back of the static
+      shape are captured once as a CUDA graph and replayed (a yolov8n forward is launch-bound:
+      5.1 ms eager vs 1.05 ms as a graph on an H200), between pinned host buffers over one stream,
+      nothing allocated per frame;
+    * ``trim_conf`` (with ``num_classes``, eager path only): only anchors whose best class score
+      passes the threshold are copied back (the decoder drops the rest anyway).
+    """
 
     backend = "torch"
 
     def __init__(self, model: Union[str, os.PathLike[str], Any], input_name: str = "images",
                  input_shape: Optional[Sequence[Dim]] = None, output_names: Sequence[str] = ("output0",),
-                 device: str = "cpu", name: Optional[str] = None) -> None:
+                 device: str = "cpu", name: Optional[str] = None, *, uint8_input: Any = None, half: bool = False,
+                 fuse: bool = False, cuda_graph: bool = False, trim_conf: Optional[float] = None,
+                 num_classes: Optional[int] = None) -> None:
         is_path = isinstance(model, (str, os.PathLike))
         super().__init__(name or (Path(model).name if is_path else type(model).__name__))
         self.model_source = model
@@ -34,6 +50,10 @@ class TorchRunner(Runner):
         self.input_shape: Tuple[Dim, ...] = tuple(input_shape) if input_shape else ("batch", 3, "height", "width")
         self.output_names = tuple(output_names)
         self.device = device
+        self.uint8_input, self.half, self.fuse, self.cuda_graph = uint8_input, half, fuse, cuda_graph
+        if trim_conf is not None and not num_classes:
+            raise ValueError("trim_conf needs num_classes (the class-score rows of the raw output)")
+        self.trim_conf, self.num_classes = trim_conf, num_classes
         self.model = None
 
     def _activate(self) -> Dict[str, TensorMeta]:
@@ -42,19 +62,108 @@ class TorchRunner(Runner):
         except ImportError:
             raise DeviceError("torch is not installed", "pip install edgekit[train] to use the torch runner") from None
         self._torch = torch
-        self.model = _load_model(self.model_source).to(self.device).eval()
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise DeviceError(f"torch runner device '{self.device}' but CUDA is not available here",
+                              "use device='cpu' or run on a machine with an NVIDIA GPU")
+        if self.cuda_graph and not str(self.device).startswith("cuda"):
+            raise DeviceError("cuda_graph needs a CUDA device", "pass device='cuda' or cuda_graph=False")
+        model = _load_model(self.model_source)
+        if self.fuse and hasattr(model, "fuse"):
+            model = model.fuse(verbose=False) if "verbose" in _arg_names(model.fuse) else model.fuse()
+        self.model = model.to(self.device).eval()
+        if self.half:
+            self.model = self.model.half()
+        self._graph = None
+        if self.uint8_input is not None:
+            h, w = self.uint8_input.imgsz
+            meta = TensorMeta(self.input_name, (1, h, w, 3), np.dtype(np.uint8))
+            self._prepare_uint8(h, w)
+            return {self.input_name: meta}
         return {self.input_name: TensorMeta(self.input_name, self.input_shape, np.dtype(np.float32))}
+
+    def _prepare_uint8(self, h: int, w: int) -> None:
+        torch, spec = self._torch, self.uint8_input
+        dtype = torch.float16 if self.half else torch.float32
+        on_cuda = str(self.device).startswith("cuda")
+        self._host = torch.empty((1, h, w, 3), dtype=torch.uint8, pin_memory=on_cuda)
+        self._static_in = torch.empty((1, h, w, 3), dtype=torch.uint8, device=self.device)
+        order = [2, 1, 0] if spec.color_order == "RGB" else [0, 1, 2]
+        self._order = torch.tensor(order, device=self.device)
+        self._scale = torch.tensor(spec.scale, dtype=torch.float32, device=self.device)
+        self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._dtype = dtype
+        if self.cuda_graph:
+            self._capture()
+
+    def _forward_uint8(self) -> Any:
+        """static uint8 NHWC buffer -> model output (every op on the device; graph-capturable)."""
+        torch = self._torch
+        x = self._static_in.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
+        if self.uint8_input.mean != (0.0, 0.0, 0.0) or self.uint8_input.std != (1.0, 1.0, 1.0):
+            x = (x - self._mean) / self._std
+        with torch.inference_mode():
+            return _tensor_leaves(self.model(x.to(self._dtype)))[: len(self.output_names)]
+
+    def _capture(self) -> None:
+        """One graph per frame: pinned uint8 in -> H2D -> normalise -> forward -> D2H into pinned outputs.
+
+        The copies are captured too, so a frame costs one graph launch and one stream sync. Trimming
+        is skipped here: measured on an H200, copying the whole (C, 8400) fp16 output inside the
+        graph costs less than the launches and the sync that trimming on the device needs.
+        """
+        torch = self._torch
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm up (anchors, cuDNN autotune) outside the graph
+            for _ in range(3):
+                outs = self._forward_uint8()
+        torch.cuda.current_stream().wait_stream(stream)
+        self._out_host = [torch.empty(o.shape, dtype=o.dtype, pin_memory=True) for o in outs]
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._static_in.copy_(self._host, non_blocking=True)
+            for host, out in zip(self._out_host, self._forward_uint8()):
+                host.copy_(out, non_blocking=True)
+        torch.cuda.synchronize()
 
     def _infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device)
-        with torch.inference_mode():
-            out = self.model(x)
-        tensors = _tensor_leaves(out)[: len(self.output_names)]
+        if self._graph is not None:
+            np.copyto(self._host.numpy(), feed[self.input_name])
+            self._graph.replay()
+            torch.cuda.current_stream().synchronize()
+            return {name: h.numpy().astype(np.float32) for name, h in zip(self.output_names, self._out_host)}
+        if self.uint8_input is not None:
+            self._host.numpy()[...] = feed[self.input_name]
+            self._static_in.copy_(self._host, non_blocking=True)
+            tensors = self._forward_uint8()
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device)
+            with torch.inference_mode():
+                tensors = _tensor_leaves(self.model(x.to(torch.float16) if self.half else x))[: len(self.output_names)]
+        if self.trim_conf is not None:
+            tensors = [self._trim(tensors[0]), *tensors[1:]]
         return {name: t.detach().float().cpu().numpy() for name, t in zip(self.output_names, tensors)}
+
+    def _trim(self, raw: Any) -> Any:
+        """(B, 4+nc+k, A) -> the same rows for the anchors any image scores above ``trim_conf``."""
+        scores = raw[:, 4:4 + self.num_classes].amax(dim=1)  # (B, A)
+        keep = (scores > self.trim_conf).any(dim=0).nonzero().flatten()
+        return raw.index_select(2, keep)
 
     def _deactivate(self) -> None:
         self.model = None
+        self._graph = None
+
+
+def _arg_names(fn: Any) -> Tuple[str, ...]:
+    import inspect
+
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def _load_model(source: Any):
