@@ -38,6 +38,17 @@ class PowerMode:
 Execute = Callable[[List[str]], Tuple[int, str, str]]
 
 
+def local_execute(argv: List[str]) -> Tuple[int, str, str]:
+    """Run a command on this machine (edgekit running on the Jetson itself)."""
+    import subprocess
+
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    except FileNotFoundError:
+        return 127, "", f"{argv[0]}: command not found"
+    return p.returncode, p.stdout, p.stderr
+
+
 # ---- command lines (data) ----------------------------------------------------------------------
 def nvpmodel_query_argv() -> List[str]:
     return ["nvpmodel", "-q"]
@@ -210,5 +221,5 @@ def _ignore_sigint() -> Iterator[None]:
 __all__ = [
     "XAVIER_NX_MODES", "PowerMode", "PowerSession", "Terminated", "nvpmodel_query_argv", "nvpmodel_set_argv",
     "jetson_clocks_store_argv", "jetson_clocks_argv", "jetson_clocks_restore_argv", "parse_nvpmodel_query",
-    "query_mode",
+    "query_mode", "local_execute",
 ]

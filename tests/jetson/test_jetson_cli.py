@@ -41,6 +41,17 @@ def test_ssh_settings_from_the_environment(device):
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "does not match" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_push_with_scp_prints_the_remote_path(device, tmp_path):
+    from tests.deploy.conftest import write_test_bundle
+
+    pytest.importorskip("onnx")
+    b = write_test_bundle(tmp_path / "cli b")
+    p = _main("jetson", "push", device.host, str(b), "--scp", "--ssh-config", str(device.ssh_config))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith("/edgekit/bundles/cli b") and "(scp)" in p.stderr
+    assert (device.home / "edgekit" / "bundles" / "cli b" / "manifest.json").is_file()
+
+
 def test_refused_ssh_option_and_bad_host_are_one_line():
     p = _main("jetson", "info", "root@h", "--ssh-option", "StrictHostKeyChecking=no")
     assert p.returncode == 1 and "never does" in p.stderr and p.stderr.count("\n") == 1

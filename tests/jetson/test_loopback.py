@@ -94,9 +94,18 @@ def test_interrupted_push_leaves_nothing_half_pushed(device, tmp_path):
     assert _leftovers(device) == [] and not (_bundles(device) / "interrupted").exists()  # ...and is gone
 
 
-def test_wrong_bundle_is_refused_before_connecting(device, tmp_path):
-    with pytest.raises(Exception, match="does not exist"):
+def test_wrong_or_corrupt_bundle_is_refused_before_anything_is_copied(device, tmp_path):
+    from edgekit.core.errors import ModelError
+
+    with pytest.raises(ModelError, match="does not exist"):
         _dev(device).push(tmp_path / "nope")
+    b = write_test_bundle(tmp_path / "corrupt")
+    data = bytearray((b / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (b / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="model.onnx does not match its sha256"):
+        _dev(device).push(b)
+    assert not (_bundles(device) / "corrupt").exists() and _leftovers(device) == []
 
 
 @pytest.mark.parametrize("case, message", [

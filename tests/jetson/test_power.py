@@ -119,6 +119,16 @@ def test_no_sudo_is_one_clear_line():
     assert "nvpmodel needs root on nvidia@jet" in msg and "NOPASSWD" in msg and "\n" not in msg
 
 
+def test_local_execute_without_sudo_is_the_no_sudo_line(monkeypatch, tmp_path):
+    from edgekit.jetson.power import local_execute
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sudo, no nvpmodel here
+    assert local_execute(["sudo", "-n", "nvpmodel", "-m", "8"])[0] == 127
+    with pytest.raises(DeviceError, match="nvpmodel needs root on this Jetson"):
+        PowerSession(lambda argv: (0, QUERY_JP5, "") if argv[0] == "nvpmodel" else local_execute(argv),
+                     mode=8, where="this Jetson").apply()
+
+
 def test_a_failing_restore_is_reported_not_raised(capsys):
     dev = FakeDevice()
     with PowerSession(dev, mode=8).session():
