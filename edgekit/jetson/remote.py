@@ -182,9 +182,6 @@ class Device:
             self.say(f"warning: could not remove the partial push {base}/{staging} on {self.where}: {e}")
 
     # ---- commands -----------------------------------------------------------------------------
-    def edgekit_argv(self, *args: str) -> List[str]:
-        return [*self.opts.edgekit_cmd, *args]
-
     def build(self, bundle: PathLike, args: Sequence[str] = (), push: bool = True) -> Completed:
         """``edgekit engine build BUNDLE ARGS`` on the device, its progress streamed here."""
         target = _manifest_target(bundle)

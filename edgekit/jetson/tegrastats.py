@@ -173,6 +173,9 @@ def power_summary(samples: Sequence[Sample], window_start: float, window_end: fl
         "gr3d_mean_pct": _mean([s.gr3d_pct for s in inside]),
         "temps_max_c": _max_temps(inside),
     }
+    if not samples:
+        out["reason"] = "tegrastats printed nothing (is it installed? it ships with L4T on every Jetson)"
+        return out
     if rail is None:
         out["reason"] = (f"tegrastats printed no input power rail ({'/'.join(INPUT_RAILS)}); "
                          "on some releases rails need root: run tegrastats via sudo")

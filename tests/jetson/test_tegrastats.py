@@ -62,6 +62,10 @@ def test_missing_rails_are_unavailable_never_zero():
     assert summary["available"] is False and "VDD_IN" in summary["reason"] and "energy_per_frame_mj" not in summary
 
 
+def test_no_samples_at_all_says_so():
+    assert "printed nothing" in power_summary([], 0.0, 1.0, 10)["reason"]
+
+
 def test_not_tegrastats_lines_are_skipped():
     assert parse_line("") is None and parse_line("tegrastats: started") is None
     assert len(parse_log("junk\n" + JP4 + "\n\n" + JP5)) == 2
