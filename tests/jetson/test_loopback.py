@@ -190,7 +190,7 @@ def test_build_runs_engine_build_there_and_its_failure_is_one_line(device, bundl
     assert f"'{_bundles(device).resolve()}/{bundle.name}'" in last  # the hostile name, quoted
 
 
-def test_bench_with_a_stand_in_and_power_mode_restored(device, bundle, tmp_path):
+def test_bench_with_a_stand_in_and_power_mode_restored(device, bundle, tmp_path, capsys):
     """The remote flow (push, power mode, tegrastats, bench, pull, energy) with a stand-in `edgekit bench`."""
     from edgekit.jetson.remote import run_bench
 
@@ -212,6 +212,7 @@ def test_bench_with_a_stand_in_and_power_mode_restored(device, bundle, tmp_path)
     assert power["power_mode"]["benched"]["id"] == 8 and power["power_mode"]["previous"]["id"] == 2
     assert (out / "power.json").is_file() and "energy per frame" in (out / "bench.md").read_text()
     assert report["environment"]["device"]["l4t"] == "35.4.1"
+    assert "\rpipelined 10/10" in capsys.readouterr().err  # the device's progress, streamed as it came
 
 
 def _gone(pid: int) -> bool:

@@ -172,3 +172,27 @@ def test_session_resolves_the_users_host_key_policy_once():
     s.argv("true")
     assert sum(a[1] == "-G" for a in seen) == 1
     assert "StrictHostKeyChecking=yes" not in seen[1]
+
+
+def test_streamed_output_arrives_as_it_is_written_not_at_the_end():
+    import time
+
+    from edgekit.jetson.ssh import run_argv
+
+    class Sink:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append((time.monotonic(), text))
+
+        def flush(self):
+            pass
+
+    out, err = Sink(), Sink()
+    t0 = time.monotonic()
+    p = run_argv(["sh", "-c", "printf '\\r1/2' >&2; sleep 1; printf '\\r2/2' >&2; echo done"], stream=True, out=out, err=err)
+    end = time.monotonic()
+    assert p.returncode == 0 and p.stdout == "done\n" and p.stderr == "\r1/2\r2/2"
+    first = err.writes[0]
+    assert first[1] == "\r1/2" and first[0] - t0 < end - t0 - 0.5  # a progress redraw with no newline, live
