@@ -10,14 +10,17 @@ and INT8 artifacts through the deploy Runner -> print a summary.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from edgekit.core.atomic import check_output_dir
 from edgekit.core.errors import DataError
+from edgekit.core.outdir import fs_error, owned_by, prepare_output, write_marker
 
+WRITER = "demo"  # the --out marker's writer (edgekit.core.outdir)
+RUN_ID = "demo"
 # Small enough for 2 CPU cores; "standard" trains long enough for a meaningful mAP (the settings of
 # benchmarks/synth_learnability.py, which reaches mAP50 0.8 in 6 epochs on this synthetic set).
 PROFILES: Dict[str, Dict[str, Any]] = {
@@ -69,12 +72,7 @@ def _stage(summary: DemoSummary, name: str):
 
 def run_demo(out_dir: Path, profile: str = "standard", seed: int = 0) -> DemoSummary:
     p = PROFILES[profile]
-    # Fail in one line before any work when --out is a file or sits under one.
-    out_dir = check_output_dir(out_dir).resolve()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"--out {out_dir} cannot be created: {e.strerror}", "pass --out a writable directory") from None
+    out_dir = _prepare_out(out_dir)
     summary = DemoSummary(out_dir=out_dir)
 
     root = _synth(summary, out_dir, p, seed)
@@ -91,6 +89,25 @@ def run_demo(out_dir: Path, profile: str = "standard", seed: int = 0) -> DemoSum
         "metrics": summary.metrics,
     })
     return summary
+
+
+def _prepare_out(out_dir: Path) -> Path:
+    """--out is new, empty or an earlier demo's (its marker): then the demo re-runs into it, replacing
+    only what it wrote itself (the dataset replaces itself; the earlier run is removed here)."""
+    from edgekit.train.run import WRITER as TRAIN_WRITER
+
+    out_dir = prepare_output(out_dir, WRITER)  # one line before any work: a file, a foreign dir, ...
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not owned_by(out_dir, WRITER):
+            write_marker(out_dir, WRITER)  # now, not at the end: a killed demo can be re-run
+        old_run = out_dir / "runs" / RUN_ID
+        if old_run.is_dir() and owned_by(old_run, TRAIN_WRITER):  # the earlier demo's run, by its marker
+            shutil.rmtree(str(old_run))
+    except OSError as e:
+        raise (fs_error(e, out_dir) or DataError(f"--out {out_dir} cannot be written: {e.strerror}",
+                                                 "pass --out a writable directory")) from None
+    return out_dir
 
 
 def _synth(summary: DemoSummary, out_dir: Path, p: Dict[str, Any], seed: int) -> Path:
@@ -128,7 +145,7 @@ def _train(summary: DemoSummary, out_dir: Path, root: Path, p: Dict[str, Any], s
         "optimizer=SGD", f"stages.0.epochs={ep_a}", f"stages.1.epochs={ep_b}", "stages.0.lr0=0.01",
         "stages.1.lr0=0.01", *(o.format(batch=p["batch"]) for o in SHORT_RUN_ULTRALYTICS),
     ])
-    result = train_obb(cfg, run_id="demo")
+    result = train_obb(cfg, run_id=RUN_ID)
     m = result.final_metrics
     summary.metrics["val mAP50 (torch)"] = _fmt(m.get("metrics/mAP50(B)", m.get("map50")))
     done(f"stage A {ep_a} + stage B {ep_b} epochs -> {result.best}")

@@ -20,14 +20,13 @@ from typing import Iterator, List, Sequence, Union
 import numpy as np
 
 from edgekit.core.errors import CalibrationError
+from edgekit.core.image_files import IMAGE_SUFFIXES, is_image_file, suffix_list
 from edgekit.core.letterbox import LetterboxSpec, preprocess
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def list_images(root: Path) -> List[Path]:
-    """All images under ``root`` (recursive), sorted so every machine lists them in one order."""
-    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """All images under ``root`` (recursive; the suffixes datasets use), sorted so every machine lists them in one order."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and is_image_file(p))
 
 
 class CalibrationSet:
@@ -41,7 +40,7 @@ class CalibrationSet:
     def __init__(self, paths: Sequence[Union[str, Path]], spec: LetterboxSpec, source: str = "") -> None:
         if not paths:
             raise CalibrationError(f"calibration set {source or '(given list)'} has no images",
-                                   "pass a folder with .jpg/.png/.bmp images")
+                                   f"pass a folder with {suffix_list()} images")
         self.paths: List[Path] = [Path(p) for p in paths]
         self.spec = spec
         self.source = source
@@ -62,7 +61,7 @@ class CalibrationSet:
             raise CalibrationError(
                 f"found {len(found)} images in {root}, need >= {min_images}",
                 f"add images or pass --calib-size {len(found)}" if found else
-                "add .jpg/.png/.bmp images (the val split is the usual choice)")
+                f"add {suffix_list()} images to it (a dataset's images/train is the usual choice)")
         if size < 1:
             raise CalibrationError(f"calibration size {size} for {root} must be >= 1", "pass --calib-size N with N >= 1")
         if size < len(found):

@@ -21,7 +21,26 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(out_dir: Path, profile: str, seed: int) -> None:
     """Run synth -> check -> train -> export on CPU and print a results summary."""
+    from edgekit.core.errors import EdgekitError
     from edgekit.demo import run_demo
 
-    summary = run_demo(out_dir, profile=profile, seed=seed)
+    try:
+        summary = run_demo(out_dir, profile=profile, seed=seed)
+    except EdgekitError as e:
+        raise demo_error(e, out_dir) from None
     click.echo(summary.render())
+
+
+DEMO_FLAGS = ("--out", "--profile", "--seed", "--help")
+
+
+def demo_error(error, out_dir: Path):
+    """``error`` with a fix the demo can act on: a stage's advice to pass ``--resume`` or ``--run-id``
+    (flags of `train obb`, not of `demo`) becomes advice about the demo's own flags."""
+    import re
+
+    foreign = [f for f in re.findall(r"--[a-z][a-z0-9-]*", f"{error.message} {error.fix or ''}") if f not in DEMO_FLAGS]
+    if not foreign:
+        return error
+    return type(error)(error.message.replace("--resume ", "").replace("--run-id ", "run id "),
+                       f"pass `edgekit demo` a new --out DIR (or remove {out_dir} if it only holds an earlier demo)")

@@ -7,7 +7,7 @@ Thin on purpose: parse options into :class:`~edgekit.export.options.ExportOption
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
@@ -38,24 +38,63 @@ from edgekit.core.vocab import CALIB_METHODS, FLOAT_SCOPES, SIMPLIFIERS, TARGETS
 @click.option("--val-size", type=int, default=None, help="Cap on val images for the INT8 accuracy report.")
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Confidence threshold in the manifest.")
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Load the checkpoint without the class allow-list (it may run code): only for files you trust.")
 def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: bool, int8: bool,
            calib_data: Optional[Path], calib_method: str, calib_size: int, int8_float_scope: str, simplifier: str, target: str,
            engine: bool, out: Optional[Path], no_parity_gate: bool, max_int8_drop: Optional[float],
-           val_size: Optional[int], conf: float, quiet: bool) -> None:
+           val_size: Optional[int], conf: float, quiet: bool, trust_checkpoint: bool) -> None:
     """Export RUN_DIR (runs/<id>/) or an Ultralytics OBB CHECKPOINT to a verified deploy bundle."""
-    from edgekit.core.config import build_config
-    from edgekit.export import ExportOptions, export_model
+    from edgekit.export import export_model
 
-    options = build_config(ExportOptions, {
+    options = build_export_options({
         "source": source, "imgsz": imgsz, "opset": opset, "dynamic": dynamic, "fp16": fp16, "int8": int8,
         "calib_data": calib_data, "calib_method": calib_method, "calib_size": calib_size, "int8_float_scope": int8_float_scope,
         "simplifier": simplifier,
         "target": target, "engine": engine, "out": out, "parity_gate": not no_parity_gate,
-        "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf,
-    }, source="edgekit export options")
+        "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf, "trust_checkpoint": trust_checkpoint,
+    })
     log = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    result = export_model(options, log=log)
+    from edgekit.core.errors import ModelError, raised_inside, translate
+
+    try:
+        result = export_model(options, log=log)
+    except Exception as e:  # the stage boundary: torch/onnx/onnxruntime errors become one line naming SOURCE
+        if not raised_inside(e):
+            raise
+        raise translate(e, source, ModelError, "check SOURCE and the flags; EDGEKIT_TRACEBACK=1 shows the traceback",
+                        what="exporting") from None
     click.echo(render_table(result.summary_rows))
+
+
+# ExportOptions field -> the command-line flag that sets it: errors and the config reference name the flag
+# the user typed, not the internal field. Fields missing here are library-only (ExportOptions(...)).
+FIELD_FLAGS: Dict[str, str] = {
+    "source": "SOURCE", "imgsz": "--imgsz", "opset": "--opset", "dynamic": "--dynamic", "fp16": "--fp16",
+    "int8": "--int8", "calib_data": "--calib-data", "calib_method": "--calib-method", "calib_size": "--calib-size",
+    "int8_float_scope": "--int8-float-scope", "simplifier": "--simplifier", "target": "--target",
+    "engine": "--engine", "out": "--out", "parity_gate": "--no-parity-gate", "max_int8_drop": "--max-int8-drop",
+    "val_size": "--val-size", "conf": "--conf", "trust_checkpoint": "--trust-checkpoint",
+}
+
+
+def build_export_options(values: Dict[str, Any]):
+    """ExportOptions from the command line; a bad value is a usage error (exit 2) naming its flag."""
+    from pydantic import ValidationError
+
+    from edgekit.core.config import build_config
+    from edgekit.export import ExportOptions
+
+    try:
+        return ExportOptions.model_validate(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        flag = FIELD_FLAGS.get(str(first["loc"][0])) if first["loc"] else None
+        if flag is None:  # not a command-line value: the library's own message
+            return build_config(ExportOptions, values, source="edgekit export options")
+        msg = str(first.get("msg", "invalid value"))
+        msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+        raise click.BadParameter(f"{msg[:1].lower()}{msg[1:]}, got {first.get('input')!r}", param_hint=f"'{flag}'") from None
 
 
 def render_table(rows: List[Tuple[str, str]]) -> str:

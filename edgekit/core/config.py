@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import ConfigError
 
 T = TypeVar("T", bound=BaseModel)
+# Where the config reference lives (generated from the models by edgekit.core.config_doc).
+CONFIG_REFERENCE = "docs/config.md"
 
 
 class StrictModel(BaseModel):
@@ -52,7 +54,7 @@ def read_mapping(path: Path) -> Dict[str, Any]:
 def parse_override(item: str) -> tuple:
     """``a.b=3`` -> (["a", "b"], 3); the value is parsed as YAML (numbers, bools, lists)."""
     if "=" not in item:
-        raise ConfigError(f"override '{item}' is not key=value", "write it as key=value, e.g. epochs=10")
+        raise ConfigError(f"override '{item}' is not key=value", "write it as key=value, e.g. imgsz=320")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
@@ -134,13 +136,34 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
         parent = _model_at(model, loc[:-1])
         valid = sorted(parent.model_fields) if parent else []
         hint = closest_key(str(loc[-1]), valid)
+        nested = _nested_key(parent, str(loc[-1])) if parent is not None else None
         # the hint keeps list indices (stages.0.epochs), like the unknown key it corrects
-        fix = f"did you mean '{'.'.join([*map(str, first['loc'][:-1]), hint])}'?" if hint else (
-            f"valid keys here: {', '.join(valid)}" if valid else None)
+        prefix = [*map(str, first["loc"][:-1])]
+        fix = (f"did you mean '{'.'.join(prefix + [nested])}'?" if nested else
+               f"did you mean '{'.'.join(prefix + [hint])}'?" if hint else
+               f"valid keys here: {', '.join(valid)}" if valid else None)
         return ConfigError(f"unknown key '{dotted}' in {source}", fix)
-    msg = first.get("msg", "invalid value")
-    return ConfigError(f"invalid value for '{dotted}' in {source}: {msg}",
-                       f"got {first.get('input')!r}; see the config reference in the README")
+    if first["type"] == "missing":
+        return ConfigError(f"missing required key '{dotted}' in {source}",
+                           f"set it (e.g. {dotted}=...); every key: {CONFIG_REFERENCE}")
+    msg = str(first.get("msg", "invalid value"))
+    msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg  # pydantic's prefix says nothing
+    got = "" if "got " in msg else f" (got {first.get('input')!r})"
+    return ConfigError(f"invalid value for '{dotted}' in {source}: {msg}{got}",
+                       f"every key, its type and default: {CONFIG_REFERENCE}")
+
+
+def _nested_key(model: Type[BaseModel], key: str) -> Optional[str]:
+    """``section.key`` (``list.0.key`` for a list of sections) when ``key`` is a field one level down.
+
+    An unknown top-level ``epochs`` is then answered with ``stages.0.epochs``, the key that exists.
+    """
+    for name, field in model.model_fields.items():
+        inner, _ = _unwrap(field.annotation)
+        if inner is not None and key in inner.model_fields:
+            is_list = get_origin(field.annotation) in (list, List)
+            return f"{name}.0.{key}" if is_list else f"{name}.{key}"
+    return None
 
 
 def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config") -> T:

@@ -19,7 +19,7 @@ from .formats.coco import check_coco_file, find_coco_files
 from .formats.dota import LABEL_DIR, check_dota_dataset
 from .formats.refdet import check_refdet_root, find_refdet_roots, is_refdet_root
 from .formats.yolo_obb import AXIS_ALIGNED, OBB, check_yolo_dataset, detect_label_kind
-from .layout import DATA_YAML, DatasetLayout
+from .layout import DATA_YAML, DatasetLayout, train_problems
 
 FORMATS = DATA_FORMATS  # one vocabulary (edgekit.core.vocab); the CLI offers the same
 
@@ -62,8 +62,8 @@ def detect_format(path: Union[str, Path]) -> str:
     if not path.exists():
         raise DataError(f"{path} does not exist", "pass a dataset directory or a COCO .json file")
     if path.is_file():
-        if path.name == DATA_YAML:
-            return _yolo_kind(path.parent)
+        if path.suffix.lower() in (".yaml", ".yml"):  # data.yaml, or a yaml of another name
+            return _yolo_kind(path)
         if path.suffix.lower() == ".json":
             head = path.read_text(encoding="utf-8", errors="replace").lstrip()[:1]
             return "refdet" if head == "[" else "coco"
@@ -125,8 +125,7 @@ def check_dataset(path: Union[str, Path], fmt: str = "auto", classes: Optional[S
         raise DataError(f"{path} does not exist", "pass a dataset directory or a COCO .json file")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt in (OBB, AXIS_ALIGNED):
-        root = path.parent if path.is_file() else path
-        issues, checked = check_yolo_dataset(root, fmt)
+        issues, checked = check_yolo_dataset(path, fmt)
     elif fmt == "dota":
         issues, checked = check_dota_dataset(path, classes)
     elif fmt == "coco":
@@ -136,4 +135,22 @@ def check_dataset(path: Union[str, Path], fmt: str = "auto", classes: Optional[S
     return CheckReport(path, fmt, issues, checked)
 
 
-__all__ = ["CheckReport", "check_dataset", "detect_format", "FORMATS"]
+def preflight_train(data: Union[str, Path]) -> DatasetLayout:
+    """The dataset ``edgekit train obb`` is about to use, or the first problem that would stop it.
+
+    Runs the rules ``edgekit data check`` applies to every YOLO dataset (:func:`train_problems`) without
+    decoding images, so it is cheap enough to run before a run directory exists. Errors name the
+    user's data.yaml, never the copy written into the run.
+    """
+    layout = DatasetLayout.load(Path(data).expanduser())
+    problems = train_problems(layout)
+    if problems:
+        first = problems[0]
+        where = f"{first.path}:{first.line}" if first.line else str(first.path)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"{where}: {first.message}{more}",
+                        f"fix the dataset; `edgekit data check {layout.data_yaml}` lists every problem")
+    return layout
+
+
+__all__ = ["CheckReport", "check_dataset", "detect_format", "preflight_train", "FORMATS"]

@@ -14,20 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from edgekit.core.atomic import atomic_dir, check_output_dir
 from edgekit.core.errors import DataError
+from edgekit.core.outdir import prepare_output, staged_output
 from edgekit.core.vocab import CONVERT_SOURCES, CONVERT_TARGETS
 
 from .formats.base import ERROR, GEOMETRY_CODES, Issue, quad_defect
-from .formats.coco import CocoDataset, build_coco, find_coco_files, find_image_dir, parse_coco
+from .formats.coco import CocoDataset, CocoImage, build_coco, find_coco_files, find_image_dir, parse_coco
 from .formats.dota import DotaLabelFile, find_dota_splits, images_by_stem, parse_dota
-from .formats.media import image_size
+from .formats.media import describe_size_mismatch, image_size, read_image_size
 from .formats.yolo_obb import OBB, YoloBoxLabel, YoloLabel, YoloObbLabel, write_yolo_labels
 from .layout import DatasetLayout
 
 SOURCE_FORMATS = CONVERT_SOURCES  # edgekit.core.vocab
 _DEGENERATE = "degenerate boxes (after clipping to the image)"
 TARGET_FORMATS = CONVERT_TARGETS  # edgekit.core.vocab: (OBB, AXIS_ALIGNED)
+WRITER = "data convert"  # the output marker's writer (edgekit.core.outdir)
 
 
 @dataclass
@@ -112,12 +113,20 @@ def _convert_dota(src: Path, tmp: Path, kind: str, classes: Optional[Sequence[st
     labels = {s: _read_dota_split(label_dir, result) for s, (_, label_dir) in splits.items()}
     found = [o.class_name for per_split in labels.values() for f in per_split.values() for o in f.objects]
     class_ids = _class_ids(found, classes)
+    if not class_ids:
+        raise DataError(f"{src}: no objects in any label file, so the dataset would have 0 classes",
+                        "label the images, or name the classes with --classes")
+    _require_train_split(src, {s: s for s in splits})
     keys = _split_keys(list(splits))
     layout = DatasetLayout.create(tmp, {i: n for n, i in class_ids.items()}, list(splits))
     layout.splits = {keys[s]: d for s, d in layout.splits.items()}
-    for split, (image_dir, _) in splits.items():
+    for split, (image_dir, label_dir) in splits.items():
         images = images_by_stem(image_dir)
-        result.skip("labels without image", len(set(labels[split]) - set(images)))
+        orphans = sorted(set(labels[split]) - set(images))
+        if orphans:  # its objects would be lost without a word
+            raise DataError(f"{label_dir / (orphans[0] + '.txt')}: no image {orphans[0]}.* in {image_dir} "
+                            f"({len(orphans)} label files without an image)",
+                            "add the images (a symlink must point at a file) or remove those label files")
         for stem, image in images.items():
             size = image_size(image)
             out: List[YoloLabel] = []
@@ -147,12 +156,12 @@ def _read_coco(path: Path, result: ConvertResult) -> CocoDataset:
     return dataset
 
 
-def _coco_labels(dataset: CocoDataset, class_ids: Dict[str, int], kind: str, result: ConvertResult
-                 ) -> Dict[int, List[YoloLabel]]:
-    """image id -> its YOLO labels (crowd regions and other classes skipped and counted)."""
+def _coco_labels(dataset: CocoDataset, class_ids: Dict[str, int], kind: str, result: ConvertResult,
+                 sizes: Dict[int, Tuple[int, int]]) -> Dict[int, List[YoloLabel]]:
+    """image id -> its YOLO labels (crowd regions and other classes skipped and counted), normalised by
+    ``sizes`` (image id -> the as-loaded width, height)."""
     names = {c.id: c.name for c in dataset.categories}
     per_image: Dict[int, List[YoloLabel]] = {i.id: [] for i in dataset.images}
-    sizes = {i.id: (i.width, i.height) for i in dataset.images}
     for ann in dataset.annotations:
         if ann.iscrowd:
             result.skip("crowd regions")
@@ -175,6 +184,10 @@ def _convert_coco(src: Path, tmp: Path, kind: str, classes: Optional[Sequence[st
     datasets = {split: _read_coco(path, result) for split, path in files.items()}
     first = next(iter(datasets.values()))
     by_id = [c.name for c in sorted(first.categories, key=lambda c: c.id)]
+    if not by_id:
+        raise DataError(f"{first.source}: 'categories' is empty, so the dataset would have 0 classes",
+                        "add the categories ({\"id\": 1, \"name\": \"plane\"}, ...) the annotations use")
+    _require_train_split(src, {s: files[s].name for s in datasets})
     if classes:
         missing = [c for c in classes if c not in by_id]
         if missing:
@@ -186,14 +199,39 @@ def _convert_coco(src: Path, tmp: Path, kind: str, classes: Optional[Sequence[st
     layout.splits = {keys[s]: d for s, d in layout.splits.items()}
     for split, dataset in datasets.items():
         root = find_image_dir(files[split], dataset, image_dir)
-        per_image = _coco_labels(dataset, class_ids, kind, result)
+        paths = {image.id: root / image.file_name for image in dataset.images}
+        sizes = {image.id: _coco_image_size(files[split], image, paths[image.id]) for image in dataset.images}
+        per_image = _coco_labels(dataset, class_ids, kind, result, sizes)
         for image in dataset.images:
-            path = root / image.file_name
-            if not path.is_file():
-                raise DataError(f"{files[split]}:{image.line or '?'}: image {path} does not exist",
-                                "pass --images DIR where the file names resolve")
-            _write_image_and_labels(layout, keys[split], path, per_image[image.id], link, result)
+            _write_image_and_labels(layout, keys[split], paths[image.id], per_image[image.id], link, result)
     return layout
+
+
+def _coco_image_size(json_path: Path, image: CocoImage, path: Path) -> Tuple[int, int]:
+    """The as-loaded size of a COCO image; DataError when it is missing, undecodable or disagrees with the json.
+
+    The json's width/height are not trusted on their own: bboxes normalised by a wrong size land in
+    the wrong place (an EXIF-rotated photo is the common case), so a mismatch stops the conversion.
+    """
+    where = f"{json_path}:{image.line or '?'}: image {image.id}"
+    if not path.is_file():
+        raise DataError(f"{where}: {path} does not exist", "pass --images DIR where the file names resolve")
+    size = read_image_size(path)
+    if size is None:
+        raise DataError(f"{where}: {path} cannot be decoded", "replace the file or remove it from the json")
+    if size != (image.width, image.height):
+        raise DataError(f"{where}: json says {describe_size_mismatch(path, (image.width, image.height), size)}",
+                        "fix the image's width/height in the json (or the image) so they agree")
+    return size
+
+
+def _require_train_split(src: Path, sources: Dict[str, str]) -> None:
+    """Training needs a ``train`` split: refuse sources whose names give none (e.g. a lone ``ann.json``)."""
+    keys = _split_keys(list(sources))
+    if "train" not in keys.values():
+        found = ", ".join(f"{v} -> '{keys[k]}'" for k, v in sources.items())
+        raise DataError(f"{src}: no train split ({found}); a split's name must start with train, val or test",
+                        "rename it, e.g. instances_train.json (and instances_val.json), or annotations/train.json")
 
 
 def _write_image_and_labels(layout: DatasetLayout, split: str, image: Path, labels: Sequence[YoloLabel], link: bool,
@@ -210,8 +248,9 @@ def convert_dataset(src: Union[str, Path], dst: Union[str, Path], src_format: st
     """Convert a DOTA directory or COCO json(s) at ``src`` into a YOLO dataset root at ``dst``.
 
     ``classes`` picks and orders the classes written (others are skipped); by default DOTA uses
-    every class name found (sorted) and COCO every category (by id). DOTA image sizes are read from
-    the images, COCO's from its json. ``link_images`` symlinks instead of copying.
+    every class name found (sorted) and COCO every category (by id). Image sizes are the as-loaded
+    ones (EXIF orientation applied, as OpenCV and Ultralytics load them); a COCO json whose
+    width/height disagree with its image is refused. ``link_images`` symlinks instead of copying.
     """
     src, dst = Path(src), Path(dst).absolute()
     if src_format not in SOURCE_FORMATS or dst_format not in TARGET_FORMATS:
@@ -219,14 +258,11 @@ def convert_dataset(src: Union[str, Path], dst: Union[str, Path], src_format: st
                         f"--from one of {', '.join(SOURCE_FORMATS)}, --to one of {', '.join(TARGET_FORMATS)}")
     if not src.exists():
         raise DataError(f"source {src} does not exist", "pass the DOTA directory or COCO json/directory")
-    if dst.exists() and not dst.is_dir():
-        raise DataError(f"destination {dst} is a file", "pass a directory path for the dataset root")
-    check_output_dir(dst, flag="DST")  # a path under a file: one line, not a mkdir traceback
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise DataError(f"destination {dst} already exists and is not empty",
-                        "choose a new directory or pass --overwrite")
+    # --overwrite replaces only an earlier `data convert` output, never SRC, a directory holding it, or
+    # anything edgekit did not write (edgekit.core.outdir); checked before any work.
+    dst = prepare_output(dst, WRITER, flag="DST", sources=[src, image_dir], replace=overwrite)
     result = ConvertResult(dst, dst_format, {})
-    with atomic_dir(dst) as tmp:
+    with staged_output(dst, WRITER, flag="DST") as tmp:
         if src_format == "dota":
             layout = _convert_dota(src, tmp, dst_format, classes, link_images, result)
         else:

@@ -12,18 +12,19 @@ so whatever Ultralytics trains on, :meth:`DatasetLayout.label_path` points at th
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.errors import DataError
+from edgekit.core.image_files import IMAGE_SUFFIXES, is_image_file
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_SPLITS: Dict[str, str] = {"train": "images/train", "val": "images/val"}
 DATA_YAML = "data.yaml"
 
@@ -46,13 +47,27 @@ def _normalise_names(names: NamesLike, source: str = "names") -> Dict[int, str]:
     return dict(sorted(out.items()))
 
 
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
 def list_images(directory: Path) -> List[Path]:
     """Image files directly inside ``directory``, sorted by name."""
     return sorted(p for p in Path(directory).iterdir() if p.is_file() and is_image_file(p))
+
+
+def broken_links(directory: Path) -> List[Tuple[Path, str]]:
+    """Image-named entries of ``directory`` that are symlinks to nothing: (path, "dangling" or "looping").
+
+    :func:`list_images` skips them (they are not files), so without this a label whose image is such a
+    link would look like a label without an image at best, and vanish from training at worst.
+    """
+    found = []
+    for p in sorted(Path(directory).iterdir()) if Path(directory).is_dir() else []:
+        if is_image_file(p) and p.is_symlink() and not p.is_file():
+            try:
+                os.stat(str(p))
+                reason = "not a file"
+            except OSError as e:
+                reason = "looping" if e.errno == errno.ELOOP else "dangling"
+            found.append((p, reason))
+    return found
 
 
 def label_path_for(image_path: Path) -> Path:
@@ -80,6 +95,8 @@ class DatasetLayout:
     root: Path
     names: Dict[int, str]
     splits: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    # The data.yaml this layout was loaded from (its ``path:`` may point elsewhere); None: ROOT/data.yaml.
+    source_yaml: Optional[Path] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser().absolute()
@@ -91,8 +108,10 @@ class DatasetLayout:
     def load(cls, root: Union[str, Path]) -> DatasetLayout:
         """Read ``ROOT/data.yaml`` (``root`` may also be the yaml file itself).
 
-        Split paths are resolved against the directory holding data.yaml, not its ``path:`` key,
-        so a dataset that was moved or copied still loads; :meth:`write_data_yaml` refreshes ``path:``.
+        Split paths resolve against the ``path:`` key, as in Ultralytics (see :func:`dataset_root`);
+        a ``path:`` that no longer exists while the yaml's own directory holds the splits (a dataset
+        that was moved) falls back to that directory. Each split must be one directory: a list of
+        directories, which Ultralytics also reads, is refused by name.
         """
         root = Path(root)
         yaml_path = root if root.suffix in (".yaml", ".yml") else root / DATA_YAML
@@ -102,10 +121,16 @@ class DatasetLayout:
         data = _read_yaml_mapping(yaml_path)
         if "names" not in data:
             raise DataError(f"{yaml_path} has no 'names' key", "add names: {0: <class name>, ...}")
-        splits = {k: str(data[k]) for k in ("train", "val", "test") if isinstance(data.get(k), str)}
+        for key in ("train", "val", "test"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                what = "a list" if isinstance(data[key], (list, tuple)) else type(data[key]).__name__
+                raise DataError(f"{yaml_path}: '{key}:' is {what}; edgekit reads one image directory per split",
+                                f"put the {key} images in one directory and write {key}: images/{key}")
+        splits = {k: str(data[k]) for k in ("train", "val", "test") if isinstance(data.get(k), str) and data[k]}
         if not splits:
             raise DataError(f"{yaml_path} names no split (train/val/test)", "add train: images/train")
-        return cls(yaml_path.parent, _normalise_names(data["names"], str(yaml_path)), splits)
+        return cls(dataset_root(yaml_path, data.get("path"), splits.values()),
+                   _normalise_names(data["names"], str(yaml_path)), splits, yaml_path.absolute())
 
     @classmethod
     def create(cls, root: Union[str, Path], names: NamesLike, splits: Iterable[str] = ("train", "val")
@@ -143,7 +168,8 @@ class DatasetLayout:
     # -- paths ----------------------------------------------------------------------------------
     @property
     def data_yaml(self) -> Path:
-        return self.root / DATA_YAML
+        """The user's data.yaml (the one loaded), else ``ROOT/data.yaml``: what error messages name."""
+        return self.source_yaml if self.source_yaml is not None else self.root / DATA_YAML
 
     @property
     def nc(self) -> int:
@@ -182,8 +208,72 @@ class DatasetLayout:
         ``directory`` writes the same text elsewhere, for a root being built under a temporary name
         that is renamed onto :attr:`root` afterwards.
         """
-        target = Path(directory) / DATA_YAML if directory is not None else self.data_yaml
+        target = Path(directory) / DATA_YAML if directory is not None else self.root / DATA_YAML
         return write_text_atomic(target, self.data_yaml_text())
+
+
+def dataset_root(yaml_path: Path, path_key: Any, splits: Iterable[str] = ()) -> Path:
+    """The directory a data.yaml's splits resolve against, by Ultralytics' rule for ``path:``.
+
+    No ``path:`` (or an empty one): the yaml's directory. A relative ``path:`` is tried against the
+    yaml's directory, then the working directory (Ultralytics resolves it against the latter). A
+    ``path:`` that does not exist is refused by name, unless the yaml's own directory holds a split:
+    then the dataset was moved with the ``path:`` edgekit wrote, and that directory is used.
+    """
+    here = yaml_path.parent.absolute()
+    if path_key is None or str(path_key).strip() == "":
+        return here
+    given = Path(str(path_key)).expanduser()
+    candidates = [given] if given.is_absolute() else [here / given, Path.cwd() / given]
+    found = next((c for c in candidates if c.is_dir()), None)
+    if found is not None:
+        return Path(os.path.normpath(str(found.absolute())))
+    if any((here / s).is_dir() for s in splits):
+        return here
+    raise DataError(f"{yaml_path}: 'path: {path_key}' is not a directory",
+                    "fix path: (the dataset root the splits are relative to) or remove it")
+
+
+# The splits `edgekit train obb` (Ultralytics) needs; data check checks them the same way.
+TRAIN_SPLITS = ("train", "val")
+
+
+def train_problems(layout: DatasetLayout) -> List[Any]:
+    """What training needs of a loaded layout, as check issues (all errors): at least one class, a
+    ``train`` and a ``val`` split, each an existing directory holding at least one image.
+
+    The one rule set behind both ``edgekit data check`` and ``edgekit train obb``'s preflight, so a
+    dataset check passes is one training accepts.
+    """
+    from .formats.base import error  # lazy: formats imports this module
+
+    yaml_path = layout.data_yaml
+    issues = []
+    if layout.nc == 0:
+        issues.append(error(yaml_path, _key_line(yaml_path, "names"), "no-classes",
+                            "names is empty: a dataset needs at least one class"))
+    for split in TRAIN_SPLITS:
+        if split not in layout.splits:
+            issues.append(error(yaml_path, 0, "missing-split",
+                                f"no '{split}:' key: training needs a train and a val split"))
+            continue
+        directory = layout.image_dir(split)
+        if not directory.is_dir():
+            issues.append(error(yaml_path, _key_line(yaml_path, split), "missing-image",
+                                f"image directory {directory} of split '{split}' does not exist"))
+        elif not list_images(directory):
+            issues.append(error(yaml_path, _key_line(yaml_path, split), "empty-split",
+                                f"split '{split}' has no images in {directory} ({', '.join(IMAGE_SUFFIXES)})"))
+    return issues
+
+
+def _key_line(yaml_path: Path, key: str) -> int:
+    """1-based line of a top-level ``key:`` in a yaml file (0 when absent or unreadable)."""
+    try:
+        lines = yaml_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return 0
+    return next((n for n, line in enumerate(lines, start=1) if line.split(":", 1)[0].strip() == key), 0)
 
 
 def _read_yaml_mapping(path: Path) -> Dict[str, Any]:
@@ -201,4 +291,4 @@ def _read_yaml_mapping(path: Path) -> Dict[str, Any]:
     return data
 
 
-__all__ = ["DatasetLayout", "IMAGE_SUFFIXES", "DEFAULT_SPLITS", "DATA_YAML", "label_path_for", "list_images", "is_image_file"]
+__all__ = ["DatasetLayout", "dataset_root", "train_problems", "TRAIN_SPLITS", "broken_links", "IMAGE_SUFFIXES", "DEFAULT_SPLITS", "DATA_YAML", "label_path_for", "list_images", "is_image_file"]

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from edgekit.core.detections import Detections
-from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.errors import ConfigError, DataError, EdgekitError, ModelError, foreign_message
 from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xywhr
 from edgekit.core.postprocess import PostprocessSpec, decode_obb
 from edgekit.core.vocab import MODEL_ROLES
@@ -149,7 +149,8 @@ class UltralyticsObbAdapter(ExportAdapter):
         overrides = {"format": "onnx", "imgsz": imgsz, "opset": opset, "dynamic": dynamic, "simplify": False,
                      "batch": 1, "nms": False, "device": "cpu", "data": None,
                      "verbose": False, "mode": "export"}
-        with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
+        # Beside out_path (export's staging dir), not in /tmp: a kill leaves it where the next run cleans.
+        with tempfile.TemporaryDirectory(prefix="edgekit-onnx-", dir=str(out_path.parent)) as tmp:
             # The exporter writes beside `pt_path`; point it at a scratch dir, never the user's run.
             saved_path = getattr(ckpt.model, "pt_path", None)
             ckpt.model.pt_path = str(Path(tmp) / "model.pt")
@@ -203,17 +204,25 @@ def get_adapter(task: str) -> ExportAdapter:
     return ADAPTERS[task]()
 
 
-def load_checkpoint(path: Path) -> LoadedCheckpoint:
-    """Load an Ultralytics checkpoint; a corrupt or foreign file is a one-line :class:`ModelError`."""
+def load_checkpoint(path: Path, trust: bool = False) -> LoadedCheckpoint:
+    """Load an Ultralytics checkpoint; a corrupt or foreign file is a one-line :class:`ModelError`.
+
+    Loaded restricted (``edgekit.checkpoints``): a file naming anything outside the allow-list is
+    refused unless ``trust`` (``--trust-checkpoint``).
+    """
+    from edgekit.checkpoints import guarded_loading
+
     path = Path(path)
     try:
         from ultralytics.nn.tasks import load_checkpoint as ul_load
 
-        with quiet_ultralytics():
+        with quiet_ultralytics(), guarded_loading(trust):
             model, ckpt = ul_load(str(path), device="cpu", fuse=False)
+    except EdgekitError:
+        raise
     except Exception as e:  # pickle, zip, torch and ultralytics all raise their own types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"cannot load checkpoint {path}: {first[:200]}",
+        # foreign_message drops torch's "re-run with weights_only=False" and Ultralytics' "use yolo26n.pt"
+        raise ModelError(f"cannot load checkpoint {path}: {foreign_message(e)}",
                          "pass an Ultralytics checkpoint such as runs/<id>/checkpoints/best.pt") from None
     train_args = dict(ckpt.get("train_args") or {})
     imgsz = train_args.get("imgsz", 640)

@@ -45,6 +45,7 @@ class ExportOptions(StrictModel):
     iou: float = Field(0.7, ge=0, le=1)
     tolerance: Tolerance = Tolerance()
     seed: int = 0
+    trust_checkpoint: bool = False  # load the checkpoint unrestricted (edgekit.checkpoints): the user's risk
 
 
 @dataclass

@@ -11,13 +11,12 @@ renamed into place, so a failed export leaves no half bundle.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
-from edgekit.core.atomic import atomic_dir
 from edgekit.core.errors import ConfigError, DataError
+from edgekit.core.outdir import prepare_output, staged_output, temp_files_in, work_dir
 from edgekit.core.postprocess import PostprocessSpec
 
 from . import onnx_tools, stages
@@ -27,16 +26,20 @@ from .options import ExportOptions, ExportResult
 from .sources import ExportSource, dataset_from_train_args, load_layout, resolve_source, split_images
 
 STRIDE = 32
+WRITER = "export"  # the bundle marker's writer (edgekit.core.outdir)
 
 
 def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportResult:
     """Run the whole export; returns the bundle directory, the report and summary rows."""
     ctx = prepare(options, log or (lambda _msg: None))
     calib = stages.calibration_set(ctx) if options.int8 else None  # fail on bad calibration data before exporting
-    out = options.out or default_bundle_dir(ctx.source)
+    # never replaces the checkpoint, a directory holding it, or a directory edgekit did not write
+    out = prepare_output(options.out or default_bundle_dir(ctx.source), WRITER,
+                         sources=[ctx.source.checkpoint, options.calib_data])
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as work, atomic_dir(out) as bundle:
-        onnx = stages.export_graphs(ctx, Path(work), bundle)
+    # staged next to --out; scratch (ours and the libraries' temp files) beside it, not in /tmp
+    with staged_output(out, WRITER) as bundle, work_dir(bundle) as work, temp_files_in(work):
+        onnx = stages.export_graphs(ctx, work, bundle)
         parity = stages.parity_gate(ctx, bundle, out)
         detector = parity[ctx.detection_graph().role]
         int8 = stages.int8_artifacts(ctx, bundle, calib, detector) if calib is not None else None
@@ -55,7 +58,7 @@ def prepare(options: ExportOptions, log: Log) -> ExportContext:
         log("note: a Xavier NX engine must be built on the device; --engine builds for this machine's GPU")
     source = resolve_source(options.source)
     log(f"loading {source.checkpoint}")
-    ckpt = load_checkpoint(source.checkpoint)
+    ckpt = load_checkpoint(source.checkpoint, trust=options.trust_checkpoint)
     adapter = get_adapter(ckpt.task)
     imgsz = int(options.imgsz or ckpt.imgsz)
     if imgsz % STRIDE:
@@ -84,6 +87,11 @@ def choose_images(options: ExportOptions, source: ExportSource, ckpt: LoadedChec
         from edgekit.calib.dataset import list_images
 
         parity = list_images(Path(calib_dir))
+    if not parity and options.calib_data is not None:  # never tell the user to pass the flag they passed
+        from edgekit.core.image_files import suffix_list
+
+        raise DataError(f"--calib-data {options.calib_data} holds no images ({suffix_list()})",
+                        "point --calib-data at a folder of images (e.g. the dataset's images/train)")
     if not parity:
         raise DataError(f"no images to verify the export of {source.checkpoint} with",
                         "pass --calib-data DIR (a folder of images), or export a run whose "

@@ -128,11 +128,12 @@ def target_trt_version(target: str) -> Tuple[str, str]:
     pinned = TARGET_TRT_VERSION.get(target)
     if pinned:
         return pinned, f"the {target} target"
-    try:
-        import tensorrt  # noqa: F401  (host only, optional)
+    from edgekit.core.errors import DeviceError
+    from edgekit.deploy.tensorrt.device import import_tensorrt  # PyPI's stub packages count as missing
 
-        return str(tensorrt.__version__), "this host's tensorrt"
-    except ImportError:
+    try:
+        return str(import_tensorrt().__version__), "this host's tensorrt"
+    except DeviceError:
         return "0", "unknown (no TensorRT pinned by the target or importable here)"
 
 
@@ -242,7 +243,7 @@ def _plain(obj: Any) -> Any:
 
 def summary_rows(results: ExportResults, out: Path) -> List[Tuple[str, str]]:
     rows: List[Tuple[str, str]] = [("bundle", str(out))]
-    for f in sorted(p for p in out.iterdir() if p.is_file()):
+    for f in sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith(".")):  # not the marker
         rows.append((f.name, _size(f.stat().st_size)))
     golden_dir = out / GOLDEN_DIR
     if golden_dir.is_dir():

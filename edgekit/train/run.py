@@ -27,14 +27,27 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from edgekit.core.atomic import write_json_atomic, write_text_atomic
 from edgekit.core.errors import ConfigError
+from edgekit.core.outdir import owned_by, write_marker
 
 PathLike = Union[str, "os.PathLike[str]"]
+WRITER = "train"  # the run directory's output marker (edgekit.core.outdir)
 
 
 def new_run_id(prefix: str = "obb") -> str:
     """A sortable, unique run id, e.g. ``obb-20261121-142501-3fa2``."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{prefix}-{stamp}-{uuid.uuid4().hex[:4]}"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is one plain directory name: ``x/exp1``, ``..``, ``/abs`` or "" would put the run (and its
+    "already has checkpoints" guard) somewhere else than ``project/<run_id>``."""
+    bad = (not run_id or run_id != run_id.strip() or any(c in run_id for c in "/\\\0")
+           or run_id in (".", "..") or os.path.isabs(run_id))
+    if bad:
+        raise ConfigError(f"--run-id {run_id!r} is not a plain directory name (no '/', '\\', '..', absolute "
+                          "path or empty name)", "pass --run-id like exp1")
+    return run_id
 
 
 class RunDir:
@@ -45,9 +58,12 @@ class RunDir:
 
     @classmethod
     def create(cls, project: PathLike, run_id: str) -> RunDir:
-        if not run_id or any(c in run_id for c in "/\\") or run_id in (".", ".."):
-            raise ConfigError(f"run id {run_id!r} is not a plain directory name", "pass --run-id like exp1")
-        run = cls(Path(project) / run_id)
+        """Make the run's directories and its output marker (check the target with
+        ``edgekit.core.outdir.prepare_output`` first: a run never goes into a directory edgekit did not write)."""
+        run = cls(Path(project) / check_run_id(run_id))
+        run.root.mkdir(parents=True, exist_ok=True)
+        if not owned_by(run.root, WRITER):  # first: a kill right after leaves a run a re-run may reuse
+            write_marker(run.root, WRITER)
         for d in (run.checkpoints, run.reports, run.signal_maps):
             d.mkdir(parents=True, exist_ok=True)
         return run
@@ -194,5 +210,5 @@ def update_run_meta(run: RunDir, **fields: Any) -> Dict[str, Any]:
     return meta
 
 
-__all__ = ["RunDir", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
+__all__ = ["RunDir", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
            "host_info", "read_run_meta", "update_run_meta"]

@@ -47,7 +47,7 @@ def test_check_defects_exits_1_and_prints_one_line_per_problem(tmp_path: Path) -
     assert len(lines) == len(planted) + 1
     expected = {f"{root / rel}:{line}: {severity}:" for rel, line, _, severity in planted}
     assert {" ".join(line.split()[:2]) for line in lines[:-1]} == expected
-    assert lines[-1].endswith(f"{sum(p[3] == 'error' for p in planted)} errors, 2 warnings")
+    assert lines[-1].endswith(f"{sum(p[3] == 'error' for p in planted)} errors, 1 warnings")
 
 
 def test_check_warnings_only_exits_0(tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_real_synth_output_passes_check(tmp_path: Path, kind: str, args) -> None
 @pytest.mark.parametrize("out, message", [
     ("afile", "afile is a file"),
     ("afile/sub", "afile/sub cannot be created"),
-    ("foreign", "holds files this command did not write (e.g. 'notes.txt')"),
+    ("foreign", "is not empty and edgekit did not write it (e.g. 'notes.txt')"),
 ])
 def test_synth_bad_out_is_one_line_exit_1_and_touches_nothing(tmp_path: Path, kind: str, out: str,
                                                               message: str) -> None:

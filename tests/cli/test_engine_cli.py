@@ -11,7 +11,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("polygraphy")
 
-from tests.deploy.conftest import write_test_bundle  # noqa: E402
+from tests.deploy.bundles import write_test_bundle  # noqa: E402
 from tests.fakes.fake_tensorrt import FakeTensorRT  # noqa: E402
 
 

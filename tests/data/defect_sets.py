@@ -85,7 +85,7 @@ def yolo_obb_defects(root: Path) -> Tuple[Path, List[Planted]]:
     write_image(root / "images/train/image_without_label.jpg")
     planted.append(("images/train/image_without_label.jpg", 0, "image-without-label", "warning"))
     write_text(root / "labels/train/label_without_image.txt", [GOOD_OBB])
-    planted.append(("labels/train/label_without_image.txt", 0, "label-without-image", "warning"))
+    planted.append(("labels/train/label_without_image.txt", 0, "label-without-image", "error"))
     return root, planted
 
 
@@ -126,7 +126,7 @@ def dota_defects(root: Path) -> Tuple[Path, List[Planted]]:
     write_image(root / "images/image_without_label.png")
     planted.append(("images/image_without_label.png", 0, "image-without-label", "warning"))
     write_text(root / "labelTxt/label_without_image.txt", [GOOD_DOTA])
-    planted.append(("labelTxt/label_without_image.txt", 0, "label-without-image", "warning"))
+    planted.append(("labelTxt/label_without_image.txt", 0, "label-without-image", "error"))
     return root, planted
 
 

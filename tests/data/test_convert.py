@@ -18,14 +18,13 @@ A_BOX = ["0 0.3 0.3 0.4 0.4", "1 0.9375 0.25 0.125 0.166667"]
 
 
 def dota_source(root: Path, split: str = "") -> Path:
-    """A.png 80x60 (a plane, and a ship sticking out on the right), B.png 100x50, an orphan label."""
+    """A.png 80x60 (a plane, and a ship sticking out on the right), B.png 100x50."""
     base = root / split if split else root
     ds.write_image(base / "images/A.png", 80, 60)
     ds.write_image(base / "images/B.png", 100, 50)
     ds.write_text(base / "labelTxt/A.txt", ["imagesource:GoogleEarth", "gsd:0.5",
                                             "8 6 40 6 40 30 8 30 plane 0", "70 10 90 10 90 20 70 20 ship 1"])
     ds.write_text(base / "labelTxt/B.txt", ["10 10 30 10 30 20 10 20 small-vehicle 0"])
-    ds.write_text(base / "labelTxt/orphan.txt", ["10 10 30 10 30 20 10 20 plane 0"])
     return root
 
 
@@ -59,7 +58,7 @@ def test_dota_to_yolo_exact_values_and_data_yaml(tmp_path: Path, to: str, expect
     assert data == {"path": str(root), "train": "images/train", "val": "images/train",
                     "names": {0: "plane", 1: "ship", 2: "small-vehicle"}}
     assert result.images == {"train": 2} and result.objects == {"train": 3}
-    assert result.skipped == {"labels without image": 1} and result.notes
+    assert result.skipped == {} and result.notes
     report = check_dataset(root)
     assert report.format == to and report.issues == []
 
@@ -98,20 +97,28 @@ def test_coco_classes_must_exist(tmp_path: Path) -> None:
 def test_failed_conversion_leaves_nothing_and_cites_line(tmp_path: Path) -> None:
     src = dota_source(tmp_path / "dota")
     ds.write_text(src / "labelTxt/B.txt", ["10 10 30 10 30 20 10 20 small-vehicle 0", "1 2 3"])
-    with pytest.raises(DataError, match=r"B\.txt:2: error: expected 10 fields"):
+    with pytest.raises(DataError, match=r"B\.txt:2: expected 10 fields"):
         convert_dataset(src, tmp_path / "out", "dota", "yolo-obb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dota"]
 
 
 def test_existing_destination_needs_overwrite(tmp_path: Path) -> None:
     src = dota_source(tmp_path / "dota")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out/keep.txt").write_text("x")
+    convert_dataset(src, tmp_path / "out", "dota", "yolo-obb")
     with pytest.raises(DataError, match="already exists"):
         convert_dataset(src, tmp_path / "out", "dota", "yolo-obb")
-    assert (tmp_path / "out/keep.txt").exists()
+    (tmp_path / "out/data.yaml").write_text("stale")
     convert_dataset(src, tmp_path / "out", "dota", "yolo-obb", overwrite=True)
-    assert not (tmp_path / "out/keep.txt").exists() and (tmp_path / "out/data.yaml").is_file()
+    assert (tmp_path / "out/data.yaml").read_text() != "stale"
+
+
+def test_overwrite_never_replaces_a_directory_edgekit_did_not_write(tmp_path: Path) -> None:
+    src = dota_source(tmp_path / "dota")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/keep.txt").write_text("x")
+    with pytest.raises(DataError, match="edgekit did not write it .*keep.txt"):
+        convert_dataset(src, tmp_path / "out", "dota", "yolo-obb", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
 
 
 def test_unreadable_dota_image_is_an_error(tmp_path: Path) -> None:

@@ -92,11 +92,11 @@ def test_refdet_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("reader, lines, kind, expected", [
-    (read_yolo_labels, [ds.GOOD_OBB, "0 0.1 0.1 0.4"], "yolo-obb", r"a\.txt:2: error: expected 9 fields"),
+    (read_yolo_labels, [ds.GOOD_OBB, "0 0.1 0.1 0.4"], "yolo-obb", r"a\.txt:2: expected 9 fields"),
     (read_yolo_labels, [ds.GOOD_OBB, ds.GOOD_OBB, "x 0.1 0.1 0.4 0.1 0.4 0.3 0.1 0.3"], "yolo-obb",
-     r"a\.txt:3: error: field 1 is not a number"),
-    (read_yolo_labels, ["0 0.5 0.5 0 0.2"], "yolo", r"a\.txt:1: error: degenerate box"),
-    (read_dota, ds.DOTA_HEADER + ["10 5 40 5 40 nan 10 25 plane 0"], None, r"a\.txt:3: error: field 6 is not finite"),
+     r"a\.txt:3: field 1 is not a number"),
+    (read_yolo_labels, ["0 0.5 0.5 0 0.2"], "yolo", r"a\.txt:1: degenerate box"),
+    (read_dota, ds.DOTA_HEADER + ["10 5 40 5 40 nan 10 25 plane 0"], None, r"a\.txt:3: field 6 is not finite"),
 ])
 def test_readers_cite_file_and_line(tmp_path: Path, reader, lines, kind, expected: str) -> None:
     path = ds.write_text(tmp_path / "a.txt", lines)
@@ -106,11 +106,11 @@ def test_readers_cite_file_and_line(tmp_path: Path, reader, lines, kind, expecte
 
 @pytest.mark.parametrize("text, expected", [
     ('[{"video_id": "v", "annotations": [{"bboxes": [\n{"frame": -1, "x1": 1, "y1": 1, "x2": 5, "y2": 5}]}]}]',
-     r"annotations\.json:2: error: frame must be a non-negative integer"),
-    ('{"video_id": "v"}', r"annotations\.json:1: error: top level must be a list"),
+     r"annotations\.json:2: frame must be a non-negative integer"),
+    ('{"video_id": "v"}', r"annotations\.json:1: top level must be a list"),
     ('[\n{"video_id": "v", "annotations": []},\n{"video_id": "v", "annotations": []}]',
-     r"annotations\.json:3: error: video_id 'v' repeats line 2"),
-    ('[\n{"video_id": 3}\n]', r"annotations\.json:2: error: entry needs a string 'video_id'"),
+     r"annotations\.json:3: video_id 'v' repeats line 2"),
+    ('[\n{"video_id": 3}\n]', r"annotations\.json:2: entry needs a string 'video_id'"),
 ])
 def test_refdet_reader_rejects_with_line(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "annotations.json"
@@ -120,9 +120,9 @@ def test_refdet_reader_rejects_with_line(tmp_path: Path, text: str, expected: st
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"images": "nope"}, r"x\.json:1: error: top-level 'images' must be a list"),
+    ({"images": "nope"}, r"x\.json:1: top-level 'images' must be a list"),
     ({"annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [0, 0, 1, 1]}]},
-     r"x\.json:\d+: error: annotation 1: unknown image_id 7"),
+     r"x\.json:\d+: annotation 1: unknown image_id 7"),
 ])
 def test_coco_reader_rejects_with_line(tmp_path: Path, change, expected: str) -> None:
     data = {**COCO.to_json(), **change}

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest helpers importable
-
-from conftest import write_test_bundle  # noqa: E402
-
 from edgekit.core.errors import ConfigError, ModelError  # noqa: E402
 from edgekit.core.manifest import file_sha256  # noqa: E402
 from edgekit.deploy.bundle import ENGINE_CACHE_ENV, Bundle  # noqa: E402
+from tests.deploy.bundles import write_test_bundle  # noqa: E402
 
 pytest.importorskip("onnx")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -10,16 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from conftest import write_test_bundle  # noqa: E402
-
 from edgekit.core.errors import DataError  # noqa: E402
 from edgekit.deploy.bundle import Bundle  # noqa: E402
 from edgekit.deploy.detector import Detector  # noqa: E402
 from edgekit.deploy.pipeline import Pipeline, run_sequential  # noqa: E402
 from edgekit.deploy.runners.base import Runner, TensorMeta  # noqa: E402
 from edgekit.deploy.sources import image_frames, video_frames  # noqa: E402
+from tests.deploy.bundles import write_test_bundle  # noqa: E402
 
 pytest.importorskip("onnxruntime")
 cv2 = pytest.importorskip("cv2")
@@ -84,9 +80,8 @@ class _SlowPrepareDetector(Detector):
 
 
 def test_stages_overlap(tmp_path):
-    from conftest import obb_raw
-
     from edgekit.core.letterbox import LetterboxSpec
+    from tests.deploy.bundles import obb_raw
 
     frames = [np.zeros((64, 64, 3), np.uint8)] * 12
     det = _SlowPrepareDetector(_SleepRunner(0.03, obb_raw()), letterbox=LetterboxSpec(imgsz=64))

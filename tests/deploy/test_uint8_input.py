@@ -48,13 +48,9 @@ def test_variant_equals_float_graph_on_preprocessed_input(tmp_path, spec_kwargs)
 
 
 def test_bundle_detector_with_uint8_input_gives_the_same_detections(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from conftest import write_test_bundle
 
     from edgekit.deploy.bundle import Bundle
+    from tests.deploy.bundles import write_test_bundle
 
     b = Bundle.open(write_test_bundle(tmp_path / "b"))
     frame = np.zeros((48, 80, 3), np.uint8)

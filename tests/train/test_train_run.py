@@ -27,10 +27,11 @@ def test_create_makes_the_contract_directories(tmp_path):
     assert run.config_resolved.name == "config_resolved.yaml" and run.run_meta.parent == run.reports
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "..", "x\\y"])
+@pytest.mark.parametrize("bad", ["", "a/b", "..", "x\\y", "../escape", "/abs/run", " x"])
 def test_run_id_must_be_a_plain_name(tmp_path, bad):
-    with pytest.raises(ConfigError, match="run id"):
+    with pytest.raises(ConfigError, match="--run-id .* is not a plain directory name"):
         RunDir.create(tmp_path, bad)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_new_run_ids_are_unique():

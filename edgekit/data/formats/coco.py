@@ -23,7 +23,7 @@ from .base import (
     loads_with_lines,
     record_is_usable,
 )
-from .media import read_image_size
+from .media import describe_size_mismatch, read_image_size
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,8 @@ def check_coco_file(json_path: Path, image_dir: Optional[Path] = None) -> Tuple[
     except (OSError, UnicodeDecodeError) as e:
         return [error(json_path, 0, "unreadable-label", f"cannot read: {e}")], 1
     dataset, issues = parse_coco(text, json_path)
+    if not dataset.categories and not issues:  # convert refuses it too: a dataset of 0 classes
+        issues.append(error(json_path, 1, "no-classes", "'categories' is empty: a dataset needs at least one class"))
     root = find_image_dir(json_path, dataset, image_dir)
     for image in dataset.images:
         path = root / image.file_name
@@ -249,7 +251,8 @@ def check_coco_file(json_path: Path, image_dir: Optional[Path] = None) -> Tuple[
             issues.append(error(json_path, image.line, "unreadable-image", f"image {image.id}: {path} cannot be decoded"))
         elif size != (image.width, image.height):
             issues.append(error(json_path, image.line, "size-mismatch",
-                                f"image {image.id}: json says {image.width}x{image.height}, {path.name} is {size[0]}x{size[1]}"))
+                                f"image {image.id}: json says "
+                                f"{describe_size_mismatch(path, (image.width, image.height), size)}"))
     return issues, 1 + len(dataset.images)
 
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.errors import DataError
 
-from ..layout import list_images
+from ..layout import broken_links, list_images
 from .base import ERROR, Issue, error, parse_floats, quad_defect, record_is_usable, warning
 from .media import read_image_size
 
@@ -165,19 +165,25 @@ def check_dota_dataset(root: Path, classes: Optional[Sequence[str]] = None) -> T
         images = images_by_stem(image_dir)
         labels = sorted(label_dir.glob("*.txt"))
         checked += len(images) + len(labels)
+        broken = {link.stem: (link, reason) for link, reason in broken_links(image_dir)}
+        for stem, (link, reason) in broken.items():
+            if not (label_dir / f"{stem}.txt").is_file():
+                issues.append(error(link, 0, "missing-image", f"{reason} symlink: the image is lost"))
         for stem, image in images.items():
             if not (label_dir / f"{stem}.txt").is_file():
                 issues.append(warning(image, 0, "image-without-label", f"no label file {stem}.txt in {label_dir}"))
         for label in labels:
-            issues.extend(_check_label_file(label, images.get(label.stem), classes))
+            issues.extend(_check_label_file(label, images.get(label.stem), classes, broken.get(label.stem)))
     return issues, checked
 
 
-def _check_label_file(label: Path, image: Optional[Path], classes: Sequence[str]) -> List[Issue]:
+def _check_label_file(label: Path, image: Optional[Path], classes: Sequence[str],
+                      link: Optional[Tuple[Path, str]] = None) -> List[Issue]:
     issues: List[Issue] = []
     size = None
-    if image is None:
-        issues.append(warning(label, 0, "label-without-image", f"no image {label.stem}.* beside the labels"))
+    if image is None:  # its objects would be lost: an error, not a warning
+        what = f"its image {link[0]} is a {link[1]} symlink" if link else f"no image {label.stem}.* beside the labels"
+        issues.append(error(label, 0, "label-without-image", what))
     else:
         size = read_image_size(image)
         if size is None:

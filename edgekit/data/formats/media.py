@@ -16,17 +16,48 @@ def _cv2():
 
 
 def read_image_size(path: Path) -> Optional[Tuple[int, int]]:
-    """``(width, height)`` of a decodable image, or None when it is missing or cannot be decoded.
+    """``(width, height)`` of a decodable image as training loads it, or None when it is missing or
+    cannot be decoded.
 
-    The whole image is decoded on purpose: a check must catch truncated files, not just bad headers.
+    The size is the *as-loaded* one: ``IMREAD_COLOR`` applies the EXIF Orientation tag (a tag of 5-8
+    swaps width and height) exactly as Ultralytics' loader (``cv2.imdecode(..., IMREAD_COLOR)``) does,
+    so labels normalised by this size land where training sees the pixels. ``IMREAD_COLOR`` also turns
+    16-bit, grayscale and 4-channel images into the 8-bit BGR that training gets. The whole image is
+    decoded on purpose: a check must catch truncated files, not just bad headers.
     """
     path = Path(path)
     if not path.is_file():
         return None
-    image = _cv2().imread(str(path), _cv2().IMREAD_UNCHANGED)
+    cv2 = _cv2()
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error:  # some decoders raise instead of returning None (e.g. an absurd header size)
+        return None
     if image is None or image.size == 0:
         return None
     return int(image.shape[1]), int(image.shape[0])
+
+
+def raw_image_size(path: Path) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` as stored, before any EXIF rotation (None when it cannot be decoded).
+
+    Only used to explain a size mismatch ("the EXIF tag rotates it"); never to normalise labels.
+    """
+    cv2 = _cv2()
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        return None
+    return None if image is None or image.size == 0 else (int(image.shape[1]), int(image.shape[0]))
+
+
+def describe_size_mismatch(path: Path, claimed: Tuple[int, int], loaded: Tuple[int, int]) -> str:
+    """Why ``claimed`` (e.g. a COCO json's width x height) differs from the as-loaded size of ``path``."""
+    text = f"{claimed[0]}x{claimed[1]}, but {Path(path).name} loads as {loaded[0]}x{loaded[1]}"
+    raw = raw_image_size(path) if claimed != loaded else None
+    if raw is not None and raw != loaded and raw == tuple(claimed):
+        text += " (its EXIF Orientation tag rotates it; OpenCV and Ultralytics load the rotated image)"
+    return text
 
 
 def image_size(path: Path) -> Tuple[int, int]:
@@ -65,4 +96,4 @@ def read_video_info(path: Path) -> Optional[VideoInfo]:
         capture.release()
 
 
-__all__ = ["read_image_size", "image_size", "VideoInfo", "read_video_info"]
+__all__ = ["read_image_size", "raw_image_size", "describe_size_mismatch", "image_size", "VideoInfo", "read_video_info"]

@@ -15,7 +15,7 @@ import yaml
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.errors import DataError
 
-from ..layout import DATA_YAML, DatasetLayout
+from ..layout import DATA_YAML, TRAIN_SPLITS, DatasetLayout, broken_links, train_problems
 from .base import ERROR, Issue, error, format_number, parse_floats, quad_defect, record_is_usable, warning
 from .media import read_image_size
 
@@ -136,15 +136,28 @@ write_yolo_obb = write_yolo_labels
 
 
 # -- dataset check --------------------------------------------------------------------------------
+_KIND_SAMPLE_FILES = 200  # label files per split read to tell OBB from axis-aligned
+
+
 def detect_label_kind(layout: DatasetLayout) -> str:
-    """``yolo`` when the first non-empty label line has 5 fields, else ``yolo-obb``."""
+    """``yolo`` when most label lines (of a sample) have 5 fields, else ``yolo-obb``.
+
+    A majority vote, not the first line: one stray 5-field line in an OBB dataset must be one error
+    for that line, not turn every other line into a field-count error.
+    """
+    votes = {OBB: 0, AXIS_ALIGNED: 0}
     for split in layout.splits:
         label_dir = layout.label_dir(split)
-        for path in sorted(label_dir.glob("*.txt")) if label_dir.is_dir() else []:
-            for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if raw.split():
-                    return AXIS_ALIGNED if len(raw.split()) == 5 else OBB
-    return OBB
+        for path in sorted(label_dir.glob("*.txt"))[:_KIND_SAMPLE_FILES] if label_dir.is_dir() else []:
+            try:
+                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            for raw in lines:
+                n = len(raw.split())
+                if n in (_FIELDS[OBB], _FIELDS[AXIS_ALIGNED]):
+                    votes[OBB if n == _FIELDS[OBB] else AXIS_ALIGNED] += 1
+    return AXIS_ALIGNED if votes[AXIS_ALIGNED] > votes[OBB] else OBB
 
 
 def _yaml_key_line(yaml_path: Path, key: str) -> int:
@@ -169,20 +182,22 @@ def _data_yaml_issue(yaml_path: Path, exc: DataError) -> Issue:
 
 
 def check_yolo_dataset(root: Path, kind: Optional[str] = None) -> Tuple[List[Issue], int]:
-    """Every problem in a YOLO dataset root, and how many files were looked at."""
+    """Every problem in a YOLO dataset (its root, or its yaml file), and how many files were looked at."""
     root = Path(root)
     try:
         layout = DatasetLayout.load(root)
     except DataError as e:
-        return [_data_yaml_issue(root / DATA_YAML, e)], 1
+        yaml_path = root if root.suffix.lower() in (".yaml", ".yml") else root / DATA_YAML
+        return [_data_yaml_issue(yaml_path, e)], 1
     kind = kind or detect_label_kind(layout)
-    issues: List[Issue] = []
+    issues: List[Issue] = list(train_problems(layout))  # what training needs, the same rules as its preflight
     checked = 1
     for split in layout.splits:
         image_dir, label_dir = layout.image_dir(split), layout.label_dir(split)
         if not image_dir.is_dir():
-            issues.append(error(layout.data_yaml, _yaml_key_line(layout.data_yaml, split), "missing-image",
-                                f"image directory {image_dir} of split '{split}' does not exist"))
+            if split not in TRAIN_SPLITS:  # train/val: already reported by train_problems
+                issues.append(error(layout.data_yaml, _yaml_key_line(layout.data_yaml, split), "missing-image",
+                                    f"image directory {image_dir} of split '{split}' does not exist"))
             continue
         found, n = _check_split(layout, split, kind)
         issues.extend(found)
@@ -204,15 +219,23 @@ def _check_split(layout: DatasetLayout, split: str, kind: str) -> Tuple[List[Iss
         if not label.is_file() and label_dir.is_dir():
             issues.append(warning(image, 0, "image-without-label", f"no label file {label.name} (background image)"))
     labels = sorted(label_dir.glob("*.txt")) if label_dir.is_dir() else []
+    label_stems = {p.stem for p in labels}
+    broken = {link.stem: (link, reason) for link, reason in broken_links(layout.image_dir(split))}
+    for link, reason in broken.values():
+        if link.stem not in label_stems:
+            issues.append(error(link, 0, "missing-image", f"{reason} symlink: the image is lost"))
     for label in labels:
-        if label.stem not in image_stems:
-            issues.append(warning(label, 0, "label-without-image", f"no image {label.stem}.* in {layout.image_dir(split)}"))
+        if label.stem not in image_stems:  # its objects would silently vanish from training
+            link = broken.get(label.stem)
+            what = (f"its image {link[0]} is a {link[1]} symlink" if link else
+                    f"no image {label.stem}.* in {layout.image_dir(split)}")
+            issues.append(error(label, 0, "label-without-image", what))
         try:
             text = label.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             issues.append(error(label, 0, "unreadable-label", f"cannot read label file: {e}"))
             continue
-        issues.extend(parse_yolo_labels(text, label, kind, layout.nc)[1])
+        issues.extend(parse_yolo_labels(text, label, kind, layout.nc or None)[1])  # nc 0: one no-classes error, not one per line
     return issues, len(images) + len(labels)
 
 

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ...core.atomic import atomic_dir, check_output_dir
 from ...core.errors import ConfigError, DataError
+from ...core.outdir import prepare_output, staged_output
 from ..layout import DatasetLayout
 from .scene import render_obb_scene
 from .shapes import OBB_CLASS_NAMES, ObjectSpec
@@ -29,6 +29,7 @@ from .shapes import OBB_CLASS_NAMES, ObjectSpec
 SPLITS = ("train", "val")
 _JPEG_QUALITY = 92
 MIN_IMGSZ = 64
+WRITER = "data synth obb"  # the output marker's writer (edgekit.core.outdir)
 
 
 def obb_label_lines(objects: Sequence[ObjectSpec], imgsz: int) -> List[str]:
@@ -52,19 +53,18 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
                          seed: int = 0, *, progress: bool = True) -> Path:
     """Render a synthetic aerial OBB dataset into ``out`` and return its root.
 
-    The tree is built under a temporary name and renamed onto ``out`` when complete (an earlier
-    synthetic dataset at ``out`` is replaced; a directory holding anything else is refused with a
-    :class:`DataError`), so an interrupted run never leaves a half-written dataset.
+    The tree is staged next to ``out`` and renamed into place when complete (an earlier dataset of
+    this command at ``out`` is replaced; any other non-empty directory is refused with a
+    :class:`DataError`, see :mod:`edgekit.core.outdir`), so an interrupted run leaves no half dataset.
 
     >>> root = generate_obb_dataset("/tmp/synth_obb", n_train=8, n_val=2, imgsz=128, progress=False)
     >>> sorted(p.name for p in root.iterdir())
     ['data.yaml', 'images', 'labels']
     """
     _check_args(n_train, n_val, imgsz)
-    # An earlier synthetic dataset may be replaced; any other non-empty directory is refused, not deleted.
-    final_root = check_output_dir(out, replaceable=("data.yaml", "images", "labels")).resolve()
+    final_root = prepare_output(out, WRITER)
     counts = {"train": n_train, "val": n_val}
-    with atomic_dir(final_root) as tmp, tqdm(total=n_train + n_val, desc="synth obb", unit="img",
+    with staged_output(final_root, WRITER) as tmp, tqdm(total=n_train + n_val, desc="synth obb", unit="img",
                                                 disable=not progress) as bar:
         for split_index, split in enumerate(SPLITS):
             img_dir, lbl_dir = tmp / "images" / split, tmp / "labels" / split
@@ -76,7 +76,8 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
                 stem = f"{split}_{i:06d}"
                 if not cv2.imwrite(str(img_dir / f"{stem}.jpg"), scene.image,
                                    [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
-                    raise DataError(f"could not write {img_dir / stem}.jpg", "check disk space and permissions")
+                    raise DataError(f"could not write {stem}.jpg of --out {final_root} (disk full or not writable?)",
+                                    "free some space or pass another directory")
                 lines = obb_label_lines(scene.objects, imgsz)
                 (lbl_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
                 bar.update(1)

@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ...core.atomic import atomic_dir, check_output_dir, write_json_atomic
+from ...core.atomic import write_json_atomic
 from ...core.errors import ConfigError, DataError
+from ...core.outdir import prepare_output, staged_output
 from .scene import draw_clutter, draw_objects_with_shadows, fits
 from .shapes import OBB_CLASS_NAMES, ObjectSpec, draw_object, outline_points, place, sample_object
 from .textures import (
@@ -39,6 +40,7 @@ from .textures import (
 )
 
 SPLITS = ("train", "test")
+WRITER = "data synth refdet"  # the output marker's writer (edgekit.core.outdir)
 MAP_SCALE = 4  # map side / frame side
 N_REFERENCES = 3
 MIN_VISIBLE_FRACTION = 0.6  # of the target's box inside the frame and not under cloud
@@ -257,8 +259,8 @@ def generate_refdet_dataset(out: Union[str, Path], n_train: int = 6, n_test: int
                             imgsz: int = 320, fps: int = 12, seed: int = 0, *, progress: bool = True) -> Path:
     """Render a synthetic RefDet dataset (``out/train``, ``out/test``) and return ``out``.
 
-    Built under a temporary name and renamed into place when complete; an earlier synthetic dataset
-    at ``out`` is replaced, a directory holding anything else is refused with a :class:`DataError`.
+    Staged next to ``out`` and renamed into place when complete; an earlier dataset of this command
+    at ``out`` is replaced, any other non-empty directory is refused (:mod:`edgekit.core.outdir`).
 
     >>> root = generate_refdet_dataset("/tmp/synth_refdet", n_train=1, n_test=1, frames=8, imgsz=128,
     ...                                progress=False)
@@ -266,10 +268,9 @@ def generate_refdet_dataset(out: Union[str, Path], n_train: int = 6, n_test: int
     1
     """
     _check_args(n_train, n_test, frames, imgsz, fps)
-    # An earlier synthetic dataset may be replaced; any other non-empty directory is refused, not deleted.
-    final_root = check_output_dir(out, replaceable=SPLITS).resolve()
+    final_root = prepare_output(out, WRITER)
     counts = {"train": n_train, "test": n_test}
-    with atomic_dir(final_root) as tmp, tqdm(total=n_train + n_test, desc="synth refdet", unit="video",
+    with staged_output(final_root, WRITER) as tmp, tqdm(total=n_train + n_test, desc="synth refdet", unit="video",
                                                 disable=not progress) as bar:
         for split_index, split in enumerate(SPLITS):
             records: List[Dict[str, Any]] = []

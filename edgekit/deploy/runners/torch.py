@@ -179,7 +179,10 @@ def _load_model(source: Any):
             return torch.jit.load(str(path), map_location="cpu")
         from ultralytics.nn.tasks import load_checkpoint  # lazy: only .pt checkpoints need ultralytics
 
-        model, _ = load_checkpoint(str(path), device="cpu", fuse=False)
+        from edgekit.checkpoints import guarded_loading
+
+        with guarded_loading():  # weights_only + allow-list: a checkpoint's pickled code never runs
+            model, _ = load_checkpoint(str(path), device="cpu", fuse=False)
         return model.float()
     except ModelError:
         raise

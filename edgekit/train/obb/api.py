@@ -19,10 +19,22 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.config import dump_config
-from edgekit.core.errors import ConfigError, EdgekitError
+from edgekit.core.errors import ConfigError, EdgekitError, ModelError
+from edgekit.core.outdir import owned_by, prepare_output
 
-from ..run import RunDir, git_sha, host_info, keep_jsonl, new_run_id, read_jsonl, update_run_meta
+from ..run import (
+    WRITER,
+    RunDir,
+    check_run_id,
+    git_sha,
+    host_info,
+    keep_jsonl,
+    new_run_id,
+    read_jsonl,
+    update_run_meta,
+)
 from .config import ObbTrainConfig
+from .preflight import check_ultralytics_keys, held_ultralytics_log, preflight, translate_stage_error
 
 LOG = logging.getLogger(__name__)
 VERSIONED = ("torch", "torchvision", "ultralytics", "timm", "numpy", "opencv-python-headless", "wandb", "mlflow",
@@ -101,26 +113,10 @@ def _spec_env(text: str) -> Iterator[None]:
             os.environ[ENV_SPEC] = old
 
 
-def _check_ultralytics_keys(extra: Dict[str, Any]) -> None:
-    """Name an unknown pass-through key here, with the closest Ultralytics key, before any run starts."""
-    if not extra:
-        return
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
-    from edgekit.core.config import closest_key
-    from edgekit.core.errors import ConfigError
-
-    for key in extra:
-        if key not in DEFAULT_CFG_DICT:
-            hint = closest_key(key, list(DEFAULT_CFG_DICT))
-            raise ConfigError(f"unknown key 'ultralytics.{key}' (not an Ultralytics train argument)",
-                              f"did you mean 'ultralytics.{hint}'?" if hint else "see Ultralytics' default.yaml")
-
-
 def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, init: str) -> Dict[str, Any]:
     """Ultralytics overrides for one stage (only keys Ultralytics knows)."""
     stage = cfg.stages[index]
-    _check_ultralytics_keys(cfg.ultralytics)
+    check_ultralytics_keys(cfg.ultralytics)
     return dict(**cfg.ultralytics, model=init, data=str(data_yaml), epochs=stage.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                 device=cfg.device, workers=cfg.workers, seed=cfg.seed, deterministic=True, optimizer=cfg.optimizer,
                 lr0=stage.lr0, freeze=stage.freeze, amp=cfg.amp, mosaic=cfg.mosaic, close_mosaic=cfg.close_mosaic,
@@ -128,13 +124,14 @@ def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Pat
                 name=stage.name, exist_ok=True, verbose=False)
 
 
-def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, resume: bool) -> None:
+def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, resume: bool,
+               trust_checkpoint: bool = False) -> None:
     from .trainer import DistillOBBTrainer, TrainSpec
 
     stage = cfg.stages[index]
     offset = sum(s.epochs for s in cfg.stages[:index])
     spec = TrainSpec(run_dir=str(run.root), stage_index=index, epoch_offset=offset,
-                     config=cfg.model_dump(mode="json"))
+                     config=cfg.model_dump(mode="json"), trust_checkpoint=trust_checkpoint)
     if resume:
         overrides: Dict[str, Any] = dict(resume=str(run.last), data=str(data_yaml), device=cfg.device,
                                          workers=cfg.workers)
@@ -144,9 +141,16 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
     LOG.info("stage %s (%d/%d): %s", stage.name, index + 1, len(cfg.stages), "resuming" if resume else "starting")
     update_run_meta(run, stages={stage.name: {"index": index, "epochs": stage.epochs, "freeze": stage.freeze,
                                               "lr0": stage.lr0, "distill_scale": stage.distill_scale}})
-    with _spec_env(spec.to_json()):
-        trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
-        trainer.train()
+    try:
+        with _spec_env(spec.to_json()), held_ultralytics_log() as release:
+            trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
+            trainer.add_callback("on_train_start", lambda _trainer: release())
+            trainer.train()
+    except Exception as e:  # the stage boundary: Ultralytics/torch errors become one line naming the user's file
+        translated = translate_stage_error(e, cfg, data_yaml)
+        if translated is None or translated is e:
+            raise
+        raise translated from None
 
 
 # Keys that may differ on --resume: where and how fast the run executes, not what it trains.
@@ -196,23 +200,76 @@ def remove_stale_temps(run: RunDir) -> None:
             p.unlink()
 
 
-def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = False) -> TrainResult:
-    """Train all stages of ``cfg`` into ``<cfg.project>/<run_id>/`` and return the run's artifacts."""
-    from .trainer import read_edgekit_state
+def read_resume_state(run: RunDir, trust: bool = False) -> Dict[str, Any]:
+    """last.pt's ``edgekit`` entry, loaded safely; a corrupt, foreign or unsafe last.pt is a ModelError
+    (never a silent restart that would overwrite best.pt)."""
+    from edgekit.checkpoints import TRUST_FLAG, safe_load
 
+    try:
+        ckpt = safe_load(run.last, trust=trust)
+    except ModelError as e:
+        refused = TRUST_FLAG in (e.fix or "")
+        raise ModelError(f"--resume: {e.message}", e.fix if refused else
+                         f"restore {run.last.name} (e.g. from {run.checkpoints.name}/stage_<name>.pt) or start a new "
+                         "--run-id; the run is left as it is") from None
+    state = ckpt.get("edgekit") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or "stage_index" not in state:
+        raise ModelError(f"--resume: {run.last} holds no edgekit training state (not written by `edgekit train obb`)",
+                         "restore the run's own last.pt or start a new --run-id")
+    return dict(state)
+
+
+def _restartable(run: RunDir) -> bool:
+    """A run of ours killed before its first checkpoint: nothing trained, so it restarts from scratch."""
+    return owned_by(run.root, WRITER) and not run.last.exists() and not run.best.exists()
+
+
+def _check_student(cfg: ObbTrainConfig, trust: bool) -> None:
+    """A student .pt is loaded safely once here, so an unsafe or corrupt one fails before the run exists."""
+    from edgekit.checkpoints import safe_load
+
+    path = Path(cfg.student).expanduser()
+    if path.suffix.lower() == ".pt" and path.is_file():
+        try:
+            safe_load(path, trust=trust)
+        except ModelError as e:
+            raise ModelError(f"student={cfg.student}: {e.message}", e.fix) from None
+
+
+def _plan_run(cfg: ObbTrainConfig, run_id: str, resume: bool, dataset: Path,
+              trust: bool) -> Tuple[RunDir, bool, Dict[str, Any]]:
+    """(run, resume?, last.pt state): every refusal happens here, before anything is written."""
+    existing = RunDir(Path(cfg.project) / run_id)
+    state: Dict[str, Any] = {}
+    if resume and not existing.last.exists() and _restartable(existing):
+        LOG.warning("run %s was stopped before its first checkpoint: restarting it from epoch 0", existing.root)
+        resume = False
+    elif resume:
+        if not existing.last.exists():
+            raise ConfigError(f"nothing to resume: {existing.last} does not exist", "start the run without --resume")
+        state = read_resume_state(existing, trust)
+        check_resume_config(cfg, existing)
+    elif existing.last.exists():
+        raise ConfigError(f"run {existing.root} already has checkpoints", "pass --resume, or a new --run-id")
+    if not resume:  # a new run never goes into a directory edgekit did not write, nor into/around the dataset
+        prepare_output(existing.root, WRITER, flag="--run-id", sources=[dataset])
+        _check_student(cfg, trust)
+    return existing, resume, state
+
+
+def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = False,
+              trust_checkpoint: bool = False) -> TrainResult:
+    """Train all stages of ``cfg`` into ``<cfg.project>/<run_id>/`` and return the run's artifacts.
+
+    ``trust_checkpoint`` loads the student and last.pt without the class allow-list (``--trust-checkpoint``).
+    """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if resume and not run_id:
         raise ConfigError("--resume needs the run to continue", "pass --run-id ID (a directory under project)")
-    # Fail on a bad dataset, teacher or run before any run directory or report exists.
-    root, _ = resolve_dataset(cfg)
-    cfg = cfg.model_copy(update={"data": str(root)})
-    existing = RunDir(Path(cfg.project) / (run_id or new_run_id()))
-    if not resume and existing.last.exists():
-        raise ConfigError(f"run {existing.root} already has checkpoints", "pass --resume, or a new --run-id")
-    if resume:
-        if not existing.last.exists():
-            raise ConfigError(f"nothing to resume: {existing.last} does not exist", "start the run without --resume")
-        check_resume_config(cfg, existing)
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+    # Fail on a bad dataset, device, teacher, checkpoint or run before any run directory or report exists.
+    cfg, root = preflight(cfg)
+    existing, resume, state = _plan_run(cfg, run_id, resume, root, trust_checkpoint)
     if cfg.distillation.enabled:
         from .teacher import check_teacher
 
@@ -223,15 +280,17 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     _, data_yaml = resolve_dataset(cfg, run)
     _write_run_start(cfg, run, resume)
 
-    start, mid_stage = plan_stages(read_edgekit_state(run.last), len(cfg.stages)) if resume else (0, False)
-    if resume:
-        offset = sum(s.epochs for s in cfg.stages[:start])
-        first_epoch = offset + (read_edgekit_state(run.last).get("stage_epoch", -1) + 1 if mid_stage else 0)
-        for path in (run.train_metrics, run.val_metrics):  # epochs about to be redone must not appear twice
-            keep_jsonl(path, lambda r, e=first_epoch: int(r.get("epoch", -1)) < e or bool(r.get("final")))
+    start, mid_stage = plan_stages(state, len(cfg.stages)) if resume else (0, False)
+    # Epochs about to be (re)done must not appear twice: a fresh start drops every earlier row of this run
+    # (a kill before the first checkpoint leaves reported epochs), a resume those from its first epoch on.
+    offset = sum(s.epochs for s in cfg.stages[:start])
+    first_epoch = offset + (int(state.get("stage_epoch", -1)) + 1 if mid_stage else 0)
+    for path in (run.train_metrics, run.val_metrics):
+        keep_jsonl(path, lambda r, e=first_epoch: int(r.get("epoch", -1)) < e)
     try:
         for index in range(start, len(cfg.stages)):
-            _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start))
+            _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start),
+                       trust_checkpoint=trust_checkpoint)
     except EdgekitError:  # a user error found while building (e.g. unreadable teacher weights)
         if created and not run.last.exists():  # nothing trained: leave no half-made run behind
             shutil.rmtree(run.root, ignore_errors=True)
@@ -240,4 +299,4 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     return TrainResult(run_dir=run.root, best=run.best, last=run.last, final_metrics=finals[-1] if finals else {})
 
 
-__all__ = ["TrainResult", "train_obb", "plan_stages", "stage_overrides", "resolve_dataset"]
+__all__ = ["TrainResult", "train_obb", "plan_stages", "stage_overrides", "resolve_dataset", "read_resume_state"]

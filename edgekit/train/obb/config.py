@@ -22,10 +22,10 @@ DEFAULT_HOOK_LAYERS = (15, 18, 21)
 class TeacherConfig(StrictModel):
     """The frozen DINOv3 teacher (timm)."""
 
-    name: str = DEFAULT_TEACHER
+    name: str = DEFAULT_TEACHER  # timm model name of the DINOv3 ViT
     # "auto": search weights_dir; a file path: that file; "random": random init (tests/benchmarks only).
     weights: str = "auto"
-    weights_dir: str = DEFAULT_DINO_DIR
+    weights_dir: str = DEFAULT_DINO_DIR  # where weights=auto looks for the teacher's weights file
     # Input side in pixels (multiple of 16); None = the student's imgsz.
     imgsz: Optional[int] = None
     # "auto": fp16 on CUDA, fp32 on CPU.
@@ -55,13 +55,13 @@ class TeacherConfig(StrictModel):
 class DistillConfig(StrictModel):
     """Feature distillation from the teacher's patch tokens into hooked student layers."""
 
-    enabled: bool = True
-    layers: List[int] = Field(default_factory=lambda: list(DEFAULT_HOOK_LAYERS))
-    weight: float = 1.0
+    enabled: bool = True  # false: plain Ultralytics training, no teacher
+    layers: List[int] = Field(default_factory=lambda: list(DEFAULT_HOOK_LAYERS))  # student layers whose features are distilled
+    weight: float = 1.0  # distillation loss weight (times each stage's distill_scale)
     # Linear ramp of the distillation weight from 0 over this many (global) epochs; 0 = no warmup.
     warmup_epochs: float = 1.0
-    obj_weight: float = 1.0
-    bg_weight: float = 0.25
+    obj_weight: float = 1.0  # weight of feature-map cells inside labelled objects
+    bg_weight: float = 0.25  # weight of background cells
 
     @field_validator("layers")
     @classmethod
@@ -74,11 +74,11 @@ class DistillConfig(StrictModel):
 class StageConfig(StrictModel):
     """One training stage: its epochs, frozen layers, learning rate and distillation scale."""
 
-    name: str
-    epochs: int = Field(ge=1)
+    name: str  # how overrides address the stage (stages.<name>.epochs=5) and its folder under stages/
+    epochs: int = Field(ge=1)  # epochs of this stage
     freeze: int = Field(default=0, ge=0)  # first N student layers frozen (10 = the yolov8 backbone)
-    lr0: float = 0.002
-    distill_scale: float = 1.0
+    lr0: float = 0.002  # initial learning rate
+    distill_scale: float = 1.0  # multiplies distillation.weight in this stage
 
 
 def _default_stages() -> List[StageConfig]:
@@ -90,9 +90,9 @@ class LoggingConfig(StrictModel):
     """Where metrics go besides the run's JSONL reports."""
 
     wandb: str = "auto"  # auto (online with a key and network, else offline) | online | offline | disabled
-    wandb_project: str = "edgekit"
-    mlflow: bool = False
-    tensorboard: bool = False
+    wandb_project: str = "edgekit"  # W&B project name
+    mlflow: bool = False  # also log to MLflow (its default tracking URI)
+    tensorboard: bool = False  # also write TensorBoard event files into the run
     signal_maps_every: int = Field(default=1, ge=0)  # epochs between signal-map PNGs; 0 = never
 
     @field_validator("wandb")
@@ -113,20 +113,20 @@ ULTRALYTICS_OWNED_KEYS = frozenset({
 class ObbTrainConfig(StrictModel):
     """Everything ``edgekit train obb`` needs; dumped as ``reports/config_resolved.yaml``."""
 
-    student: str = "yolov8n-obb.yaml"
-    data: str  # a dataset root holding data.yaml (edgekit.data.layout.DatasetLayout)
-    imgsz: int = Field(default=640, ge=32)
-    batch: int = Field(default=16, ge=1)
-    device: str = "cpu"
-    workers: int = Field(default=4, ge=0)
-    seed: int = 0
-    optimizer: str = "AdamW"
-    amp: bool = True
-    mosaic: float = 1.0
-    close_mosaic: int = 0
-    val: bool = True
-    patience: int = 100
-    project: str = "runs"
+    student: str = "yolov8n-obb.yaml"  # Ultralytics model yaml (from scratch) or .pt checkpoint to start from
+    data: str  # a dataset root holding data.yaml, or the yaml itself (edgekit.data.layout.DatasetLayout)
+    imgsz: int = Field(default=640, ge=32)  # training image side in pixels, a multiple of 32
+    batch: int = Field(default=16, ge=1)  # images per batch (over all GPUs)
+    device: str = "cpu"  # cpu, cuda, a GPU index (0) or several (0,1: DDP)
+    workers: int = Field(default=4, ge=0)  # dataloader worker processes
+    seed: int = 0  # random seed (training is deterministic per seed)
+    optimizer: str = "AdamW"  # Ultralytics optimizer name (SGD, Adam, AdamW, ...)
+    amp: bool = True  # mixed precision on CUDA
+    mosaic: float = 1.0  # probability of mosaic augmentation
+    close_mosaic: int = 0  # turn mosaic off for the last N epochs of a stage
+    val: bool = True  # validate after every epoch
+    patience: int = 100  # stop a stage after this many epochs without improvement
+    project: str = "runs"  # directory holding the run directories (<project>/<run_id>/)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     distillation: DistillConfig = Field(default_factory=DistillConfig)
     stages: List[StageConfig] = Field(default_factory=_default_stages)
@@ -141,6 +141,17 @@ class ObbTrainConfig(StrictModel):
         owned = sorted(set(v) & ULTRALYTICS_OWNED_KEYS)
         if owned:
             raise ValueError(f"ultralytics.{owned[0]} is set by edgekit itself; use the edgekit key instead")
+        return v
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        # Ultralytics silently rounds imgsz up to a multiple of the model's largest stride (32); refusing
+        # keeps config_resolved.yaml equal to the size really trained (and exported) at.
+        if v % 32:
+            low, high = max(32, v // 32 * 32), (v // 32 + 1) * 32
+            raise ValueError(f"imgsz must be a multiple of 32 (the model's largest stride), got {v}: "
+                             f"use imgsz={low} or imgsz={high}")
         return v
 
     @field_validator("device", mode="before")

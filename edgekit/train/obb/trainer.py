@@ -32,9 +32,9 @@ from typing import Any, Dict, Optional
 import torch
 from ultralytics.models.yolo.obb import OBBTrainer
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, RANK
-from ultralytics.utils.patches import torch_load
 from ultralytics.utils.torch_utils import strip_optimizer, torch_distributed_zero_first, unwrap_model
 
+from edgekit.checkpoints import guarded_loading, safe_load
 from edgekit.core.atomic import atomic_path, write_bytes_atomic
 from edgekit.core.errors import ConfigError
 
@@ -57,6 +57,7 @@ class TrainSpec:
     stage_index: int
     epoch_offset: int  # global epoch number of this stage's first epoch
     config: Dict[str, Any]  # ObbTrainConfig.model_dump(mode="json")
+    trust_checkpoint: bool = False  # --trust-checkpoint: load checkpoints without the allow-list
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -69,10 +70,11 @@ class TrainSpec:
         return cls(**json.loads(text))
 
 
-def read_edgekit_state(path: Path) -> Dict[str, Any]:
-    """The ``edgekit`` entry of a checkpoint ({} when absent or unreadable)."""
+def read_edgekit_state(path: Path, trust: bool = False) -> Dict[str, Any]:
+    """The ``edgekit`` entry of a checkpoint, loaded safely ({} when absent or unreadable; resume uses
+    ``api.read_resume_state``, which refuses instead)."""
     try:
-        ckpt = torch_load(str(path), map_location="cpu")
+        ckpt = safe_load(path, trust=trust)
     except Exception:  # a missing or foreign file reads as "no state"
         return {}
     state = ckpt.get(CKPT_KEY) if isinstance(ckpt, dict) else None
@@ -93,7 +95,8 @@ class DistillOBBTrainer(OBBTrainer):
         self.sinks: Optional[MetricSinks] = None
         self._in_final_eval = False
         self._batch_i, self._nb = 0, 1
-        super().__init__(cfg, overrides, _callbacks)
+        with guarded_loading(self.spec.trust_checkpoint):  # resume: Ultralytics loads last.pt here
+            super().__init__(cfg, overrides, _callbacks)
         stray = self.wdir  # Ultralytics made save_dir/weights; checkpoints live in the run instead
         self.wdir, self.last, self.best = self.run.checkpoints, self.run.last, self.run.best
         if RANK in {-1, 0}:
@@ -101,6 +104,13 @@ class DistillOBBTrainer(OBBTrainer):
             if stray.is_dir() and not any(stray.iterdir()):
                 stray.rmdir()
         self._run_best = read_edgekit_state(self.best).get("fitness") if RANK in {-1, 0} else None
+
+    def train(self):
+        """Ultralytics' training with every checkpoint load restricted (edgekit.checkpoints): the student,
+        resume, strip_optimizer and the final validation all load through ``torch.load``. DDP workers
+        rebuild this class and call train(), so they are guarded too."""
+        with guarded_loading(self.spec.trust_checkpoint):
+            return super().train()
 
     @property
     def global_epoch(self) -> int:
@@ -204,7 +214,7 @@ class DistillOBBTrainer(OBBTrainer):
         try:
             if not super().save_model():
                 return False
-            ckpt = torch_load(str(self.last), map_location="cpu")
+            ckpt = safe_load(self.last)  # the file Ultralytics just wrote
             ckpt[CKPT_KEY] = self._edgekit_state()
             buf = io.BytesIO()
             torch.save(ckpt, buf)

@@ -11,7 +11,7 @@ from edgekit.core.errors import ConfigError, ModelError
 from edgekit.deploy.bundle import Bundle
 from edgekit.deploy.tensorrt import EngineBuildOptions, build_from_bundle, find_engine, read_sidecar
 from edgekit.deploy.tensorrt.from_bundle import bundle_build_inputs
-from tests.deploy.conftest import write_test_bundle
+from tests.deploy.bundles import write_test_bundle
 
 
 @pytest.fixture
