@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from edgekit import __version__
-from edgekit.core.atomic import atomic_dir, write_json_atomic
+from edgekit.core.atomic import write_json_atomic
 from edgekit.core.errors import ConfigError, DataError, DeviceError
+from edgekit.core.outdir import prepare_output, staged_output
 
 from .device import DeviceInfo, check_edgekit, check_target, parse_probe, probe_script
 from .power import PowerSession
@@ -250,12 +251,14 @@ def _settings_dict(settings: Any) -> Dict[str, Any]:
     return dict(settings)
 
 
-def _check_local_out(out: Path) -> Path:
-    out = out.expanduser().absolute()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "bench.json").is_file())):
-        raise DataError(f"--out {out} exists and is not an earlier bench result",
-                        "pass --out a new or empty directory")
-    return out
+# The results directory follows edgekit's output policy as `edgekit bench`'s own (same writer name, so
+# a local and a remote run may replace each other's results, and nothing else).
+OUT_WRITER = "bench"
+
+
+def _check_local_out(out: Path, bundle: PathLike, settings: Dict[str, Any]) -> Path:
+    sources = [bundle, *(settings.get(k) for k in ("video", "images", "data"))]
+    return prepare_output(out, OUT_WRITER, "--out", sources=sources)
 
 
 def _phase_windows(report: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -293,15 +296,15 @@ def power_markdown(power: Dict[str, Any]) -> str:
 
 
 def _pull(dev: Device, remote: str, local: Path) -> None:
-    with atomic_dir(local) as tmp:
-        cfg = dev.session.resolve()
-        if dev.rsync():
-            dev.session.transfer(rsync_argv(cfg, str(tmp), remote, pull=True), "pulling results")
-        else:
-            dev.session.transfer(scp_pull_argv(cfg, remote, str(tmp / "pulled")), "pulling results")
-            for child in (tmp / "pulled").iterdir():
-                os.replace(str(child), str(tmp / child.name))
-            (tmp / "pulled").rmdir()
+    """Copy the remote directory's contents into the (existing, empty) local directory."""
+    cfg = dev.session.resolve()
+    if dev.rsync():
+        dev.session.transfer(rsync_argv(cfg, str(local), remote, pull=True), "pulling results")
+        return
+    dev.session.transfer(scp_pull_argv(cfg, remote, str(local / "pulled")), "pulling results")
+    for child in (local / "pulled").iterdir():
+        os.replace(str(child), str(local / child.name))
+    (local / "pulled").rmdir()
 
 
 def push_inputs(dev: Device, settings: Dict[str, Any], remote_dir: str) -> Dict[str, Any]:
@@ -332,7 +335,7 @@ def run_bench(dev: Device, bundle: PathLike, out: PathLike, settings: Any = None
               jetson_clocks: bool = False, interval_ms: int = 100, progress: bool = True) -> Dict[str, Any]:
     """Push, bench on the device while sampling tegrastats, pull the results into ``out``, add power."""
     s = _settings_dict(settings)
-    out_dir = _check_local_out(Path(out))
+    out_dir = _check_local_out(Path(out), bundle, s)
     target = _manifest_target(bundle)
     dev.check(target, s.get("backend", "onnxruntime"))
     remote_bundle = dev.push(bundle)
@@ -355,18 +358,25 @@ def run_bench(dev: Device, bundle: PathLike, out: PathLike, settings: Any = None
     if p.returncode != 0:
         raise DeviceError(f"edgekit bench on {dev.where} failed (exit {p.returncode}): {_tail(p)}",
                           "see the device's output above")
-    _pull(dev, f"{run_dir}/bench", out_dir)
-    report_path = out_dir / "bench.json"
+    with staged_output(out_dir, OUT_WRITER) as stage:
+        _pull(dev, f"{run_dir}/bench", stage)
+        report = _add_results(dev, stage, sampler.samples, power)
+    return report
+
+
+def _add_results(dev: Device, stage: Path, samples: List[Any], power: PowerSession) -> Dict[str, Any]:
+    """Add the power section (and the device) to the pulled bench.json/bench.md; write power.json."""
+    report_path = stage / "bench.json"
     if not report_path.is_file():
         raise DeviceError(f"edgekit bench on {dev.where} wrote no bench.json", "check the device's edgekit version")
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    summary = add_power(report, sampler.samples)
+    summary = add_power(report, samples)
     if power.previous is not None:
         summary["power_mode"] = {"previous": vars(power.previous), "benched": vars(power.applied) if power.applied else None}
     report.setdefault("environment", {})["device"] = dev.info().as_dict()
     write_json_atomic(report_path, report)
-    write_json_atomic(out_dir / "power.json", {"samples": [vars(x) for x in sampler.samples], "summary": summary})
-    md = out_dir / "bench.md"
+    write_json_atomic(stage / "power.json", {"samples": [vars(x) for x in samples], "summary": summary})
+    md = stage / "bench.md"
     if md.is_file():
         md.write_text(md.read_text(encoding="utf-8") + power_markdown(summary), encoding="utf-8")
     return report

@@ -42,7 +42,7 @@ def test_ssh_settings_from_the_environment(device):
 
 
 def test_push_with_scp_prints_the_remote_path(device, tmp_path):
-    from tests.deploy.conftest import write_test_bundle
+    from tests.deploy.bundles import write_test_bundle
 
     pytest.importorskip("onnx")
     b = write_test_bundle(tmp_path / "cli b")

@@ -17,7 +17,7 @@ from edgekit.core.errors import DeviceError
 from edgekit.jetson import Device, RemoteOptions, SshConfig
 from edgekit.jetson.remote import STAGING_PREFIX
 from edgekit.jetson.ssh import run_argv
-from tests.deploy.conftest import write_test_bundle
+from tests.deploy.bundles import write_test_bundle
 from tests.jetson.fake_device import FAKE_VDD_IN_MW
 
 pytest.importorskip("onnx")  # the test bundle is a real ONNX graph written here
@@ -297,3 +297,22 @@ def test_edgekit_bench_device_jetson_end_to_end(device, tmp_path, monkeypatch):
     assert report["power"]["available"] and report["power"]["energy_per_frame_mj"] > 0
     assert any(c.startswith("tegrastats --interval") for c in device.calls())
     assert (out / "power.json").is_file() and "Power (tegrastats on the device)" in (out / "bench.md").read_text()
+
+
+def test_results_directory_policy(device, bundle, tmp_path):
+    """--out: a directory holding the user's files is refused before anything runs on the device; an
+    earlier bench result is replaced whole."""
+    from edgekit.core.errors import DataError
+    from edgekit.jetson.remote import run_bench
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="--out"):
+        run_bench(_dev(device, remote_edgekit="edgekit-standin"), bundle, foreign, {"iterations": 2})
+    assert (foreign / "notes.txt").read_text() == "keep" and device.calls() == []
+    out = tmp_path / "out"
+    for _ in range(2):
+        run_bench(_dev(device, remote_edgekit="edgekit-standin"), bundle, out, {"iterations": 2}, interval_ms=50)
+    assert sorted(p.name for p in out.iterdir()) == [".edgekit-output.json", "bench.json", "bench.md", "power.json"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".edgekit-stage")] == []
