@@ -52,6 +52,24 @@ def test_push_with_scp_prints_the_remote_path(device, tmp_path):
     assert (device.home / "edgekit" / "bundles" / "cli b" / "manifest.json").is_file()
 
 
+def test_bench_command_wires_its_options(device, tmp_path):
+    from tests.deploy.bundles import write_test_bundle
+
+    pytest.importorskip("onnx")
+    b = write_test_bundle(tmp_path / "b")
+    out = tmp_path / "out"
+    p = _main("jetson", "bench", device.host, str(b), "--backend", "onnxruntime", "--precision", "fp32",
+              "--iterations", "3", "--power-mode", "7", "--jetson-clocks", "--interval-ms", "40", "--out", str(out),
+              "--remote-edgekit", "edgekit-standin", "--ssh-config", str(device.ssh_config))
+    assert p.returncode == 0, p.stderr
+    argv = json.loads((out / "bench.json").read_text())["argv"]
+    assert argv[argv.index("--iterations") + 1] == "3" and argv[argv.index("--backend") + 1] == "onnxruntime"
+    calls = device.calls()
+    assert "sudo -n nvpmodel -m 7" in calls and "sudo -n jetson_clocks" in calls
+    assert any(c.startswith("tegrastats --interval 40 ") for c in calls)
+    assert "energy per frame" in p.stdout
+
+
 def test_refused_ssh_option_and_bad_host_are_one_line():
     p = _main("jetson", "info", "root@h", "--ssh-option", "StrictHostKeyChecking=no")
     assert p.returncode == 1 and "never does" in p.stderr and p.stderr.count("\n") == 1
