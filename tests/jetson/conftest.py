@@ -53,11 +53,11 @@ def _keygen(path: Path) -> str:
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float = 10.0) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(f"sshd exited: {log.read_text() if log.exists() else ''}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -91,10 +91,11 @@ def loopback(tmp_path_factory):
         f"PidFile {d / 'sshd.pid'}", "StrictModes no", "UsePAM no", "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp",
         f"SetEnv PATH={path} HOME={home} EDGEKIT_JETSON_ROOT={root} PYTHONPATH={REPO}:{site} "
         "PYTHONDONTWRITEBYTECODE=1 YOLO_OFFLINE=1", ""]))
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # -E: log to a file (a pipe nobody reads would fill up and stall sshd)
+    proc = subprocess.Popen([SSHD, "-D", "-E", str(d / "sshd.log"), "-f", str(d / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_listening(port, proc)
+        _wait_listening(port, proc, d / "sshd.log")
         (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
         (d / "bad_known_hosts").write_text(f"[127.0.0.1]:{port} {other_pub}\n")
         (d / "ssh_config").write_text("\n".join([
