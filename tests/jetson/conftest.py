@@ -68,7 +68,7 @@ def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float
 @pytest.fixture(scope="session")
 def loopback(tmp_path_factory):
     if not os.path.exists(SSHD):
-        pytest.skip(f"{SSHD} missing: apt-get install openssh-server (REFERENCE: the loopback sshd recipe)")
+        pytest.skip(f"{SSHD} missing: apt-get install openssh-server (see docs/jetson.md)")
     if not (DEVICE_VENV / "bin" / "python").exists():
         pytest.skip(f"device venv {DEVICE_VENV} missing: create it with pyenv's Python 3.8 and "
                     "numpy<1.24 pydantic<2.11 pyyaml click tqdm opencv-python-headless<4.11 onnxruntime<1.20")
