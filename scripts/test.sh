@@ -19,7 +19,8 @@ echo "== Python 3.8 compatibility of the device subset (vermin) =="
 # core, deploy, bench, jetson, cli and calib's TensorRT part run on JetPack 5 (Python 3.8).
 device_paths=()
 for p in edgekit/core edgekit/deploy edgekit/bench edgekit/jetson edgekit/cli \
-         edgekit/calib/__init__.py edgekit/calib/cache.py edgekit/calib/dataset.py edgekit/calib/qdq.py edgekit/calib/qdq_check.py; do
+         edgekit/calib/__init__.py edgekit/calib/cache.py edgekit/calib/dataset.py edgekit/calib/qdq.py edgekit/calib/qdq_check.py \
+         tests/jetson; do
   [ -e "$p" ] && device_paths+=("$p")
 done
 vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
@@ -43,8 +44,10 @@ if [ -n "$PY38" ]; then
   "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
       "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" "polygraphy==0.49.26" pytest pytest-timeout
   device_tests=()
-  for t in tests/core tests/cli/test_root.py tests/cli/test_engine_cli.py tests/deploy tests/bench tests/jetson \
-           tests/calib/test_cache.py; do
+  # tests/jetson: parsing and command lines (the loopback-sshd tests already run a Python 3.8 device).
+  for t in tests/core tests/cli/test_root.py tests/cli/test_engine_cli.py tests/deploy tests/bench \
+           tests/jetson/test_ssh.py tests/jetson/test_tegrastats.py tests/jetson/test_power.py \
+           tests/jetson/test_device.py tests/calib/test_cache.py; do
     [ -e "$t" ] && device_tests+=("$t")
   done
   # Host-cache computation (ORT activation histograms) runs on the host, not the device: excluded.
