@@ -9,6 +9,17 @@ PY=${PYTHON:-python3}
 echo "== install (constraints.txt) =="
 "$PY" -m pip install -q -c constraints.txt -e ".[all]"
 
+echo "== system packages the tests drive for real (sshd + rsync for the Jetson path) =="
+# The remote-device tests start their own sshd on 127.0.0.1; without these they would skip.
+if [ ! -x /usr/sbin/sshd ] || ! command -v rsync >/dev/null || ! command -v ssh >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client rsync) \
+      >/dev/null || echo "warning: could not install openssh-server/rsync: the loopback-sshd tests will skip"
+  else
+    echo "warning: openssh-server/rsync missing and not root: the loopback-sshd tests will skip"
+  fi
+fi
+
 echo "== ruff =="
 "$PY" -m ruff check edgekit tests benchmarks
 
@@ -19,7 +30,8 @@ echo "== Python 3.8 compatibility of the device subset (vermin) =="
 # core, deploy, bench, jetson, cli and calib's TensorRT part run on JetPack 5 (Python 3.8).
 device_paths=()
 for p in edgekit/core edgekit/deploy edgekit/bench edgekit/jetson edgekit/cli \
-         edgekit/calib/__init__.py edgekit/calib/cache.py edgekit/calib/dataset.py edgekit/calib/qdq.py edgekit/calib/qdq_check.py; do
+         edgekit/calib/__init__.py edgekit/calib/cache.py edgekit/calib/dataset.py edgekit/calib/qdq.py edgekit/calib/qdq_check.py \
+         tests/jetson; do
   [ -e "$p" ] && device_paths+=("$p")
 done
 vermin -q -t=3.8- --violations --eval-annotations --no-tips "${device_paths[@]}"
@@ -43,13 +55,21 @@ if [ -n "$PY38" ]; then
   "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
       "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" "polygraphy==0.49.26" pytest pytest-timeout
   device_tests=()
-  for t in tests/core tests/cli/test_root.py tests/cli/test_engine_cli.py tests/deploy tests/bench tests/jetson \
-           tests/calib/test_cache.py; do
+  # tests/jetson: parsing and command lines (the loopback-sshd tests already run a Python 3.8 device).
+  for t in tests/core tests/cli/test_root.py tests/cli/test_engine_cli.py tests/deploy tests/bench \
+           tests/jetson/test_ssh.py tests/jetson/test_tegrastats.py tests/jetson/test_power.py \
+           tests/jetson/test_device.py tests/calib/test_cache.py; do
     [ -e "$t" ] && device_tests+=("$t")
   done
   # Host-cache computation (ORT activation histograms) runs on the host, not the device: excluded.
   PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider -k "not onnxruntime_ranges" \
       "${device_tests[@]}"
+
+  # The fake Jetson behind the loopback sshd (tests/jetson): Python 3.8, numpy<1.24, no torch.
+  device_venv=${EDGEKIT_PY38_DEVICE_VENV:-$HOME/.cache/edgekit-py38-device}
+  [ -x "$device_venv/bin/python" ] || "$PY38" -m venv "$device_venv"
+  "$device_venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
+      "opencv-python-headless<4.11" "onnxruntime<1.20"
 
   # Second pass: the same packages, numpy 1.24 (what an unpinned pip gives on Python 3.8).
   venv124=${EDGEKIT_PY38_NP124_VENV:-$HOME/.cache/edgekit-py38-np124}

@@ -25,6 +25,7 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     "export": ("edgekit.cli.export_cmd", "export", "Export a run to ONNX / INT8 Q/DQ / TensorRT and a deploy bundle."),
     "engine": ("edgekit.cli.engine_cmd", "engine", "Build the TensorRT engine for a deploy bundle on this device."),
     "bundle": ("edgekit.cli.bundle_cmd", "bundle", "Inspect a deploy bundle; check its golden outputs on this machine."),
+    "jetson": ("edgekit.cli.jetson_cmd", "jetson", "Drive a Jetson over ssh: info, push, build, bench, setup."),
     "bench": ("edgekit.cli.bench_cmd", "bench", "Benchmark a bundle: latency, throughput, parity, mAP; compare runs."),
 }
 

@@ -148,7 +148,7 @@ def toy_task(monkeypatch, tmp_path):
     register_adapter("refdet", TwoGraphAdapter)
     ckpt = tmp_path / "toy.pt"
     ckpt.write_bytes(b"toy")
-    monkeypatch.setattr(pipeline, "load_checkpoint", lambda path: LoadedCheckpoint(
+    monkeypatch.setattr(pipeline, "load_checkpoint", lambda path, trust=False: LoadedCheckpoint(
         Path(path), toy, "refdet", {0: "a", 1: "b"}, IMGSZ))
     yield ckpt
     ADAPTERS.pop("refdet")
