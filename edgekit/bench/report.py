@@ -134,7 +134,12 @@ METRICS: List[_Metric] = [
     ("sequential FPS", lambda r: r.throughput.sequential_fps, False),
     ("pipelined FPS", lambda r: r.throughput.pipelined_fps, False),
     ("mAP50", lambda r: r.accuracy.map50 if r.accuracy else None, False),
+    ("energy per frame mJ", lambda r: _number((r.power or {}).get("energy_per_frame_mj")), True),
 ]
+
+
+def _number(v: object) -> Optional[float]:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def check_comparable(reports: Sequence[Tuple[str, BenchReport]], force: bool = False) -> None:

@@ -88,6 +88,16 @@ def _edit(src: Path, dst: Path, **changes) -> Path:
     return dst
 
 
+def test_compare_shows_energy_per_frame_from_the_jetson_power_section(bench_run, tmp_path):
+    a = _edit(bench_run, tmp_path / "a.json", power={"available": True, "energy_per_frame_mj": 40.0})
+    b = _edit(bench_run, tmp_path / "b.json", power={"available": False, "energy_per_frame_mj": None})
+    c = _edit(bench_run, tmp_path / "c.json", power={"available": True, "energy_per_frame_mj": 30.0})
+    res = _run("bench", "compare", str(a), str(b), str(c))
+    assert res.returncode == 0, res.stderr
+    row = next(ln for ln in res.stdout.splitlines() if ln.startswith("| energy per frame mJ"))
+    assert row.split("|")[2:5] == [" 40 ", " - ", " 30 (-25.0%) "]
+
+
 @pytest.mark.parametrize("change, needle", [
     ({"bundle__onnx_sha256": "0" * 64}, "different model (ONNX sha256)"),
     ({"settings__precision": "int8"}, "different precision"),
@@ -161,15 +171,12 @@ def test_dataset_with_other_classes_is_refused(small_bundle, tmp_path):
 
 
 def test_jetson_handover_without_the_jetson_package_is_one_line(small_bundle):
-    try:
-        import edgekit.jetson  # noqa: F401
-
-        if hasattr(edgekit.jetson, "remote_bench"):
-            pytest.skip("edgekit.jetson.remote_bench exists: tested by tests/jetson")
-    except ImportError:
-        pass
-    _one_line_error(_run("bench", str(small_bundle), "--device", "jetson", "--host", "root@127.0.0.1"),
-                    "--device jetson is not available")
+    code = ("import sys; sys.modules['edgekit.jetson'] = None\n"  # as on an install without edgekit.jetson
+            "from edgekit.cli.main import main\n"
+            f"main(['bench', {str(small_bundle)!r}, '--device', 'jetson', '--host', 'root@127.0.0.1'])\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    _one_line_error(res, "--device jetson is not available")
 
 
 @pytest.mark.parametrize("settings", [

@@ -93,9 +93,18 @@ def test_tensorrt_on_cpu_is_refused(small_bundle):
         run_bench(small_bundle, {"backend": "tensorrt", "device": "cpu", "iterations": 1}, progress=False)
 
 
-def test_tensorrt_backend_on_the_fake(small_bundle):
-    pytest.importorskip("edgekit.deploy.tensorrt")
-    pytest.skip("TensorRT runner not merged into this branch yet")
+@pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0.26"])
+def test_tensorrt_backend_on_the_fake(small_bundle, version):
+    """The TensorRT path (engine build from the bundle, runner, parity) on fake TensorRT under Polygraphy."""
+    pytest.importorskip("polygraphy")
+    from tests.fakes.fake_tensorrt import FakeTensorRT
+
+    with FakeTensorRT(version):
+        r = run_bench(small_bundle, {"backend": "tensorrt", "device": "cuda", "iterations": 6, "warmup": 3},
+                      progress=False)
+    _check_contract(r, 6)
+    assert r.settings.backend == "tensorrt" and r.environment.get("engine_key")
+    assert r.parity.status == "passed", r.parity
 
 
 def test_in_memory_frames_are_cycled(small_bundle, tmp_path):
