@@ -208,3 +208,12 @@ def test_cli_args_reproduce_the_settings(settings, monkeypatch, tmp_path):
     if expected.iterations is None and expected.duration_s is None:
         expected = expected.model_copy(update={"iterations": 100})
     assert seen == [expected]
+
+
+def test_out_inside_the_bundle_is_refused_before_measuring(small_bundle):
+    _one_line_error(_run("bench", str(small_bundle), "--out", str(small_bundle / "results")), "inside the source")
+    assert not (small_bundle / "results").exists()
+
+
+def test_compare_of_a_missing_file_is_one_line(bench_run, tmp_path):
+    _one_line_error(_run("bench", "compare", str(bench_run), str(tmp_path / "nope.json")), "nope.json", "does not exist")
