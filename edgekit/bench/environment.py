@@ -8,6 +8,7 @@ thermal zones.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import platform
@@ -39,12 +40,10 @@ def package_versions() -> Dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     if "tensorrt" not in out:  # JetPack ships the bindings as a system package without dist metadata
-        try:
-            import tensorrt  # noqa: F401 - only its version is read
+        from edgekit.deploy.tensorrt.device import import_tensorrt, trt_version
 
-            out["tensorrt"] = str(getattr(tensorrt, "__version__", "unknown"))
-        except Exception:  # noqa: BLE001 - absent or broken: simply not reported
-            pass
+        with contextlib.suppress(Exception):  # absent or broken (PyPI's stubs count as absent): not reported
+            out["tensorrt"] = trt_version(import_tensorrt())
     return out
 
 

@@ -25,6 +25,7 @@ from edgekit.core.outdir import owned_by, prepare_output
 from ..run import (
     WRITER,
     RunDir,
+    append_jsonl,
     check_run_id,
     git_sha,
     host_info,
@@ -151,6 +152,37 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
         if translated is None or translated is e:
             raise
         raise translated from None
+
+
+def _finish_interrupted_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, trust: bool) -> None:
+    """A kill after a stage's last epoch but before its final evaluation: do that evaluation now.
+
+    The stage counts as finished (its last epoch is saved), so the resume goes on with the next stage;
+    without this the stage would have no ``stage_<name>.pt`` and no final row in val_metrics.jsonl.
+    """
+    stage = cfg.stages[index]
+    if any(r.get("final") and r.get("stage") == stage.name for r in read_jsonl(run.val_metrics)):
+        return
+    from edgekit.checkpoints import guarded_loading
+
+    from .trainer import finish_stage_files
+
+    LOG.info("stage %s: finishing its final evaluation (interrupted before it ran)", stage.name)
+    finish_stage_files(run.last, run.best, run.checkpoints, stage.name, index)
+    if not run.best.exists():
+        return
+    from ultralytics import YOLO
+
+    with guarded_loading(trust), held_ultralytics_log():
+        metrics = YOLO(str(run.best)).val(data=str(data_yaml), imgsz=cfg.imgsz, batch=cfg.batch, device=cfg.device,
+                                           workers=cfg.workers, plots=False, verbose=False).results_dict
+    epoch_in_stage = stage.epochs - 1
+    offset = sum(s.epochs for s in cfg.stages[:index])
+    record = {"stage": stage.name, "epoch": offset + epoch_in_stage, "stage_epoch": epoch_in_stage,
+              **{k: float(v) for k, v in metrics.items() if k != "fitness"},
+              "fitness": float(metrics["fitness"]) if "fitness" in metrics else None,
+              "final": True, "checkpoint": str(run.best)}
+    append_jsonl(run.val_metrics, record)
 
 
 # Keys that may differ on --resume: where and how fast the run executes, not what it trains.
@@ -288,6 +320,8 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     for path in (run.train_metrics, run.val_metrics):
         keep_jsonl(path, lambda r, e=first_epoch: int(r.get("epoch", -1)) < e)
     try:
+        if resume and start > 0:
+            _finish_interrupted_stage(cfg, run, start - 1, data_yaml, trust_checkpoint)
         for index in range(start, len(cfg.stages)):
             _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start),
                        trust_checkpoint=trust_checkpoint)

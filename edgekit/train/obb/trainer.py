@@ -81,6 +81,26 @@ def read_edgekit_state(path: Path, trust: bool = False) -> Dict[str, Any]:
     return dict(state) if isinstance(state, dict) else {}
 
 
+def _strip_atomic(path: Path, last: Path, stage_index: int) -> None:
+    state = read_edgekit_state(path)
+    if path == last or state.get("stage_index") == stage_index:
+        state["stage_done"] = True
+    with atomic_path(path, suffix=".pt") as tmp:
+        strip_optimizer(path, s=str(tmp), updates={CKPT_KEY: state})
+
+
+def finish_stage_files(last: Path, best: Path, wdir: Path, stage_name: str, stage_index: int) -> None:
+    """End of a stage: optimizers stripped (atomically, marking the stage done) and ``stage_<name>.pt`` kept.
+
+    Also what a resume runs when a kill came after the stage's last epoch but before this step.
+    """
+    for path in (last, best):
+        if path.exists():
+            _strip_atomic(path, last, stage_index)
+    if last.exists():  # keep each stage's result (stage A's is overwritten by stage B)
+        write_bytes_atomic(wdir / f"stage_{stage_name}.pt", last.read_bytes())
+
+
 class DistillOBBTrainer(OBBTrainer):
     """OBB trainer with feature distillation from a frozen teacher kept outside ``self.model``."""
 
@@ -229,22 +249,11 @@ class DistillOBBTrainer(OBBTrainer):
             self._run_best = float(fit)
         return True
 
-    def _strip_atomic(self, path: Path) -> None:
-        state = read_edgekit_state(path)
-        if path == self.last or state.get("stage_index") == self.spec.stage_index:
-            state["stage_done"] = True
-        with atomic_path(path, suffix=".pt") as tmp:
-            strip_optimizer(path, s=str(tmp), updates={CKPT_KEY: state})
-
     def final_eval(self):
         """Strip optimizers atomically, then validate the run's best checkpoint (Ultralytics' flow)."""
         with torch_distributed_zero_first(LOCAL_RANK):
             if RANK in {-1, 0}:
-                for path in (self.last, self.best):
-                    if path.exists():
-                        self._strip_atomic(path)
-                if self.last.exists():  # keep each stage's result (stage A's is overwritten by stage B)
-                    write_bytes_atomic(self.wdir / f"stage_{self.stage.name}.pt", self.last.read_bytes())
+                finish_stage_files(self.last, self.best, self.wdir, self.stage.name, self.spec.stage_index)
         if self.best.exists():
             self.validator.args.plots = self.args.plots
             self.validator.args.compile = False
@@ -323,4 +332,4 @@ class DistillOBBTrainer(OBBTrainer):
                 self.sinks = None
 
 
-__all__ = ["DistillOBBTrainer", "TrainSpec", "ENV_SPEC", "CKPT_KEY", "read_edgekit_state"]
+__all__ = ["DistillOBBTrainer", "TrainSpec", "ENV_SPEC", "CKPT_KEY", "read_edgekit_state", "finish_stage_files"]

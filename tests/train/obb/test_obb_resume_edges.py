@@ -115,3 +115,34 @@ def test_cli_resume_of_a_missing_run_is_one_line_and_leaves_nothing(obb_dataset,
     assert "nothing to resume" in res.stderr and "nope" in res.stderr
     assert not list(tmp_path.iterdir())
 
+
+
+class _Killed(BaseException):
+    """Stands in for a SIGKILL: nothing in the trainer catches it."""
+
+
+def test_kill_between_a_stages_last_save_and_its_final_eval_is_finished_on_resume(tiny_overrides, monkeypatch):
+    """The stage's last epoch is saved but final_eval never ran: resume runs it (stage_a.pt, one final row
+    for each stage) before going on, instead of skipping the stage's result."""
+    import json
+
+    from edgekit.train.obb import trainer as trainer_mod
+
+    cfg = load_train_config(None, tiny_overrides)
+    real_final_eval = trainer_mod.DistillOBBTrainer.final_eval
+
+    def killed_in_stage_a(self):
+        if self.stage.name == "a":
+            raise _Killed()
+        return real_final_eval(self)
+
+    monkeypatch.setattr(trainer_mod.DistillOBBTrainer, "final_eval", killed_in_stage_a)
+    with pytest.raises(_Killed):
+        train_obb(cfg, run_id="k")
+    run = RunDir(Path(cfg.project) / "k")
+    assert not (run.checkpoints / "stage_a.pt").exists()
+    monkeypatch.setattr(trainer_mod.DistillOBBTrainer, "final_eval", real_final_eval)
+    train_obb(cfg, run_id="k", resume=True)
+    rows = [json.loads(x) for x in run.val_metrics.read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows if r.get("final")] == [("a", 0), ("b", 1)]
+    assert (run.checkpoints / "stage_a.pt").exists() and (run.checkpoints / "stage_b.pt").exists()
