@@ -320,7 +320,8 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     for path in (run.train_metrics, run.val_metrics):
         keep_jsonl(path, lambda r, e=first_epoch: int(r.get("epoch", -1)) < e)
     try:
-        if resume and start > 0:
+        # last.pt saved the stage's last epoch but final_eval (which marks it done) never ran: run it now.
+        if resume and start > 0 and int(state.get("stage_index", -1)) == start - 1 and not state.get("stage_done"):
             _finish_interrupted_stage(cfg, run, start - 1, data_yaml, trust_checkpoint)
         for index in range(start, len(cfg.stages)):
             _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start),
