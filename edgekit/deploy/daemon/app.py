@@ -66,34 +66,38 @@ class BodyLimit:
             await self._too_large(send)
             return
         seen = [0]
-        started = [False]
+        state = {"started": False, "rejected": False}
 
         async def limited_receive() -> Any:
             message = await receive()
             seen[0] += len(message.get("body", b""))
-            if seen[0] > self.limit:
-                raise _TooLarge()
+            if seen[0] > self.limit and not state["rejected"]:
+                # Answer 413 now and tell the app the client left: raising here would be turned into
+                # a 400 by the framework's body parser.
+                state["rejected"] = True
+                if not state["started"]:
+                    state["started"] = True
+                    await self._too_large(send)
+                return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Any) -> None:
-            started[0] = started[0] or message["type"] == "http.response.start"
+        async def guarded_send(message: Any) -> None:
+            if state["rejected"]:
+                return  # the 413 went out already
+            state["started"] = state["started"] or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started[0]:
-                await self._too_large(send)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:  # noqa: BLE001 - the app noticing the "disconnect" we made up
+            if not state["rejected"]:
+                raise
 
     async def _too_large(self, send: Any) -> None:
         body = b'{"detail":"request body too large (max %d bytes)"}' % self.limit
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(service: Service, token: Optional[str]) -> Any:
@@ -182,8 +186,8 @@ def create_app(service: Service, token: Optional[str]) -> Any:
                     await ws.send_text(text)
                     sub.sent += 1
             await ws.close(code=1001)
-        except Exception:  # noqa: BLE001 - the client went away; nothing to tell it
-            pass
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the client left, or shutdown cancelled a
+            pass  # send to a client that stopped reading: nothing to tell it either way
         finally:
             service.fanout.unsubscribe(sub)
 

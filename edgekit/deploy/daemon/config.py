@@ -58,6 +58,8 @@ class DaemonConfig(StrictModel):
     warmup_frames: int = Field(3, ge=0, description="inferences run before /health/ready turns 200")
     max_upload_bytes: int = Field(1_000_000, gt=0, description="largest request body accepted (413 beyond)")
     drain_timeout_s: float = Field(3.0, gt=0, description="how long SIGTERM waits for frames in flight")
+    socket_sndbuf: int = Field(65536, ge=4096, description="kernel send buffer per client: bounds the stale "
+                                                         "frames a client that stopped reading can have queued")
     jpeg_quality: int = Field(70, ge=10, le=100, description="live page JPEG quality")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
 

@@ -32,6 +32,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def listen_socket(host: str, port: int, sndbuf: int) -> socket.socket:
+    """The listening socket, bound before the model loads (a taken port fails at once, port 0 picks one).
+
+    Its send buffer is inherited by every accepted connection: a small one bounds how many frames
+    the kernel holds for a client that stopped reading, so that client's own bounded queue starts
+    dropping its oldest frames instead of the kernel buffering seconds of stale ones.
+    """
+    from edgekit.core.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}",
+                          "pick a free --port or stop the process holding it") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
 class Daemon:
     """The service plus its HTTP server. Checks everything that can be checked before listening."""
 
@@ -44,8 +68,8 @@ class Daemon:
         check_bind(cfg, token)
         if not cfg.bundle:
             raise ModelError("no bundle given", "pass the bundle directory: edgekit serve BUNDLE --source ...")
-        if cfg.port == 0:
-            cfg = cfg.model_copy(update={"port": free_port(cfg.host)})
+        self.sock = listen_socket(cfg.host, cfg.port, cfg.socket_sndbuf)
+        cfg = cfg.model_copy(update={"port": self.sock.getsockname()[1]})
         self.cfg = cfg
         bundle = Bundle.open(cfg.bundle, verify=True)
         self.service = Service(cfg, bundle, open_source(cfg.source))
@@ -79,7 +103,7 @@ class Daemon:
         self.notifier.start()
         threading.Thread(target=self._watch, name="edgekit-watch", daemon=True).start()
         log.warning("edgekit serve: %s on %s (source %s)", self.service.bundle.root.name, self.url, self.cfg.source.uri)
-        self.server.run()
+        self.server.run(sockets=[self.sock])
         self.notifier.stop()
         self.service.stop(self.cfg.drain_timeout_s)
         return self.service.exit_code
@@ -88,7 +112,8 @@ class Daemon:
     def start(self, timeout: float = 30.0) -> Daemon:
         self.service.start()
         threading.Thread(target=self._watch, name="edgekit-watch", daemon=True).start()
-        self._thread = threading.Thread(target=self.server.run, name="edgekit-http", daemon=True)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                        name="edgekit-http", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

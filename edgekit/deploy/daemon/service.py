@@ -232,7 +232,7 @@ class Service:
             result = self._publish_q.get()
             if result is None:
                 return
-            payload = self.payload(result)
+            payload = self.payload(result, self.published)
             text = json.dumps(payload)
             self._latest = (payload, result.frame)
             self._done_times.append(time.monotonic())
@@ -244,9 +244,11 @@ class Service:
             for hook in list(self.publish_hooks):
                 hook(text)
 
-    def payload(self, result: FrameResult) -> Dict[str, Any]:
+    def payload(self, result: FrameResult, seq: int) -> Dict[str, Any]:
+        """One frame's JSON: ``frame`` counts published frames from 0 since start (it does not restart
+        when a file loops or a model is swapped); ``detections`` is :meth:`Detections.to_dict`."""
         ms = {k[:-2] + "_ms": round(v * 1000.0, 3) for k, v in result.timings.items()}
-        return {"frame": result.index, "time": time.time(), "frame_shape": list(result.frame_shape),
+        return {"frame": seq, "time": time.time(), "frame_shape": list(result.frame_shape),
                 "model": self._model_info.get("name"), "timings": ms, "detections": result.detections.to_dict()}
 
     def latest(self) -> Optional[Dict[str, Any]]:
