@@ -29,7 +29,10 @@ function corners(b){ // xywhr -> 4 points
   return pts;
 }
 function draw(p){
-  if (cv.width !== img.naturalWidth){ cv.width = img.naturalWidth; cv.height = img.naturalHeight; }
+  if (cv.width !== img.naturalWidth){
+    cv.width = img.naturalWidth; cv.height = img.naturalHeight;  // small frames shown at >= 640 px wide
+    cv.style.width = Math.min(window.innerWidth * 0.96, Math.max(640, img.naturalWidth)) + "px";
+  }
   ctx.drawImage(img, 0, 0);
   const d = p.detections; ctx.lineWidth = Math.max(2, cv.width/320); ctx.strokeStyle = "#00ff00";
   ctx.fillStyle = "#00ff00"; ctx.font = Math.max(12, cv.width/50) + "px sans-serif";
