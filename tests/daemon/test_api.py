@@ -22,6 +22,9 @@ def ws_messages(url, n, timeout=10.0, **kw):
     from websockets.sync.client import connect
 
     out = []
+    # close_timeout: uvicorn 0.33's legacy websockets protocol (Python 3.8) leaves the TCP close to the
+    # client, which would wait its default 10 s for it.
+    kw.setdefault("close_timeout", 1)
     with connect(url, open_timeout=timeout, **kw) as ws:
         while len(out) < n:
             out.append(json.loads(ws.recv(timeout=timeout)))

@@ -70,9 +70,9 @@ def test_live_page_needs_the_token_off_loopback(media):
         from websockets.sync.client import connect
 
         url = f"ws://{ip}:{d.cfg.port}/ws/detections"
-        with pytest.raises(Exception), connect(url, open_timeout=5) as ws:  # noqa: B017 - refused (1008)
+        with pytest.raises(Exception), connect(url, open_timeout=5, close_timeout=1) as ws:  # noqa: B017 - refused (1008)
             ws.recv(timeout=5)
-        with connect(url + f"?token={TOKEN}", open_timeout=5) as ws:
+        with connect(url + f"?token={TOKEN}", open_timeout=5, close_timeout=1) as ws:
             assert ws.recv(timeout=5)
     finally:
         d.stop()

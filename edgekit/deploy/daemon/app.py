@@ -180,15 +180,27 @@ def create_app(service: Service, token: Optional[str]) -> Any:
             return
         await ws.accept()
         sub = service.fanout.subscribe(asyncio.get_event_loop())
+        # Listen too: a client's close frame is answered at once instead of after its close timeout.
+        incoming = asyncio.ensure_future(ws.receive())
         try:
             while not service.done.is_set():
-                for text in await sub.next_batch(timeout=0.5):
-                    await ws.send_text(text)
-                    sub.sent += 1
+                batch = asyncio.ensure_future(sub.next_batch(timeout=0.5))
+                await asyncio.wait({incoming, batch}, return_when=asyncio.FIRST_COMPLETED)
+                if batch.done():
+                    for text in batch.result():
+                        await ws.send_text(text)
+                        sub.sent += 1
+                else:
+                    batch.cancel()
+                if incoming.done():
+                    if incoming.result()["type"] == "websocket.disconnect":
+                        return
+                    incoming = asyncio.ensure_future(ws.receive())  # clients have nothing to say: ignored
             await ws.close(code=1001)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the client left, or shutdown cancelled a
             pass  # send to a client that stopped reading: nothing to tell it either way
         finally:
+            incoming.cancel()
             service.fanout.unsubscribe(sub)
 
     return BodyLimit(app, service.cfg.max_upload_bytes), app
