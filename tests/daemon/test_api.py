@@ -205,3 +205,12 @@ def test_live_snapshot_has_frame_and_counters(daemon):
     s = httpx.get(daemon.url + "/live/snapshot").json()
     assert s["state"] == "ready" and s["frame"]["jpeg"] and set(s["dropped"]) == {"capture", "infer", "publish"}
     assert time.time() - s["frame"]["payload"]["time"] < 5
+
+
+def test_serve_briefly_reports_what_metrics_said(media):
+    """What `edgekit demo` prints at its end."""
+    from edgekit.deploy.daemon import serve_briefly
+
+    m = serve_briefly(media["b1"], media["folder"], 0.5)
+    assert m["edgekit_frames_total{stage=publish}"] > 0 and m["edgekit_ready"] == 1.0
+    assert "edgekit_stage_latency_seconds_sum{stage=end_to_end}" in m and "edgekit_fps" in m
