@@ -77,6 +77,12 @@ class Daemon:
         self.server = uvicorn.Server(uvicorn.Config(asgi, host=cfg.host, port=cfg.port, log_level="warning",
                                                     timeout_graceful_shutdown=2, lifespan="off"))
         self.notifier = Notifier(lambda: self.service.ready, lambda: self.service.published)
+        self.mqtt: Any = None
+        if cfg.mqtt.host:
+            from .mqtt import MqttPublisher
+
+            self.mqtt = MqttPublisher(cfg.mqtt)
+            self.service.publish_hooks.append(self.mqtt.publish)
         self._thread: Optional[threading.Thread] = None
 
     @property
@@ -99,6 +105,8 @@ class Daemon:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
+        if self.mqtt is not None:
+            self.mqtt.start()
         self.service.start()
         self.notifier.start()
         threading.Thread(target=self._watch, name="edgekit-watch", daemon=True).start()
@@ -106,10 +114,14 @@ class Daemon:
         self.server.run(sockets=[self.sock])
         self.notifier.stop()
         self.service.stop(self.cfg.drain_timeout_s)
+        if self.mqtt is not None:
+            self.mqtt.stop()
         return self.service.exit_code
 
     # ---- background mode (tests, demo) -------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> Daemon:
+        if self.mqtt is not None:
+            self.mqtt.start()
         self.service.start()
         threading.Thread(target=self._watch, name="edgekit-watch", daemon=True).start()
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
@@ -135,6 +147,8 @@ class Daemon:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.mqtt is not None:
+            self.mqtt.stop()
 
 
 def serve_briefly(bundle: Any, source: Any, seconds: float = 3.0) -> Dict[str, float]:
