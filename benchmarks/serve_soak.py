@@ -125,7 +125,8 @@ class Client(threading.Thread):
     def run(self) -> None:
         from websockets.sync.client import connect
 
-        with connect(self.url, max_size=None, close_timeout=1) as ws:
+        # No keepalive pings: the stalled client would fail them by design (it never reads).
+        with connect(self.url, max_size=None, close_timeout=1, ping_interval=None) as ws:
             while not self.stop.is_set():
                 if self.delay is None:
                     time.sleep(0.1)
@@ -142,12 +143,40 @@ class Client(threading.Thread):
                     time.sleep(self.delay)
 
 
+def _phase(url: str, proc: subprocess.Popen, ws: str, clients: List[Client], seconds: float,
+           rss: List[float]) -> Dict[str, Any]:
+    m0, t0 = metrics(url), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1.0)
+        rss.append(rss_mb(proc.pid))
+    m1, t1 = metrics(url), time.monotonic()
+    key = "edgekit_frames_total{stage=publish}"
+    fast = [c for c in clients if c.delay == 0.0]
+    gaps, lat, dly = [], [], []
+    for c in fast:  # the client threads keep appending: read one consistent prefix
+        n = min(len(c.arrivals), len(c.latency_ms), len(c.delivery_ms))
+        arr = np.asarray(c.arrivals[:n])
+        inside = (arr >= t0) & (arr <= t1)
+        gaps.append(1000 * float(np.max(np.diff(arr[inside]))))
+        lat.append(np.asarray(c.latency_ms[:n])[inside])
+        dly.append(np.asarray(c.delivery_ms[:n])[inside])
+    lat, dly = np.concatenate(lat), np.concatenate(dly)
+    drops = {s: m1[f"edgekit_frames_dropped_total{{stage={s}}}"] - m0[f"edgekit_frames_dropped_total{{stage={s}}}"]
+             for s in ("capture", "infer", "publish")}
+    return {"fps": (m1[key] - m0[key]) / (t1 - t0), "frames": m1[key] - m0[key], "seconds": t1 - t0,
+            "p50_latency_ms": float(np.percentile(lat, 50)), "p99_latency_ms": float(np.percentile(lat, 99)),
+            "p99_delivery_ms": float(np.percentile(dly, 99)), "max_gap_ms_fast_clients": max(gaps), "dropped": drops}
+
+
 def soak(bundle: Path, video: Path, seconds: float, warmup_s: float, n_fast: int) -> Dict[str, Any]:
+    """Two phases of ``seconds / 2``: fast clients only (the control), then with a slow and a stalled
+    client added: a gap or fps loss that appears only in the second phase is the slow clients' doing."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "edgekit", "serve", str(bundle), "--source", str(video), "--loop",
                              "--port", str(port)], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -158,39 +187,29 @@ def soak(bundle: Path, video: Path, seconds: float, warmup_s: float, n_fast: int
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("daemon did not become ready") from None
                 time.sleep(0.2)
-        stop = threading.Event()
         ws = url.replace("http", "ws") + "/ws/detections"
-        fast = [Client(ws, 0.0, stop) for _ in range(n_fast)]
-        slow, stalled = Client(ws, 0.25, stop), Client(ws, None, stop)
-        for c in fast + [slow, stalled]:
+        clients = [Client(ws, 0.0, stop) for _ in range(n_fast)]
+        for c in clients:
             c.start()
         time.sleep(warmup_s)
-        m0, rss0, t0 = metrics(url), rss_mb(proc.pid), time.monotonic()
-        rss_samples = [rss0]
-        while time.monotonic() - t0 < seconds:
-            time.sleep(1.0)
-            rss_samples.append(rss_mb(proc.pid))
-        m1, t1 = metrics(url), time.monotonic()
+        rss = [rss_mb(proc.pid)]
+        control = _phase(url, proc, ws, clients, seconds / 2, rss)
+        slow, stalled = Client(ws, 0.25, stop), Client(ws, None, stop)
+        slow.start()
+        stalled.start()
+        loaded = _phase(url, proc, ws, clients + [slow, stalled], seconds / 2, rss)
+        loaded["slow_client_received"] = len(slow.arrivals)
         stop.set()
-        for c in fast + [slow, stalled]:
+        for c in clients + [slow, stalled]:
             c.join(timeout=5)
     finally:
+        stop.set()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=20)
-    key = "edgekit_frames_total{stage=publish}"
-    fps = (m1[key] - m0[key]) / (t1 - t0)
-    window = [c for c in fast]
-    gaps = [1000 * float(np.max(np.diff([a for a in c.arrivals if t0 <= a <= t1]))) for c in window]
-    lat = np.concatenate([np.asarray(c.latency_ms) for c in window])
-    dly = np.concatenate([np.asarray(c.delivery_ms) for c in window])
-    drops = {s: m1[f"edgekit_frames_dropped_total{{stage={s}}}"] - m0[f"edgekit_frames_dropped_total{{stage={s}}}"]
-             for s in ("capture", "infer", "publish")}
-    return {"fps": fps, "frames": m1[key] - m0[key], "seconds": t1 - t0, "sigterm_exit_code": rc,
-            "p50_latency_ms": float(np.percentile(lat, 50)), "p99_latency_ms": float(np.percentile(lat, 99)),
-            "p99_delivery_ms": float(np.percentile(dly, 99)), "max_gap_ms_fast_clients": max(gaps),
-            "dropped": drops, "slow_client_received": len(slow.arrivals),
-            "rss_mb_start": rss0, "rss_mb_end": rss_samples[-1], "rss_mb_max": max(rss_samples),
-            "rss_growth_pct": 100.0 * (rss_samples[-1] - rss0) / rss0}
+    return {"fast_only": control, "with_slow_and_stalled": loaded, "fps": loaded["fps"],
+            "p99_latency_ms": loaded["p99_latency_ms"], "sigterm_exit_code": rc,
+            "rss_mb_start": rss[0], "rss_mb_end": rss[-1], "rss_mb_max": max(rss),
+            "rss_growth_pct": 100.0 * (rss[-1] - rss[0]) / rss[0]}
 
 
 def main() -> None:
@@ -208,27 +227,45 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serve_soak_"))
     bundle = a.bundle or conv_bundle(work / "conv_bundle")
     video = make_video(work / "soak.mp4")
-    bench = run_bench(bundle, {"video": str(video), "iterations": 300, "parity": False}, progress=False)
+    def bench_fps() -> float:
+        r = run_bench(bundle, {"video": str(video), "iterations": 300, "parity": False}, progress=False)
+        return r.throughput.pipelined_fps
+
+    # bench before and after the soak: on a shared machine the load moves, and the mean of the two
+    # brackets the soak better than either alone (both are recorded).
+    before = bench_fps()
     result = soak(bundle, video, a.seconds, a.warmup, a.fast_clients)
-    result["bench_pipelined_fps"] = bench.throughput.pipelined_fps
-    result["fps_ratio_vs_bench"] = result["fps"] / bench.throughput.pipelined_fps
+    after = bench_fps()
+    result["bench_pipelined_fps"] = (before + after) / 2
+    result["bench_pipelined_fps_before_after"] = [before, after]
+    result["fps_ratio_vs_bench"] = result["fps"] / result["bench_pipelined_fps"]
     result["targets"] = {"fps_ratio>=0.95": result["fps_ratio_vs_bench"] >= 0.95,
                          "rss_growth<5%": result["rss_growth_pct"] < 5.0,
-                         f"no_gap>{a.stall_ms:.0f}ms": result["max_gap_ms_fast_clients"] <= a.stall_ms,
+                         "slow_clients_cost_no_fps": (result["with_slow_and_stalled"]["fps"]
+                                                      >= 0.95 * result["fast_only"]["fps"]),
+                         f"no_gap>{a.stall_ms:.0f}ms_with_slow_clients":
+                             result["with_slow_and_stalled"]["max_gap_ms_fast_clients"] <= a.stall_ms,
                          "sigterm_exit_0": result["sigterm_exit_code"] == 0}
     env = collect_environment()
     record = {"benchmark": "serve_soak", "bundle": str(a.bundle or "generated conv bundle 320px"),
-              "video": "generated 640x480, 120 frames, looped", "clients": {"fast": a.fast_clients, "slow_0.25s": 1,
-                                                                           "stalled": 1},
+              "video": "generated 640x480, 120 frames, looped",
+              "clients": {"fast": a.fast_clients, "slow_0.25s_per_frame": 1, "stalled_never_reads": 1},
               "machine": dict(env, python=sys.version.split()[0], load_avg=os.getloadavg()), "result": result}
     a.out.mkdir(parents=True, exist_ok=True)
     name = f"serve_soak_{int(a.seconds)}s"
     (a.out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))
     lines = [f"# serve soak ({int(a.seconds)} s, {a.fast_clients} fast + 1 slow + 1 stalled WebSocket clients)", "",
              "| metric | value |", "|---|---|"]
+    def cell(v: Any) -> str:
+        if isinstance(v, dict):
+            return json.dumps({k: round(x, 2) if isinstance(x, float) else x for k, x in v.items()})
+        if isinstance(v, list):
+            return json.dumps([round(x, 2) for x in v])
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
     for k, v in result.items():
         if k != "targets":
-            lines.append(f"| {k} | {json.dumps(v) if isinstance(v, dict) else (f'{v:.2f}' if isinstance(v, float) else v)} |")
+            lines.append(f"| {k} | {cell(v)} |")
     lines += ["", "targets: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in result["targets"].items()),
               "", f"machine: {json.dumps(record['machine'], default=str)[:600]}"]
     (a.out / f"{name}.md").write_text("\n".join(lines) + "\n")

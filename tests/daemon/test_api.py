@@ -214,3 +214,30 @@ def test_serve_briefly_reports_what_metrics_said(media):
     m = serve_briefly(media["b1"], media["folder"], 0.5)
     assert m["edgekit_frames_total{stage=publish}"] > 0 and m["edgekit_ready"] == 1.0
     assert "edgekit_stage_latency_seconds_sum{stage=end_to_end}" in m and "edgekit_fps" in m
+
+
+def test_building_engine_state_is_visible_while_ready_is_503(media, monkeypatch):
+    """TensorRT is faked here (none installable): the build is a wait the test releases."""
+    import threading
+
+    from edgekit.deploy.bundle import Bundle
+
+    real, gate = Bundle.detector, threading.Event()
+
+    def building(self, backend="onnxruntime", precision="fp32", **kw):
+        gate.wait(20)  # stands in for a TensorRT engine build (minutes on a Xavier NX)
+        return real(self, "onnxruntime", "fp32")
+
+    monkeypatch.setattr(Bundle, "detector", building)
+    d = make_daemon(media, backend="tensorrt").start()
+    try:
+        live = httpx.get(d.url + "/health/live").json()
+        assert live["status"] == "alive" and live["state"] == "building_engine"
+        ready = httpx.get(d.url + "/health/ready")
+        assert ready.status_code == 503 and ready.json()["state"] == "building_engine"
+        gate.set()
+        d.wait_ready()
+        assert httpx.get(d.url + "/health/ready").status_code == 200
+    finally:
+        gate.set()
+        d.stop()

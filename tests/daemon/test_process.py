@@ -141,3 +141,15 @@ def test_watchdog_stays_silent_without_progress():
                 os.environ["NOTIFY_SOCKET"] = old
             s.close()
     assert sum("WATCHDOG=1" in m for m in msgs) == 1  # one ping for the first progress, none after
+
+
+def test_cli_options_override_the_config_file(tmp_path):
+    from edgekit.cli.serve_cmd import _daemon_config
+
+    cfg_file = tmp_path / "daemon.yaml"
+    cfg_file.write_text("port: 9000\nhost: 127.0.0.1\nsource:\n  uri: clip.mp4\n  loop: true\n")
+    cfg = _daemon_config(str(cfg_file), {"port": 9100, "host": None, "bundle": "b"}, {"uri": None, "loop": None})
+    assert cfg.port == 9100 and cfg.host == "127.0.0.1" and cfg.source.uri == "clip.mp4" and cfg.source.loop
+    cfg_file.write_text("prot: 9000\n")
+    p = serve(["b", "--config", str(cfg_file)])
+    assert p.wait(timeout=30) == 1 and "did you mean 'port'" in p.stderr.read()

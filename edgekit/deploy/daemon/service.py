@@ -120,6 +120,7 @@ class Service:
         """Build (TensorRT: possibly minutes, shown as 'building_engine'), activate and warm up."""
         if announce:
             self._set_state("building_engine" if self.cfg.backend == "tensorrt" else "loading_model")
+            threading.Thread(target=self._log_progress, name="edgekit-progress", daemon=True).start()
         det = bundle.detector(self.cfg.backend, self.cfg.precision)
         det.__enter__()
         try:
@@ -136,6 +137,13 @@ class Service:
                 "classes": ",".join(bundle.classes), "backend": self.cfg.backend,
                 "precision": self.cfg.precision, "imgsz": "x".join(map(str, bundle.manifest.preprocess.imgsz))}
         return det, info
+
+    def _log_progress(self, every_s: float = 15.0) -> None:
+        """A TensorRT build on a Jetson can take minutes with no output of its own: say it is alive."""
+        state = self.state
+        while not self._stop.wait(every_s) and self.state == state:
+            log.warning("still %s after %.0f s (/health/live shows the state)", state.replace("_", " "),
+                        time.monotonic() - self.state_since)
 
     def model_info(self) -> Dict[str, Any]:
         return dict(self._model_info)
@@ -282,7 +290,7 @@ class Service:
                 "source": {"uri": self.cfg.source.uri, "kind": self.source.kind, "live": self.source.live,
                            "state": c.state, "frames": c.frames, "dropped": c.dropped, "bad": c.bad},
                 "reconnects": c.reconnects, "losses": c.losses,
-                "queues": {"capture": 0, "publish": self._publish_q.qsize()},
+                "queues": {"capture": c.waiting, "publish": self._publish_q.qsize()},
                 "model": self.model_info(), "reload": dict(self.reload_status)}
 
 

@@ -43,6 +43,7 @@ class SourceCounters:
         self.bad = 0  # unreadable frames skipped
         self.losses = 0
         self.reconnects = 0
+        self.waiting = 0  # live: 1 while a frame waits in the newest-frame slot
         self.state = "opening"
 
 
@@ -158,6 +159,7 @@ class FrameSource:
                     while slot["frame"] is None and not slot["ended"] and not self._stop.is_set():
                         ready.wait(0.1)
                     frame, slot["frame"] = slot["frame"], None
+                    self.counters.waiting = 0
                     if frame is None:
                         return
                 yield frame
@@ -174,6 +176,7 @@ class FrameSource:
                     if slot["frame"] is not None:
                         self.counters.dropped += 1
                     slot["frame"] = frame
+                    self.counters.waiting = 1
                 ready.notify()
 
         try:
