@@ -132,3 +132,32 @@ def test_rtsp_loss_and_reconnect(media):
         src.stop()
         server.kill()
         server.wait()
+
+
+@pytest.mark.skipif(not _rtsp_ready(), reason="no gst-rtsp-server (see test_rtsp_loss_and_reconnect)")
+def test_daemon_reports_rtsp_loss_and_serves_again(media):
+    import httpx
+
+    from tests.daemon.helpers import make_daemon, wait_for
+
+    port = free_port()
+    server = start_rtsp(port, media["video"])
+    cfg = SourceConfig(uri=f"rtsp://127.0.0.1:{port}/s", stall_timeout_s=1.0, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    d = make_daemon(media, source=cfg).start()
+    try:
+        d.wait_ready()
+        wait_for(lambda: d.service.published > 5)
+        server.kill()
+        server.wait()
+        wait_for(lambda: httpx.get(d.url + "/health/ready").json()["source"] == "reconnecting", timeout=15)
+        server = start_rtsp(port, media["video"])
+        before = d.service.published
+        wait_for(lambda: d.service.published > before + 5, timeout=20)
+        text = httpx.get(d.url + "/metrics").text
+        value = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln.startswith("edgekit_source_")}
+        assert value["edgekit_source_losses"] >= 1 and value["edgekit_source_reconnects"] >= 1
+        assert httpx.get(d.url + "/health/ready").json()["source"] == "reading"
+    finally:
+        d.stop()
+        server.kill()
+        server.wait()
