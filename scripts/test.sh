@@ -21,7 +21,7 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v rsync >/dev/null || ! command -v ssh 
 fi
 
 echo "== system packages for the daemon tests (headless Chromium for the live page, a real RTSP server) =="
-if ! command -v chromium >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/girepository-1.0/GstRtspServer-1.0.typelib ]; then
+if ! command -v chromium >/dev/null || [ ! -x /usr/sbin/mosquitto ] || [ ! -e /usr/lib/x86_64-linux-gnu/girepository-1.0/GstRtspServer-1.0.typelib ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium mosquitto gir1.2-gst-rtsp-server-1.0 \
         python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav) \
