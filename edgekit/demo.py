@@ -80,6 +80,7 @@ def run_demo(out_dir: Path, profile: str = "standard", seed: int = 0) -> DemoSum
     run_dir = _train(summary, out_dir, root, p, seed)
     bundle = _export(summary, run_dir, seed)
     _latency(summary, bundle, root, out_dir)
+    _serve(summary, bundle, root)
 
     from edgekit.core.atomic import write_json_atomic
 
@@ -170,6 +171,19 @@ def _export(summary: DemoSummary, run_dir: Path, seed: int) -> Path:
         if not (res.report.get("engine") or {}).get("built") else "built"
     done(f"bundle -> {res.bundle_dir}")
     return res.bundle_dir
+
+
+def _serve(summary: DemoSummary, bundle: Path, root: Path, seconds: float = 3.0) -> None:
+    """``edgekit serve`` on the bundle for a few seconds (val images, looped): what /metrics reported."""
+    from edgekit.deploy.daemon import serve_briefly
+
+    done = _stage(summary, "serve")
+    m = serve_briefly(bundle, root / "images" / "val", seconds)
+    n, e2e = m.get("edgekit_frames_total{stage=publish}", 0), m.get("edgekit_stage_latency_seconds_sum{stage=end_to_end}", 0)
+    drops = sum(v for k, v in m.items() if k.startswith("edgekit_frames_dropped_total"))
+    summary.metrics["serve /metrics"] = (f"{n:.0f} frames, {m.get('edgekit_fps', 0):.0f} FPS, mean latency "
+                                         f"{1000 * e2e / max(n, 1):.1f} ms, dropped {drops:.0f}")
+    done(f"{n:.0f} frames served in {seconds:.0f} s on 127.0.0.1 (edgekit serve, ONNX Runtime CPU)")
 
 
 def _latency(summary: DemoSummary, bundle: Path, root: Path, out_dir: Path, n: int = 30) -> None:

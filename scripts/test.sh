@@ -20,6 +20,17 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v rsync >/dev/null || ! command -v ssh 
   fi
 fi
 
+echo "== system packages for the daemon tests (headless Chromium for the live page, a real RTSP server) =="
+if ! command -v chromium >/dev/null || [ ! -x /usr/sbin/mosquitto ] || [ ! -e /usr/lib/x86_64-linux-gnu/girepository-1.0/GstRtspServer-1.0.typelib ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium mosquitto gir1.2-gst-rtsp-server-1.0 \
+        python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav) \
+      >/dev/null || echo "warning: could not install chromium/gstreamer: the live-page and RTSP tests will skip"
+  else
+    echo "warning: chromium/gst-rtsp-server missing and not root: the live-page and RTSP tests will skip"
+  fi
+fi
+
 echo "== ruff =="
 "$PY" -m ruff check edgekit tests benchmarks
 
@@ -53,12 +64,13 @@ if [ -n "$PY38" ]; then
   [ -x "$venv/bin/python" ] || "$PY38" -m venv "$venv"
   # onnxruntime/onnx: the last lines with cp38 wheels, standing in for JetPack's own builds.
   "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
-      "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" "polygraphy==0.49.26" pytest pytest-timeout
+      "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" "polygraphy==0.49.26" pytest pytest-timeout \
+      "fastapi>=0.110,<0.125" "uvicorn>=0.29,<0.34" "websockets>=12,<14" prometheus-client httpx "paho-mqtt>=2,<3"
   device_tests=()
   # tests/jetson: parsing and command lines (the loopback-sshd tests already run a Python 3.8 device).
   for t in tests/core tests/cli/test_root.py tests/cli/test_engine_cli.py tests/deploy tests/bench \
            tests/jetson/test_ssh.py tests/jetson/test_tegrastats.py tests/jetson/test_power.py \
-           tests/jetson/test_device.py tests/calib/test_cache.py; do
+           tests/jetson/test_device.py tests/calib/test_cache.py tests/daemon; do
     [ -e "$t" ] && device_tests+=("$t")
   done
   # Host-cache computation (ORT activation histograms) runs on the host, not the device: excluded.

@@ -15,13 +15,14 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "edgekit demo: results" in res.stdout
     summary = json.loads((tmp_path / "d" / "demo_summary.json").read_text())
-    assert [s["stage"] for s in summary["stages"]] == ["synth", "check", "train", "export", "bench"]
+    assert [s["stage"] for s in summary["stages"]] == ["synth", "check", "train", "export", "bench", "serve"]
     bundle = tmp_path / "d" / "runs" / "demo" / "bundle"
     for name in ("manifest.json", "model.onnx", "model.int8.qdq.onnx", "onnx_parity.json", "export_report.json"):
         assert (bundle / name).is_file(), name
     assert summary["metrics"]["ONNX parity (torch vs ORT)"].startswith("pass")
     for precision in ("fp32", "int8"):  # the demo ends with `edgekit bench` of its bundle
         assert json.loads((tmp_path / "d" / "bench" / precision / "bench.json").read_text())["schema_version"] == 1
+    assert not summary["metrics"]["serve /metrics"].startswith("0 frames")  # then `edgekit serve` for a few seconds
 
 
 def test_demo_bad_out_fails_in_one_line_before_any_work(tmp_path):

@@ -26,6 +26,7 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     "engine": ("edgekit.cli.engine_cmd", "engine", "Build the TensorRT engine for a deploy bundle on this device."),
     "bundle": ("edgekit.cli.bundle_cmd", "bundle", "Inspect a deploy bundle; check its golden outputs on this machine."),
     "jetson": ("edgekit.cli.jetson_cmd", "jetson", "Drive a Jetson over ssh: info, push, build, bench, setup."),
+    "serve": ("edgekit.cli.serve_cmd", "serve", "Serve a bundle's detections: HTTP/WebSocket, metrics, live page."),
     "bench": ("edgekit.cli.bench_cmd", "bench", "Benchmark a bundle: latency, throughput, parity, mAP; compare runs."),
 }
 

@@ -1,0 +1,209 @@
+"""The HTTP/WebSocket API (FastAPI): health, metrics, detections, reload, live page.
+
+Security (see docs/serve.md): a configured bearer token is required for mutating endpoints from
+anywhere; the live page and the WebSocket need it from any non-loopback client; request bodies
+are capped at ``max_upload_bytes`` (413 beyond); reload names resolve only inside the models
+directory. Browsers cannot set headers on a WebSocket, so ``?token=`` is accepted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+from typing import Any, Awaitable, Callable, Dict, Optional
+
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+
+from edgekit import __version__
+from edgekit.core.errors import ConfigError, ModelError
+
+from .config import is_loopback
+from .live_page import LIVE_PAGE
+from .metrics import CONTENT_TYPE, STAGES
+from .service import Service
+
+
+class ReloadRequest(BaseModel):
+    """Body of POST /model/reload."""
+
+    model_config = ConfigDict(extra="forbid")
+    bundle: str  # a bundle directory name inside the models directory
+
+
+def _presented_token(headers: Any, query: Any) -> Optional[str]:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return query.get("token")
+
+
+def _allowed(token: Optional[str], client_host: Optional[str], headers: Any, query: Any, always: bool) -> bool:
+    """``always``: the token is needed from loopback too (mutating endpoints)."""
+    local = bool(client_host) and is_loopback(client_host or "")
+    if token is None:
+        return local  # without a token the daemon only ever listens on loopback (config.check_bind)
+    if local and not always:
+        return True
+    given = _presented_token(headers, query)
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for request bodies over ``limit`` bytes (declared or streamed)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        seen = [0]
+        state = {"started": False, "rejected": False}
+
+        async def limited_receive() -> Any:
+            message = await receive()
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > self.limit and not state["rejected"]:
+                # Answer 413 now and tell the app the client left: raising here would be turned into
+                # a 400 by the framework's body parser.
+                state["rejected"] = True
+                if not state["started"]:
+                    state["started"] = True
+                    await self._too_large(send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            if state["rejected"]:
+                return  # the 413 went out already
+            state["started"] = state["started"] or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:  # noqa: BLE001 - the app noticing the "disconnect" we made up
+            if not state["rejected"]:
+                raise
+
+    async def _too_large(self, send: Any) -> None:
+        body = b'{"detail":"request body too large (max %d bytes)"}' % self.limit
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(service: Service, token: Optional[str]) -> Any:
+    app = FastAPI(title="edgekit serve", version=__version__,
+                  description="On-device detection service: health, Prometheus metrics, detections "
+                              "(latest and a WebSocket stream), model hot reload and a live page.")
+
+    def require(request: Request, always: bool) -> None:
+        host = request.client.host if request.client else None
+        if not _allowed(token, host, request.headers, request.query_params, always):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/health/live", tags=["health"])
+    def live() -> Dict[str, Any]:
+        """200 while the process runs (also while the engine builds)."""
+        return {"status": "alive", "state": service.state, "state_s": service.snapshot_state()["state_s"]}
+
+    @app.get("/health/ready", tags=["health"])
+    def ready() -> JSONResponse:
+        """200 once warmed up and serving; 503 before that, while draining and after a fatal error."""
+        s = service.snapshot_state()
+        body = {"status": "ready" if s["ready"] else "not ready", "state": s["state"], "state_s": s["state_s"],
+                "error": s["error"], "source": s["source"]["state"], "model": s["model"].get("name")}
+        return JSONResponse(body, status_code=200 if s["ready"] else 503)
+
+    @app.get("/metrics", tags=["health"])
+    def metrics() -> Response:
+        """Prometheus text format."""
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/detections/latest", tags=["detections"])
+    def latest() -> Dict[str, Any]:
+        """The newest frame's detections (Detections schema under 'detections', frame pixels)."""
+        payload = service.latest()
+        if payload is None:
+            raise HTTPException(404, "no frame processed yet")
+        return payload
+
+    @app.get("/model", tags=["model"])
+    def model() -> Dict[str, Any]:
+        return {"model": service.model_info(), "reload": dict(service.reload_status),
+                "models_dir": str(service.models_dir)}
+
+    @app.post("/model/reload", status_code=202, tags=["model"])
+    def reload(body: ReloadRequest, request: Request) -> Dict[str, Any]:
+        """Load bundle ``body.bundle`` from the models directory in the background; the old model
+        keeps serving until the new one is verified and warmed up, and stays if loading fails."""
+        require(request, always=True)
+        try:
+            return service.request_reload(body.bundle)
+        except ConfigError as e:
+            raise HTTPException(400, e.format()) from None
+        except ModelError as e:
+            raise HTTPException(409 if "already running" in str(e) else 404, e.format()) from None
+
+    @app.get("/", response_class=HTMLResponse, tags=["live"])
+    def page(request: Request) -> HTMLResponse:
+        """The live page: frame, boxes, fps, latency, drops, model."""
+        require(request, always=False)
+        return HTMLResponse(LIVE_PAGE)
+
+    @app.get("/live/snapshot", tags=["live"])
+    def snapshot(request: Request) -> Dict[str, Any]:
+        """What the live page draws: the newest frame (JPEG, base64), its detections and the counters."""
+        require(request, always=False)
+        s = service.snapshot_state()
+        latest = service.latest_jpeg()
+        frame = None if latest is None else {"payload": latest[0], "jpeg": base64.b64encode(latest[1]).decode()}
+        reg = service.metrics.registry
+        drops = {st: reg.get_sample_value("edgekit_frames_dropped_total", {"stage": st}) or 0.0 for st in STAGES}
+        return {"state": s["state"], "fps": s["fps"], "model": s["model"], "source": s["source"],
+                "dropped": drops, "subscribers": s["subscribers"], "frame": frame}
+
+    @app.websocket("/ws/detections")
+    async def stream(ws: WebSocket) -> None:
+        """One JSON message per frame (the /detections/latest payload); slow clients lose old frames."""
+        host = ws.client.host if ws.client else None
+        if not _allowed(token, host, ws.headers, ws.query_params, always=False):
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        sub = service.fanout.subscribe(asyncio.get_event_loop())
+        # Listen too: a client's close frame is answered at once instead of after its close timeout.
+        incoming = asyncio.ensure_future(ws.receive())
+        try:
+            while not service.done.is_set():
+                batch = asyncio.ensure_future(sub.next_batch(timeout=0.5))
+                await asyncio.wait({incoming, batch}, return_when=asyncio.FIRST_COMPLETED)
+                if batch.done():
+                    for text in batch.result():
+                        await ws.send_text(text)
+                        sub.sent += 1
+                else:
+                    batch.cancel()
+                if incoming.done():
+                    if incoming.result()["type"] == "websocket.disconnect":
+                        return
+                    incoming = asyncio.ensure_future(ws.receive())  # clients have nothing to say: ignored
+            await ws.close(code=1001)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the client left, or shutdown cancelled a
+            pass  # send to a client that stopped reading: nothing to tell it either way
+        finally:
+            incoming.cancel()
+            service.fanout.unsubscribe(sub)
+
+    return BodyLimit(app, service.cfg.max_upload_bytes), app
+
+
+__all__ = ["create_app", "BodyLimit", "ReloadRequest"]
