@@ -120,7 +120,7 @@ def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Pat
     return dict(**cfg.ultralytics, model=init, data=str(data_yaml), epochs=stage.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                 device=cfg.device, workers=cfg.workers, seed=cfg.seed, deterministic=True, optimizer=cfg.optimizer,
                 lr0=stage.lr0, freeze=stage.freeze, amp=cfg.amp, mosaic=cfg.mosaic, close_mosaic=cfg.close_mosaic,
-                val=cfg.val, patience=cfg.patience, plots=False, project=str(run.root / "stages"),
+                val=cfg.val, patience=cfg.patience, plots=False, save_period=-1, project=str(run.root / "stages"),
                 name=stage.name, exist_ok=True, verbose=False)
 
 
@@ -154,7 +154,7 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
 
 
 # Keys that may differ on --resume: where and how fast the run executes, not what it trains.
-RESUME_MUTABLE = ("device", "workers", "project", "data", "logging", "teacher.cuda_graph")
+RESUME_MUTABLE = ("device", "workers", "project", "data", "logging", "teacher.cuda_graph", "save_period")
 
 
 def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
