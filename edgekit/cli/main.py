@@ -27,6 +27,9 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     "bundle": ("edgekit.cli.bundle_cmd", "bundle", "Inspect a deploy bundle; check its golden outputs on this machine."),
     "jetson": ("edgekit.cli.jetson_cmd", "jetson", "Drive a Jetson over ssh: info, push, build, bench, setup."),
     "bench": ("edgekit.cli.bench_cmd", "bench", "Benchmark a bundle: latency, throughput, parity, mAP; compare runs."),
+    "predict": ("edgekit.cli.predict_cmd", "predict", "Run a run/checkpoint/bundle on images or video: predictions JSON."),
+    "eval": ("edgekit.cli.eval_cmd", "eval_", "Score a predictions JSON on a dataset: mAP, per-class AP, PR curve."),
+    "tune": ("edgekit.cli.tune_cmd", "tune", "Hyper-parameter search with Optuna; writes a ready best.yaml."),
 }
 
 

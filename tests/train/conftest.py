@@ -28,3 +28,23 @@ def tiny_overrides(obb_dataset: Path, tmp_path: Path) -> List[str]:
     return [f"data={obb_dataset}", "imgsz=64", "batch=2", "workers=0", f"project={tmp_path / 'runs'}",
             "device=cpu", "amp=false", "mosaic=0", "teacher.weights=random", f"teacher.model_kwargs={TINY_TEACHER}",
             "logging.wandb=disabled", "stages.a.epochs=1", "stages.b.epochs=1"]
+
+
+@pytest.fixture(scope="session")
+def trained_obb(tmp_path_factory):
+    """(best.pt, dataset root): a briefly trained plain-YOLO student (no teacher) at 96 px, once per session.
+
+    Trained long enough that its val mAP is far from 0, so predict -> eval vs Ultralytics' val compares
+    real detections (a random model scores 0 everywhere and would prove nothing)."""
+    from edgekit.data.synth.obb import generate_obb_dataset
+    from edgekit.train.obb import train_obb
+    from edgekit.train.obb.config import load_train_config
+
+    tmp = tmp_path_factory.mktemp("trained")
+    data = generate_obb_dataset(tmp / "synth", n_train=16, n_val=8, imgsz=96, seed=1, progress=False)
+    cfg = load_train_config(None, [
+        f"data={data}", "imgsz=96", "batch=8", "workers=0", f"project={tmp / 'runs'}", "amp=false", "mosaic=0",
+        "distillation.enabled=false", "logging.wandb=disabled", "optimizer=SGD",
+        "stages=[{name: a, epochs: 12, freeze: 0, lr0: 0.02}]", "ultralytics={warmup_epochs: 0}"])
+    result = train_obb(cfg, run_id="trained")
+    return result.best, data

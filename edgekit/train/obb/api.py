@@ -15,7 +15,7 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.config import dump_config
@@ -124,8 +124,11 @@ def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Pat
                 name=stage.name, exist_ok=True, verbose=False)
 
 
+EpochCallback = Callable[[int, Dict[str, Any]], None]
+
+
 def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, resume: bool,
-               trust_checkpoint: bool = False) -> None:
+               trust_checkpoint: bool = False, on_epoch: Optional[EpochCallback] = None) -> None:
     from .trainer import DistillOBBTrainer, TrainSpec
 
     stage = cfg.stages[index]
@@ -145,6 +148,9 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
         with _spec_env(spec.to_json()), held_ultralytics_log() as release:
             trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
             trainer.add_callback("on_train_start", lambda _trainer: release())
+            if on_epoch is not None:  # after each epoch's validation (not the final re-validation of best.pt)
+                trainer.add_callback("on_fit_epoch_end", lambda t: None if t._in_final_eval else on_epoch(
+                    t.global_epoch, {k: float(v) for k, v in (t.metrics or {}).items()}))
             trainer.train()
     except Exception as e:  # the stage boundary: Ultralytics/torch errors become one line naming the user's file
         translated = translate_stage_error(e, cfg, data_yaml)
@@ -258,10 +264,12 @@ def _plan_run(cfg: ObbTrainConfig, run_id: str, resume: bool, dataset: Path,
 
 
 def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = False,
-              trust_checkpoint: bool = False) -> TrainResult:
+              trust_checkpoint: bool = False, on_epoch: Optional[EpochCallback] = None) -> TrainResult:
     """Train all stages of ``cfg`` into ``<cfg.project>/<run_id>/`` and return the run's artifacts.
 
     ``trust_checkpoint`` loads the student and last.pt without the class allow-list (``--trust-checkpoint``).
+    ``on_epoch(global_epoch, val_metrics)`` runs after every epoch's validation (single-process training
+    only: DDP workers do not carry it); an exception it raises stops training (``edgekit tune``'s pruner).
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if resume and not run_id:
@@ -290,7 +298,7 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
     try:
         for index in range(start, len(cfg.stages)):
             _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start),
-                       trust_checkpoint=trust_checkpoint)
+                       trust_checkpoint=trust_checkpoint, on_epoch=on_epoch)
     except EdgekitError:  # a user error found while building (e.g. unreadable teacher weights)
         if created and not run.last.exists():  # nothing trained: leave no half-made run behind
             shutil.rmtree(run.root, ignore_errors=True)
