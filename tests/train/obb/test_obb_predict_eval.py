@@ -130,3 +130,16 @@ def test_predict_eval_equals_ultralytics_val(tmp_path, trained_obb):
     assert theirs.map50 > 0.2  # a real model, not a zero-vs-zero comparison
     assert abs(ours["map50"] - theirs.map50) <= 0.005
     assert abs(ours["map50_95"] - theirs.map) <= 0.01
+
+
+def test_predict_a_bundle_through_its_detector(tmp_path, obb_dataset):
+    pytest.importorskip("onnxruntime")
+    from tests.deploy.bundles import write_test_bundle
+
+    bundle = write_test_bundle(tmp_path / "bundle")  # constant output: one box at (32, 32), class 0 score 0.9
+    _edgekit("predict", "obb", bundle, obb_dataset / "images" / "val", "--out", tmp_path / "pb", "--conf", "0.7")
+    preds = read_predictions(tmp_path / "pb" / "predictions.json")
+    assert preds.model == str(bundle) and preds.imgsz == 64 and len(preds.names) == 2
+    for image in preds.images:
+        assert image.classes == [0] and image.scores == pytest.approx([0.9], abs=1e-6)
+        assert image.boxes[0][:4] == pytest.approx([32, 32, 20, 10], abs=1e-3)
