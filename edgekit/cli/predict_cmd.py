@@ -31,9 +31,11 @@ def predict() -> None:
 @click.option("--device", default="cpu", show_default=True, help="Torch device for checkpoints (cpu, cuda).")
 @click.option("--save-images", is_flag=True, help="Also write annotated images to OUT/images/.")
 @click.option("--save-video", is_flag=True, help="Also write the annotated frames to OUT/video.mp4.")
+@click.option("--multi-label", is_flag=True,
+              help="Keep every class above --conf per box, as Ultralytics' val does (for eval; deploy keeps the best).")
 @click.option("--trust-checkpoint", is_flag=True, help="Load the .pt without the class allow-list (only for trusted files).")
 def obb(model: Path, source: Path, out: Path, conf: float, iou: float, imgsz: Optional[int], device: str,
-        save_images: bool, save_video: bool, trust_checkpoint: bool) -> None:
+        save_images: bool, save_video: bool, multi_label: bool, trust_checkpoint: bool) -> None:
     """MODEL: runs/<id>, a .pt checkpoint or a deploy bundle directory. SOURCE: an image, a folder or a video."""
     from edgekit.core.outdir import prepare_output, staged_output
     from edgekit.train.obb.predict import load_model
@@ -42,7 +44,8 @@ def obb(model: Path, source: Path, out: Path, conf: float, iou: float, imgsz: Op
     target = prepare_output(out, WRITER, sources=[model, source])
     loaded = load_model(model, imgsz=imgsz, conf=conf, iou=iou, device=device, trust=trust_checkpoint)
     with staged_output(target, WRITER) as stage:
-        result = run_predict(loaded, source, stage, save_images=save_images, save_video=save_video)
+        result = run_predict(loaded, source, stage, save_images=save_images, save_video=save_video,
+                             multi_label=multi_label)
         result.write(stage / "predictions.json")
     n = sum(len(i.scores) for i in result.images)
     click.echo(f"{len(result.images)} images, {n} detections -> {target / 'predictions.json'}")

@@ -80,6 +80,7 @@ class PredictionsFile(StrictModel):
     conf: Optional[float] = None  # confidence threshold used (mAP wants a low one, e.g. 0.001)
     iou: Optional[float] = None  # NMS IoU threshold used
     imgsz: Optional[int] = None  # network input side
+    multi_label: bool = False  # every class above conf per anchor (as Ultralytics' val), not only the best
     images: List[ImagePredictions] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -151,7 +151,12 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
             if on_epoch is not None:  # after each epoch's validation (not the final re-validation of best.pt)
                 trainer.add_callback("on_fit_epoch_end", lambda t: None if t._in_final_eval else on_epoch(
                     t.global_epoch, {k: float(v) for k, v in (t.metrics or {}).items()}))
-            trainer.train()
+            try:
+                trainer.train()
+            finally:  # a stage that raised (a pruned trial, a crash) still ends its tracker runs cleanly
+                if getattr(trainer, "sinks", None) is not None:
+                    trainer.sinks.close(final=True)
+                    trainer.sinks = None
     except Exception as e:  # the stage boundary: Ultralytics/torch errors become one line naming the user's file
         translated = translate_stage_error(e, cfg, data_yaml)
         if translated is None or translated is e:

@@ -19,6 +19,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from edgekit.core.detections import Detections
 from edgekit.core.errors import ConfigError, DataError, ModelError
 from edgekit.core.predictions import ImagePredictions, PredictionsFile
 
@@ -81,6 +82,44 @@ def load_model(source: Path, imgsz: Optional[int] = None, conf: float = 0.25, io
     return LoadedModel(det, names, size, str(ckpt))
 
 
+def decode_multi_label(raw: np.ndarray, spec: Any) -> Detections:
+    """One image's raw OBB output (1, 4+nc+1, A) -> detections with every class above ``conf`` per anchor.
+
+    Ultralytics' validator decodes this way (``non_max_suppression(multi_label=True)``): an anchor
+    scoring 0.4 "ship" and 0.3 "vehicle" yields both boxes, which lifts recall at low confidence.
+    Deployment keeps the best class per anchor (``edgekit.core.postprocess``); ``--multi-label``
+    makes predictions that score like ``YOLO.val()``.
+    """
+    from edgekit.core.geometry import regularize_xywhr, rotated_nms
+
+    pred = np.asarray(raw, np.float32).reshape(raw.shape[-2], raw.shape[-1])
+    nc = pred.shape[0] - 5
+    cls_idx, cols = np.nonzero(pred[4:4 + nc] > spec.conf)
+    scores = pred[4 + cls_idx, cols]
+    if len(scores) > spec.max_nms:
+        top = np.argsort(-scores, kind="stable")[:spec.max_nms]
+        cls_idx, cols, scores = cls_idx[top], cols[top], scores[top]
+    boxes = np.concatenate([pred[:4, cols], pred[-1:, cols]], 0).T.astype(np.float64)
+    keep = rotated_nms(boxes, scores, spec.iou, None if spec.agnostic else cls_idx, spec.max_det, iou=spec.obb_iou,
+                       fast=spec.obb_fast_nms)
+    return Detections(regularize_xywhr(boxes[keep]).astype(np.float32), scores[keep], cls_idx[keep].astype(np.int64))
+
+
+def detect(det: Any, frame: np.ndarray, multi_label: bool) -> Detections:
+    """``det(frame)``, or with :func:`decode_multi_label` instead of the deploy decode."""
+    if not multi_label:
+        return det(frame)
+    from edgekit.core.letterbox import unletterbox_xywhr
+
+    feed, info = det.prepare(frame)
+    outputs = det.infer(feed)
+    raw = outputs[det.output_name] if det.output_name else next(iter(outputs.values()))
+    dets = decode_multi_label(raw, det.postprocess)
+    if len(dets) == 0:
+        return dets
+    return Detections(unletterbox_xywhr(dets.boxes, info), dets.scores, dets.class_ids)
+
+
 def iter_source(source: Path) -> Iterator[Tuple[str, Optional[int], np.ndarray]]:
     """(path, frame index or None, BGR frame) for an image, a folder of images or a video."""
     import cv2
@@ -124,7 +163,7 @@ def annotate(frame: np.ndarray, pred: ImagePredictions) -> np.ndarray:
 
 
 def predict(model: LoadedModel, source: Path, out_dir: Optional[Path] = None, save_images: bool = False,
-            save_video: bool = False) -> PredictionsFile:
+            save_video: bool = False, multi_label: bool = False) -> PredictionsFile:
     """Run ``model`` over ``source``; annotated outputs go under ``out_dir`` (images/, video.mp4)."""
     import cv2
 
@@ -136,7 +175,8 @@ def predict(model: LoadedModel, source: Path, out_dir: Optional[Path] = None, sa
         with model.detector as det:
             for path, frame_i, frame in iter_source(source):
                 h, w = frame.shape[:2]
-                pred = ImagePredictions.from_detections(det(frame), path, w, h, model.names, frame_i)
+                pred = ImagePredictions.from_detections(detect(det, frame, multi_label), path, w, h, model.names,
+                                                        frame_i)
                 images.append(pred)
                 if save_images:
                     name = Path(path).stem + (f"_{frame_i:06d}" if frame_i is not None else "") + ".jpg"
@@ -152,7 +192,7 @@ def predict(model: LoadedModel, source: Path, out_dir: Optional[Path] = None, sa
             writer.release()
     post = model.detector.postprocess
     return PredictionsFile(model=model.source, names=model.names, conf=post.conf, iou=post.iou, imgsz=model.imgsz,
-                           images=images)
+                           multi_label=multi_label, images=images)
 
 
-__all__ = ["LoadedModel", "load_model", "iter_source", "annotate", "predict", "VIDEO_SUFFIXES"]
+__all__ = ["LoadedModel", "load_model", "decode_multi_label", "detect", "iter_source", "annotate", "predict", "VIDEO_SUFFIXES"]

@@ -118,12 +118,14 @@ def test_predict_eval_equals_ultralytics_val(tmp_path, trained_obb):
 
     best, data = trained_obb
     out = tmp_path / "pred"
-    _edgekit("predict", "obb", best, data / "images" / "train", "--out", out, "--conf", "0.001", "--iou", "0.7")
+    _edgekit("predict", "obb", best, data / "images" / "train", "--out", out, "--conf", "0.001", "--iou", "0.7",
+             "--multi-label")  # Ultralytics' validator keeps every class above conf per box
     _edgekit("eval", "obb", "--data", data, "--predictions", out / "predictions.json")
     report = json.loads((out / "eval" / "eval.json").read_text())
     with guarded_loading():
         val = YOLO(str(best)).val(data=str(data / "data.yaml"), imgsz=128, batch=1, conf=0.001, iou=0.7,
-                                  device="cpu", plots=False, verbose=False, project=str(tmp_path / "uval"))
+                                  device="cpu", plots=False, verbose=False, project=str(tmp_path / "uval"),
+                                  rect=False)  # val's default rect batches pad 128-px images to 160: another input
     ours, theirs = report["ultralytics"], val.box
     print(f"edgekit (ProbIoU) mAP50 {ours['map50']:.4f} mAP50-95 {ours['map50_95']:.4f} | Ultralytics val mAP50 "
           f"{theirs.map50:.4f} mAP50-95 {theirs.map:.4f} | polygon IoU mAP50 {report['polygon']['map50']:.4f}")
@@ -143,3 +145,17 @@ def test_predict_a_bundle_through_its_detector(tmp_path, obb_dataset):
     for image in preds.images:
         assert image.classes == [0] and image.scores == pytest.approx([0.9], abs=1e-6)
         assert image.boxes[0][:4] == pytest.approx([32, 32, 20, 10], abs=1e-3)
+
+
+def test_multi_label_decode_keeps_every_class_above_conf():
+    from edgekit.core.postprocess import PostprocessSpec
+    from edgekit.train.obb.predict import decode_multi_label
+
+    raw = np.zeros((1, 4 + 3 + 1, 2), np.float32)
+    raw[0, :, 0] = [32, 32, 20, 10, 0.6, 0.3, 0.01, 0.2]  # two classes above conf on one anchor
+    raw[0, :, 1] = [10, 10, 4, 4, 0.0, 0.0, 0.5, 0.0]
+    dets = decode_multi_label(raw, PostprocessSpec(conf=0.1))
+    assert sorted(zip(dets.class_ids.tolist(), np.round(dets.scores, 3).tolist())) == [(0, 0.6), (1, 0.3), (2, 0.5)]
+    from edgekit.core.postprocess import decode_obb
+
+    assert len(decode_obb(raw, PostprocessSpec(conf=0.1))[0]) == 2  # the deploy decode: best class per anchor
