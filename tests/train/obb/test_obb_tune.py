@@ -90,11 +90,10 @@ def test_kill_9_then_resume_reruns_the_killed_trial_once(tmp_path, tiny_override
     env = {**os.environ, "YOLO_OFFLINE": "1", "MPLBACKEND": "Agg"}
     cmd = _tune_cmd(tmp_path, tiny_overrides, 2, heartbeat=1)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = tmp_path / "runs" / "s1" / "trial0001"
+    started = tmp_path / "runs" / "s1" / "trial0001" / "checkpoints" / "last.pt"  # trial 1 mid-run (after stage A)
     deadline = time.time() + 240
     while not started.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # inside trial 1's training
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
