@@ -106,3 +106,18 @@ def test_kill_9_then_resume_reruns_the_killed_trial_once(tmp_path, tiny_override
     t1, t2 = st.trials[1], st.trials[2]
     assert t2.params == t1.params  # the killed trial's parameters were rerun, once
     assert (tmp_path / "runs" / "s1" / "best.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_storage(tmp_path, tiny_overrides):
+    """--n-jobs 2: two processes on one SQLite study run the 2 trials between them, none twice."""
+    env = {**os.environ, "YOLO_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    cmd = [*_tune_cmd(tmp_path, tiny_overrides, 2)]
+    cmd[cmd.index("--trials"):cmd.index("--trials")] = ["--n-jobs", "2"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = _trials(tmp_path)
+    done = [n for n, state in trials if state == "COMPLETE"]
+    assert len(done) >= 2 and all(state in ("COMPLETE", "PRUNED") for _, state in trials)
+    assert {p.name for p in (tmp_path / "runs" / "s1").glob("trial*")} == {f"trial{n:04d}" for n, _ in trials}
+    assert (tmp_path / "runs" / "s1" / "best.yaml").is_file()
