@@ -20,6 +20,7 @@ import logging
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
@@ -250,7 +251,9 @@ def write_plots(st: Any, sdir: Path) -> Dict[str, Optional[str]]:
         return {"history": None, "importance": None}
     for name, fn in (("history", ovm.plot_optimization_history), ("importance", ovm.plot_param_importances)):
         try:
-            ax = fn(st)
+            with warnings.catch_warnings():  # Optuna flags its matplotlib plots "experimental" on every call
+                warnings.simplefilter("ignore")
+                ax = fn(st)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.savefig(str(sdir / f"{name}.png"), bbox_inches="tight")
             plt.close(fig)
