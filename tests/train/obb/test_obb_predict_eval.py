@@ -160,3 +160,25 @@ def test_multi_label_decode_keeps_every_class_above_conf():
     from edgekit.core.postprocess import decode_obb
 
     assert len(decode_obb(raw, PostprocessSpec(conf=0.1))[0]) == 2  # the deploy decode: best class per anchor
+
+
+def test_predict_a_run_directory_uses_its_best_pt(tmp_path, untrained_ckpt, obb_dataset):
+    run = tmp_path / "runs" / "r1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.pt").write_bytes(untrained_ckpt.read_bytes())
+    _edgekit("predict", "obb", run, obb_dataset / "images" / "val", "--out", tmp_path / "pr", "--imgsz", "64")
+    preds = read_predictions(tmp_path / "pr" / "predictions.json")
+    assert preds.model == str(run / "checkpoints" / "best.pt") and preds.names[0] == "plane"
+
+
+def test_predict_refuses_an_unsafe_checkpoint_in_one_line(tmp_path, obb_dataset):
+    import argparse
+
+    import torch
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": argparse.Namespace(x=1)}, str(bad))  # a class outside the checkpoint allow-list
+    res = _edgekit("predict", "obb", bad, obb_dataset / "images" / "val", "--out", tmp_path / "o", ok=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "argparse.Namespace" in res.stderr and "--trust-checkpoint" in res.stderr
+    assert not (tmp_path / "o").exists()
