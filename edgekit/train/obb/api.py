@@ -15,7 +15,7 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.config import dump_config
@@ -121,12 +121,15 @@ def stage_overrides(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Pat
     return dict(**cfg.ultralytics, model=init, data=str(data_yaml), epochs=stage.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                 device=cfg.device, workers=cfg.workers, seed=cfg.seed, deterministic=True, optimizer=cfg.optimizer,
                 lr0=stage.lr0, freeze=stage.freeze, amp=cfg.amp, mosaic=cfg.mosaic, close_mosaic=cfg.close_mosaic,
-                val=cfg.val, patience=cfg.patience, plots=False, project=str(run.root / "stages"),
+                val=cfg.val, patience=cfg.patience, plots=False, save_period=-1, project=str(run.root / "stages"),
                 name=stage.name, exist_ok=True, verbose=False)
 
 
+EpochCallback = Callable[[int, Dict[str, Any]], None]
+
+
 def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, resume: bool,
-               trust_checkpoint: bool = False) -> None:
+               trust_checkpoint: bool = False, on_epoch: Optional[EpochCallback] = None) -> None:
     from .trainer import DistillOBBTrainer, TrainSpec
 
     stage = cfg.stages[index]
@@ -146,7 +149,15 @@ def _run_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data_yaml: Path, re
         with _spec_env(spec.to_json()), held_ultralytics_log() as release:
             trainer = DistillOBBTrainer(overrides=overrides, spec=spec)
             trainer.add_callback("on_train_start", lambda _trainer: release())
-            trainer.train()
+            if on_epoch is not None:  # after each epoch's validation (not the final re-validation of best.pt)
+                trainer.add_callback("on_fit_epoch_end", lambda t: None if t._in_final_eval else on_epoch(
+                    t.global_epoch, {k: float(v) for k, v in (t.metrics or {}).items()}))
+            try:
+                trainer.train()
+            finally:  # a stage that raised (a pruned trial, a crash) still ends its tracker runs cleanly
+                if getattr(trainer, "sinks", None) is not None:
+                    trainer.sinks.close(final=True)
+                    trainer.sinks = None
     except Exception as e:  # the stage boundary: Ultralytics/torch errors become one line naming the user's file
         translated = translate_stage_error(e, cfg, data_yaml)
         if translated is None or translated is e:
@@ -186,7 +197,7 @@ def _finish_interrupted_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data
 
 
 # Keys that may differ on --resume: where and how fast the run executes, not what it trains.
-RESUME_MUTABLE = ("device", "workers", "project", "data", "logging", "teacher.cuda_graph")
+RESUME_MUTABLE = ("device", "workers", "project", "data", "logging", "teacher.cuda_graph", "save_period")
 
 
 def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -290,10 +301,12 @@ def _plan_run(cfg: ObbTrainConfig, run_id: str, resume: bool, dataset: Path,
 
 
 def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = False,
-              trust_checkpoint: bool = False) -> TrainResult:
+              trust_checkpoint: bool = False, on_epoch: Optional[EpochCallback] = None) -> TrainResult:
     """Train all stages of ``cfg`` into ``<cfg.project>/<run_id>/`` and return the run's artifacts.
 
     ``trust_checkpoint`` loads the student and last.pt without the class allow-list (``--trust-checkpoint``).
+    ``on_epoch(global_epoch, val_metrics)`` runs after every epoch's validation (single-process training
+    only: DDP workers do not carry it); an exception it raises stops training (``edgekit tune``'s pruner).
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if resume and not run_id:
@@ -325,7 +338,7 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
             _finish_interrupted_stage(cfg, run, start - 1, data_yaml, trust_checkpoint)
         for index in range(start, len(cfg.stages)):
             _run_stage(cfg, run, index, data_yaml, resume=(mid_stage and index == start),
-                       trust_checkpoint=trust_checkpoint)
+                       trust_checkpoint=trust_checkpoint, on_epoch=on_epoch)
     except EdgekitError:  # a user error found while building (e.g. unreadable teacher weights)
         if created and not run.last.exists():  # nothing trained: leave no half-made run behind
             shutil.rmtree(run.root, ignore_errors=True)

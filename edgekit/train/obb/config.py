@@ -91,8 +91,11 @@ class LoggingConfig(StrictModel):
 
     wandb: str = "auto"  # auto (online with a key and network, else offline) | online | offline | disabled
     wandb_project: str = "edgekit"  # W&B project name
-    mlflow: bool = False  # also log to MLflow (its default tracking URI)
-    tensorboard: bool = False  # also write TensorBoard event files into the run
+    mlflow: bool = False  # also log to MLflow: params, per-epoch metrics, best.pt and signal maps
+    # MLflow tracking URI (sqlite:///..., http://server:5000, ...); None = <run>/mlflow.db (SQLite in the run)
+    mlflow_tracking_uri: Optional[str] = None
+    mlflow_experiment: str = "edgekit"  # MLflow experiment name (created when missing)
+    tensorboard: bool = False  # also write TensorBoard scalars and signal-map images into <run>/tensorboard
     signal_maps_every: int = Field(default=1, ge=0)  # epochs between signal-map PNGs; 0 = never
 
     @field_validator("wandb")
@@ -107,7 +110,7 @@ class LoggingConfig(StrictModel):
 ULTRALYTICS_OWNED_KEYS = frozenset({
     "model", "data", "epochs", "imgsz", "batch", "device", "workers", "seed", "deterministic", "optimizer", "lr0",
     "freeze", "amp", "mosaic", "close_mosaic", "val", "patience", "plots", "project", "name", "exist_ok",
-    "verbose", "resume"})
+    "verbose", "resume", "save_period"})
 
 
 class ObbTrainConfig(StrictModel):
@@ -126,6 +129,8 @@ class ObbTrainConfig(StrictModel):
     close_mosaic: int = 0  # turn mosaic off for the last N epochs of a stage
     val: bool = True  # validate after every epoch
     patience: int = 100  # stop a stage after this many epochs without improvement
+    # Also keep checkpoints/<stage>_epoch<NNN>.pt every N epochs (NNN: the run's global epoch); 0 = never
+    save_period: int = Field(default=0, ge=0)
     project: str = "runs"  # directory holding the run directories (<project>/<run_id>/)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     distillation: DistillConfig = Field(default_factory=DistillConfig)

@@ -20,8 +20,9 @@ import numpy as np
 
 from edgekit.core.atomic import write_bytes_atomic
 
-from ..run import RunDir, read_run_meta, update_run_meta
+from ..run import RunDir, update_run_meta
 from .config import LoggingConfig
+from .trackers import Tracker, open_mlflow, open_tensorboard, open_wandb
 
 LOG = logging.getLogger(__name__)
 WANDB_DEFAULT_URL = "https://api.wandb.ai"
@@ -64,34 +65,35 @@ def _clean_key(k: str) -> str:
 
 
 class MetricSinks:
-    """Fan metrics out to the configured backends; ``notes`` says which ones were skipped and why."""
+    """Fan metrics, images and artifacts out to the configured trackers (edgekit.train.obb.trackers);
+    ``notes`` says which ones were skipped and why."""
 
     def __init__(self) -> None:
-        self._loggers: List[Tuple[str, Callable[[Dict[str, float], int], None], Callable[[], None]]] = []
+        self._trackers: List[Tuple[str, Tracker]] = []
         self.notes: List[str] = []
 
     @property
     def active(self) -> List[str]:
-        return [name for name, _, _ in self._loggers]
+        return [name for name, _ in self._trackers]
 
     @classmethod
     def open(cls, cfg: LoggingConfig, run: RunDir, config: Dict[str, Any]) -> MetricSinks:
         sinks = cls()
         if cfg.wandb != "disabled":
-            sinks._try("wandb", lambda: _open_wandb(resolve_wandb_mode(cfg.wandb), cfg.wandb_project, run, config))
+            sinks._try("wandb", lambda: open_wandb(run, config, resolve_wandb_mode(cfg.wandb), cfg.wandb_project))
         if cfg.mlflow:
-            sinks._try("mlflow", lambda: _open_mlflow(run, config))
+            sinks._try("mlflow", lambda: open_mlflow(run, config, cfg.mlflow_tracking_uri, cfg.mlflow_experiment))
         if cfg.tensorboard:
-            sinks._try("tensorboard", lambda: _open_tensorboard(run))
+            sinks._try("tensorboard", lambda: open_tensorboard(run))
         if sinks.notes:
             update_run_meta(run, logging_notes=sinks.notes)
         return sinks
 
-    def _try(self, name: str, opener: Callable[[], Tuple[Callable, Callable]]) -> None:
+    def _try(self, name: str, opener: Callable[[], Tracker]) -> None:
         try:
-            log, close = opener()
+            tracker = opener()
         except ImportError:
-            note = f"{name} is not installed: skipped (pip install {name})"
+            note = f"{name} is not installed: skipped (pip install 'edgekit[track]')"
             LOG.warning(note)
             self.notes.append(note)
             return
@@ -100,58 +102,32 @@ class MetricSinks:
             LOG.warning(note)
             self.notes.append(note)
             return
-        self._loggers.append((name, log, close))
+        self._trackers.append((name, tracker))
+
+    def _each(self, what: str, fn: Callable[[Tracker], Any]) -> None:
+        for name, tracker in self._trackers:
+            try:
+                fn(tracker)
+            except Exception as e:
+                LOG.warning("%s %s failed: %s", name, what, e)
 
     def log(self, metrics: Dict[str, Any], step: int) -> None:
         numeric = {_clean_key(k): float(v) for k, v in metrics.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        for name, log, _ in self._loggers:
-            try:
-                log(numeric, step)
-            except Exception as e:
-                LOG.warning("%s logging failed: %s", name, e)
+        self._each("logging", lambda t: t.log(numeric, step))
 
-    def close(self) -> None:
-        for _, _, close in self._loggers:
-            try:
-                close()
-            except Exception as e:
-                LOG.warning("closing a logger failed: %s", e)
-        self._loggers = []
+    def log_image(self, tag: str, path: Path, step: int) -> None:
+        """A PNG already on disk (signal maps): TensorBoard/W&B images, an MLflow artifact."""
+        self._each("image logging", lambda t: t.image and t.image(tag, Path(path), step))
 
+    def log_artifact(self, path: Path, subdir: str = "") -> None:
+        """A file for the trackers that store files (MLflow)."""
+        self._each("artifact logging", lambda t: t.artifact and t.artifact(Path(path), subdir))
 
-def _open_wandb(mode: str, project: str, run: RunDir, config: Dict[str, Any]):
-    import wandb
-
-    wb = wandb.run or wandb.init(project=project, name=run.run_id, id=re.sub(r"[^0-9A-Za-z_-]", "-", run.run_id),
-                                 resume="allow", dir=str(run.root), mode=mode, config=config)
-    return (lambda m, step: wb.log(m, step=step)), (lambda: None)
-
-
-def _open_mlflow(run: RunDir, config: Dict[str, Any]):
-    import mlflow
-
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or (run.root / "mlruns").as_uri())
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "edgekit"))
-    run_id = read_run_meta(run).get("mlflow_run_id")  # one MLflow run across stages and resumes
-    active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run.run_id)
-    if not run_id:
-        update_run_meta(run, mlflow_run_id=active.info.run_id)
-        mlflow.log_params({k: str(v)[:250] for k, v in config.items()})
-    return (lambda m, step: mlflow.log_metrics(m, step=step)), mlflow.end_run
-
-
-def _open_tensorboard(run: RunDir):
-    from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
-
-    writer = SummaryWriter(str(run.root / "tensorboard"))
-
-    def log(m: Dict[str, float], step: int) -> None:
-        for k, v in m.items():
-            writer.add_scalar(k, v, step)
-        writer.flush()
-
-    return log, writer.close
+    def close(self, final: bool = True) -> None:
+        """``final=False`` between stages: the tracker run stays open for the next stage."""
+        self._each("closing", lambda t: t.close(final))
+        self._trackers = []
 
 
 # -- signal maps -----------------------------------------------------------------------------------

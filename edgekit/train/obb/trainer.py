@@ -243,11 +243,18 @@ class DistillOBBTrainer(OBBTrainer):
             self.last, self.best = final_last, final_best
             shutil.rmtree(tmp, ignore_errors=True)
         write_bytes_atomic(self.last, data)
+        period = self.tree.save_period
+        if period and (self.global_epoch + 1) % period == 0:
+            write_bytes_atomic(self.periodic_checkpoint(self.stage.name, self.global_epoch), data)
         fit = self.fitness
         if fit is not None and (self._run_best is None or float(fit) >= float(self._run_best)):
             write_bytes_atomic(self.best, data)
             self._run_best = float(fit)
         return True
+
+    def periodic_checkpoint(self, stage: str, epoch: int) -> Path:
+        """``checkpoints/<stage>_epoch<NNN>.pt`` (NNN: global epoch, as in the JSONL reports)."""
+        return self.wdir / f"{stage}_epoch{epoch:03d}.pt"
 
     def final_eval(self):
         """Strip optimizers atomically, then validate the run's best checkpoint (Ultralytics' flow)."""
@@ -309,8 +316,10 @@ class DistillOBBTrainer(OBBTrainer):
             self.sinks.log({**train, **(self.metrics or {})}, step=self.global_epoch)
         every = self.tree.logging.signal_maps_every
         if self.distiller is not None and every and (self.global_epoch + 1) % every == 0:
-            write_signal_map(self.run.signal_maps / f"epoch{self.global_epoch:03d}.png",
-                             self.distiller.last_signal, self.tree.distillation.layers)
+            png = write_signal_map(self.run.signal_maps / f"epoch{self.global_epoch:03d}.png",
+                                   self.distiller.last_signal, self.tree.distillation.layers)
+            if png is not None and self.sinks is not None:
+                self.sinks.log_image("signal_map", png, step=self.global_epoch)
 
     def _val_record(self, base: Dict[str, Any]) -> Dict[str, Any]:
         return {**base, **{k: float(v) for k, v in (self.metrics or {}).items()},
@@ -328,7 +337,10 @@ class DistillOBBTrainer(OBBTrainer):
                 "seconds": None if t0 is None else round(time.time() - t0, 3),
                 "epochs": int(self.epochs), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}})
             if self.sinks is not None:
-                self.sinks.close()
+                if self.best.exists():
+                    self.sinks.log_artifact(self.best, "checkpoints")
+                # one tracker run for the whole edgekit run: only the last stage finishes it
+                self.sinks.close(final=self.spec.stage_index == len(self.tree.stages) - 1)
                 self.sinks = None
 
 
