@@ -104,6 +104,10 @@ class TiledDetector:
     def postprocess(self) -> Any:
         return self.detector.postprocess
 
+    @postprocess.setter
+    def postprocess(self, spec: Any) -> None:  # accuracy runs lower the confidence threshold for a while
+        self.detector.postprocess = spec
+
     def __enter__(self) -> TiledDetector:
         self.detector.__enter__()
         return self

@@ -218,6 +218,30 @@ def test_manifest_tiling_plan_is_the_bundle_default(tmp_path: Path) -> None:
         load_manifest(root)
 
 
+def test_accuracy_evaluation_runs_through_the_tiled_detector(tmp_path: Path) -> None:
+    from edgekit.bench.accuracy import evaluate_detector
+    from edgekit.core.postprocess import PostprocessSpec
+    from edgekit.data.layout import DatasetLayout
+
+    frame = large_frame()[0]
+    layout = DatasetLayout.create(tmp_path / "ds", ["box"])
+    for split in ("train", "val"):
+        cv2.imwrite(str(layout.image_dir(split) / "f.png"), frame)
+    mask = (frame.min(2) > 200).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    truth = [(x, y, x + w, y + h) for x, y, w, h, _ in stats[1:]]
+    s = float(frame.shape[0])
+    lines = [f"0 {x0 / s} {y0 / s} {x1 / s} {y0 / s} {x1 / s} {y1 / s} {x0 / s} {y1 / s}" for x0, y0, x1, y1 in truth]
+    (layout.label_dir("val") / "f.txt").write_text("\n".join(lines) + "\n")
+    layout.write_data_yaml()
+    with tiled(fake_detector("batch"), 640, 128) as det:
+        result = evaluate_detector(det, tmp_path / "ds")
+        assert det.postprocess == PostprocessSpec(conf=0.25, iou=0.7)  # restored after the run
+    assert len(truth) == 40 and result["map50"] > 0.99
+    with fake_detector("batch") as det:
+        assert evaluate_detector(det, tmp_path / "ds")["map50"] < 0.05  # full frame at 640 misses them
+
+
 def test_bench_runs_sliced(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from edgekit.bench import run_bench
