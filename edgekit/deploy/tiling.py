@@ -213,18 +213,18 @@ def _cut_flags(dets: Detections, win: Optional[TileWindow], frame_shape: Tuple[i
     return cut
 
 
-def _intersections(boxes: np.ndarray) -> np.ndarray:
-    """(N, N) intersection areas of xywhr boxes, from their exact IoU."""
-    iou = obb_iou_matrix(boxes, boxes)
-    area = boxes[:, 2].astype(np.float64) * boxes[:, 3]
-    total = area[:, None] + area[None, :]
+def _intersections(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(R, C) intersection areas of xywhr boxes, from their exact IoU (pairs apart cost nothing)."""
+    iou = obb_iou_matrix(rows, cols)
+    total = (rows[:, 2] * rows[:, 3])[:, None] + (cols[:, 2] * cols[:, 3])[None, :]
     return iou * total / (1.0 + iou)
 
 
 def _fuse_cut(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, tiles: np.ndarray,
-              cut_idx: np.ndarray, inter: np.ndarray) -> Tuple[List[np.ndarray], List[float], List[int]]:
+              cut_idx: np.ndarray) -> Tuple[List[np.ndarray], List[float], List[int]]:
     """Cut boxes of one class from different tiles that overlap -> one box each group (union-find)."""
     parent = {int(i): int(i) for i in cut_idx}
+    inter = _intersections(boxes[cut_idx], boxes[cut_idx]) if len(cut_idx) else np.zeros((0, 0))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -232,10 +232,10 @@ def _fuse_cut(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, tiles:
             i = parent[i]
         return i
 
-    for a in cut_idx:
-        for b in cut_idx:
-            if a < b and classes[a] == classes[b] and tiles[a] != tiles[b] and inter[a, b] > 0:
-                parent[root(int(a))] = root(int(b))
+    for i, j in zip(*np.nonzero(inter > 0)):
+        a, b = int(cut_idx[i]), int(cut_idx[j])
+        if a < b and classes[a] == classes[b] and tiles[a] != tiles[b]:
+            parent[root(a)] = root(b)
     groups: Dict[int, List[int]] = {}
     for i in cut_idx:
         groups.setdefault(root(int(i)), []).append(int(i))
@@ -264,13 +264,14 @@ def merge_tiles(per_tile: List[Detections], windows: List[TileWindow], frame_sha
     tiles = np.concatenate([np.full(len(d), i) for i, d in enumerate(per_tile)])
     alld = Detections.concat(per_tile, obb=obb)
     boxes, scores, classes = alld.xywhr.astype(np.float64), alld.scores, alld.class_ids
-    inter = _intersections(boxes)
-    area = np.maximum(boxes[:, 2] * boxes[:, 3], 1e-9)
-    same_class = classes[:, None] == classes[None, :]
-    covered_by_whole = ((inter / area[:, None] >= COVER_FRACTION) & same_class & ~cut[None, :]).any(1)
-    cut_left = np.flatnonzero(cut & ~covered_by_whole)
-    whole = np.flatnonzero(~cut)
-    fused, fused_scores, fused_classes = _fuse_cut(boxes, scores, classes, tiles, cut_left, inter)
+    cut_idx, whole = np.flatnonzero(cut), np.flatnonzero(~cut)
+    covered = np.zeros(len(cut_idx), bool)
+    if len(cut_idx) and len(whole):  # cut rows x whole columns only: N x N would not fit at low conf
+        inter = _intersections(boxes[cut_idx], boxes[whole])
+        area = np.maximum(boxes[cut_idx, 2] * boxes[cut_idx, 3], 1e-9)
+        same_class = classes[cut_idx][:, None] == classes[whole][None, :]
+        covered = ((inter / area[:, None] >= COVER_FRACTION) & same_class).any(1)
+    fused, fused_scores, fused_classes = _fuse_cut(boxes, scores, classes, tiles, cut_idx[~covered])
     out_boxes = np.concatenate([boxes[whole], np.asarray(fused, np.float64).reshape(-1, 5)])
     out_scores = np.concatenate([scores[whole], np.asarray(fused_scores, np.float32)])
     out_classes = np.concatenate([classes[whole], np.asarray(fused_classes, np.int64)])
