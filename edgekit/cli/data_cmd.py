@@ -148,15 +148,17 @@ def _rates(value: str) -> Tuple[float, ...]:
               help="Keep a cut object when at least this fraction of its area is inside the tile.")
 @click.option("--format", "src_format", type=click.Choice(["auto", "yolo-obb", "dota"]), default="auto", show_default=True)
 @_classes_option("DOTA only: classes to write, in this order")
+@click.option("--skip-empty", is_flag=True, help="Write no tile that holds no object (background-only tiles).")
 @click.option("--overwrite", is_flag=True, help="Replace DST if an earlier `data tile` wrote it.")
 def tile(src: Path, dst: Path, size: int, overlap: int, rates: str, min_visible: float, src_format: str,
-         classes: Tuple[str, ...], overwrite: bool) -> None:
+         classes: Tuple[str, ...], skip_empty: bool, overwrite: bool) -> None:
     """Split the YOLO-OBB or DOTA dataset SRC into overlapping tiles: a YOLO-OBB dataset DST + tiles.json."""
     from edgekit.data.tile import TileSettings, tile_dataset
 
     if overlap >= size:
         raise click.BadParameter(f"--overlap {overlap} must be smaller than --size {size}", param_hint="--overlap")
-    settings = TileSettings(size=size, overlap=overlap, rates=_rates(rates), min_visible=min_visible)
+    settings = TileSettings(size=size, overlap=overlap, rates=_rates(rates), min_visible=min_visible,
+                            skip_empty=skip_empty)
     result = tile_dataset(src, dst, settings, src_format=src_format, classes=_split_classes(classes), overwrite=overwrite)
     for note in result.notes:
         click.echo(f"note: {note}")

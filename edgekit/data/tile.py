@@ -50,6 +50,7 @@ class TileSettings:
     overlap: int = 200
     rates: Tuple[float, ...] = (1.0,)
     min_visible: float = 0.6
+    skip_empty: bool = False  # write no tile without a kept object (large frames are mostly background)
 
     def check(self) -> None:
         check_tile_args(self.size, self.overlap, "--size")
@@ -78,12 +79,14 @@ class TileResult:
     kept: int = 0
     cut: int = 0
     dropped: int = 0
+    skipped_empty: int = 0
     notes: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         splits = ", ".join(f"{s}: {n} tiles" for s, n in self.tiles.items())
         return (f"wrote tiled dataset {self.root} ({len(self.names)} classes; {splits}; {self.kept} objects kept, "
-                f"{self.cut} of them cut at a tile edge, {self.dropped} dropped as less than min-visible); "
+                f"{self.cut} of them cut at a tile edge, {self.dropped} dropped as less than min-visible"
+                + (f"; {self.skipped_empty} empty tiles skipped" if self.skipped_empty else "") + "); "
                 f"index: {self.root / INDEX_NAME}")
 
 
@@ -199,6 +202,9 @@ def _tile_image(image: SourceImage, src_root: Path, tmp: Path, settings: TileSet
         scale = (w / w0, h / h0)
         for window in tile_windows(w, h, settings.size, settings.overlap):
             labels, objects, dropped = cut_objects(image.objects, window, scale, settings.min_visible)
+            if settings.skip_empty and not objects:
+                result.skipped_empty += 1
+                continue
             name = f"{image.path.stem}__{_rate_tag(rate)}__{window.x}_{window.y}{suffix}"
             rel = Path("images") / image.split / name
             crop = scaled[window.y:window.y1, window.x:window.x1]

@@ -131,6 +131,15 @@ def test_cut_objects_rule_on_a_known_box() -> None:
     assert cut_objects([(1, square + 200)], window, (1.0, 1.0), min_visible=0.6) == ([], [], 0)  # not touching
 
 
+def test_skip_empty_writes_only_tiles_with_objects(big: Path, tmp_path: Path) -> None:
+    result = tile_dataset(big, tmp_path / "t", TileSettings(size=SIZE, overlap=OVERLAP, skip_empty=True))
+    index = read_tile_index(tmp_path / "t")
+    assert index["tiles"] and all(t["kept"] > 0 for t in index["tiles"])
+    assert result.skipped_empty > 0 and len(index["tiles"]) + result.skipped_empty == 3 * len(
+        tile_windows(FRAME, FRAME, SIZE, OVERLAP))
+    assert len(list((tmp_path / "t/images/train").iterdir())) == sum(t["split"] == "train" for t in index["tiles"])
+
+
 # -- DOTA source -----------------------------------------------------------------------------------
 def test_dota_source_is_tiled_with_its_classes(tmp_path: Path) -> None:
     src = tmp_path / "dota"
