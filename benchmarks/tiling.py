@@ -12,7 +12,8 @@
    * sliced, batched: ``Bundle.detector()`` (the manifest's tile plan; all tiles of a frame in one call);
    * sliced, streamed: the same with ``batch=1`` (one runner call per tile).
    mAP50 / mAP50-95 (edgekit.core.metrics, polygon IoU, conf 0.001) and recall at IoU 0.5 (conf 0.25), and the
-   per-frame latency (``edgekit.bench.measure.run_sequential``: end to end, host, compute) of each mode.
+   per-frame latency (``edgekit.bench.measure.run_sequential``: end to end, host, compute) of each mode,
+   timed in ``--rounds`` interleaved rounds of ``--timed`` frames per mode (the CPU is shared).
 
     python benchmarks/tiling.py --out benchmarks/results
 """
@@ -92,19 +93,38 @@ def recall50(detector: Any, frames: List[np.ndarray], gts: List[Any]) -> float:
     return found / max(total, 1)
 
 
-def evaluate(detector: Any, val: Path, frames: List[np.ndarray], gts: List[Any], timed: int) -> Dict[str, Any]:
-    from edgekit.bench import measure
+def evaluate(detector: Any, val: Path, frames: List[np.ndarray], gts: List[Any]) -> Dict[str, Any]:
     from edgekit.bench.accuracy import evaluate_detector
 
     t0 = time.perf_counter()
     acc = evaluate_detector(detector, val)
     acc["eval_s"] = time.perf_counter() - t0
     acc["recall50_conf025"] = recall50(detector, frames, gts)
-    measure.run_sequential(detector, iter(frames[:2]), iterations=2)  # warm
-    series = measure.run_sequential(detector, iter(frames[:timed] * 2), iterations=timed)
-    stats = {k: v.model_dump() for k, v in series.stats().items() if k in ("end_to_end", "host", "compute")}
-    return {"accuracy": acc, "latency_ms": stats, "fps": series.fps,
-            "tiles_per_frame": getattr(detector, "timings", {}).get("tiles", 1.0)}
+    return acc
+
+
+def timed_rounds(detectors: Dict[str, Any], frames: List[np.ndarray], per_round: int, rounds: int) -> Dict[str, Any]:
+    """Per-frame timings of every mode, interleaved: each round runs ``per_round`` frames of each mode in
+    turn, so a load change on the shared CPU falls on all modes alike."""
+    from edgekit.bench import measure
+    from edgekit.bench.stats import summarize
+
+    series: Dict[str, List[Any]] = {name: [] for name in detectors}
+    for det in detectors.values():  # warm each
+        measure.run_sequential(det, iter(frames[:1]), iterations=1)
+    for r in range(rounds):
+        part = [frames[(r * per_round + k) % len(frames)] for k in range(per_round)]
+        for name, det in detectors.items():
+            series[name] += measure.run_sequential(det, iter(part), iterations=per_round).timings
+    out = {}
+    for name, t in series.items():
+        stats = {"end_to_end": summarize([x.e2e_s for x in t]), "host": summarize([x.host_s for x in t]),
+                 "compute": summarize([x.compute_s for x in t])}
+        e2e_mean = stats["end_to_end"].mean_ms or 0.0
+        out[name] = {"latency_ms": {k: v.model_dump() for k, v in stats.items()},
+                     "fps": 1000.0 / e2e_mean if e2e_mean else 0.0,
+                     "tiles_per_frame": getattr(detectors[name], "timings", {}).get("tiles", 1.0)}
+    return out
 
 
 def machine() -> Dict[str, Any]:
@@ -133,7 +153,8 @@ def main() -> None:
                     help="train on tiles holding objects only")
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--frame-size", type=int, default=2048)
-    ap.add_argument("--timed", type=int, default=5, help="frames timed per mode")
+    ap.add_argument("--timed", type=int, default=3, help="frames timed per mode and round")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds")
     ap.add_argument("--note", default="")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -153,6 +174,8 @@ def main() -> None:
         "budget_s": {"train_data": trained["data_s"], "train": trained["train_s"],
                      "export": t_export - t_start - trained["data_s"] - trained["train_s"]},
         "val": {"frames": a.frames, "frame_size": a.frame_size, "objects": "16-54 px long (all small)"},
+        "timing": f"{a.rounds} interleaved rounds x {a.timed} frames per mode, sequential, one frame at a time "
+                  "(edgekit.bench.measure.run_sequential)",
         "tile": a.tile, "overlap": a.overlap, "machine": env, "load_avg_at_end": os.getloadavg(), "note": a.note,
         "command": " ".join(sys.argv)})
     write(report, a.out)
@@ -168,16 +191,21 @@ def run_modes(a: Any, bundle: Path, val: Path) -> Dict[str, Any]:
     frames = [cv2.imread(str(p)) for p in paths]
     gts = [read_obb_labels(label_path_for(p), f.shape[0], f.shape[1]) for p, f in zip(paths, frames)]
     b = Bundle.open(bundle)
-    modes = {"full_frame": dict(tile=0), "sliced_batched": {}, "sliced_streamed": {}}
+    detectors = {"full_frame": b.detector("onnxruntime", tile=0), "sliced_batched": b.detector("onnxruntime"),
+                 "sliced_streamed": b.detector("onnxruntime")}
+    detectors["sliced_streamed"].batch = 1  # one runner call per tile
     out: Dict[str, Any] = {"objects": int(sum(len(g) for g in gts))}
-    for name, kwargs in modes.items():
-        det = b.detector("onnxruntime", **kwargs)
-        if name == "sliced_streamed":
-            det.batch = 1
-        with det:
-            out[name] = evaluate(det, val, frames, gts, a.timed)
+    for det in detectors.values():
+        det.__enter__()
+    try:
+        timing = timed_rounds(detectors, frames, a.timed, a.rounds)
+        for name, det in detectors.items():
+            out[name] = {"accuracy": evaluate(det, val, frames, gts), **timing[name]}
             print(name, json.dumps(out[name]["accuracy"]), f"{out[name]['latency_ms']['end_to_end']['p50_ms']:.0f} ms",
                   flush=True)
+    finally:
+        for det in detectors.values():
+            det.__exit__(None, None, None)
     return out
 
 
@@ -200,7 +228,8 @@ def write(report: Dict[str, Any], out: Path) -> None:
         f"Val: {report['objects']} objects, {report['val']['objects']}; tiles {report['tile']} px, overlap "
         f"{report['overlap']} px. mAP over all objects (all are small) with polygon IoU, conf 0.001; recall at "
         "IoU 0.5 with the bundle's conf 0.25.", "",
-        "| mode | tiles/frame | mAP50 | mAP50-95 | recall50 | e2e p50 ms | compute p50 ms | FPS |",
+        f"Latency: {report['timing']}.", "",
+        "| mode | tiles/frame | mAP50 | mAP50-95 | recall50 | e2e p50 ms | compute p50 ms | FPS (1 / mean e2e) |",
         "|---|---|---|---|---|---|---|---|", *rows, "",
         f"Machine: {m['cpu']}, {m['cpu_count']} cores (shared; load {m['load_avg_at_start']} -> "
         f"{report['load_avg_at_end']}), onnxruntime {m['onnxruntime']}, torch {m['torch']} "
