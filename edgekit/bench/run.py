@@ -64,6 +64,8 @@ class BenchSettings(StrictModel):
     parity: bool = True
     intra_op_threads: Optional[int] = Field(None, ge=1)
     uint8_input: bool = False  # onnxruntime: the graph variant that normalises uint8 frames itself
+    tile: Optional[int] = Field(None, ge=0)  # sliced inference (edgekit.deploy.tiling); None: the bundle's plan; 0: off
+    tile_overlap: Optional[int] = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _choices(self) -> BenchSettings:
@@ -74,6 +76,8 @@ class BenchSettings(StrictModel):
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}")
         if self.iterations is not None and self.duration_s is not None:
             raise ValueError("give iterations or duration_s, not both")
+        if self.tile and self.batch > 1:
+            raise ValueError("tile runs a frame's tiles as its batch; give tile or batch > 1, not both")
         return self
 
     @property
@@ -99,6 +103,8 @@ class BenchSettings(StrictModel):
             if value is not None:
                 args += [f"--{key}", str(value)]
         args += [flag for flag, on in (("--no-parity", not self.parity), ("--uint8-input", self.uint8_input)) if on]
+        for flag, value in (("--tile", self.tile), ("--tile-overlap", self.tile_overlap)):
+            args += [flag, str(value)] if value is not None else []
         return args
 
     def policy(self) -> WarmupPolicy:
@@ -163,7 +169,10 @@ def run_bench(bundle: Any, settings: Optional[Union[BenchSettings, Dict[str, Any
     if s.data is not None:
         _check_dataset(Path(s.data), bundle)
     notes: List[str] = []
-    detector = bundle.detector(s.backend, s.precision, **options)
+    detector = bundle.detector(s.backend, s.precision, tile=s.tile, tile_overlap=s.tile_overlap, **options)
+    if hasattr(detector, "tile"):  # sliced inference: the figures are per frame, over all its tiles
+        notes.append(f"sliced inference: {detector.tile}-px tiles, {detector.overlap}-px overlap; compute is the sum "
+                     "over a frame's tiles")
     with detector:
         if s.batch > 1:
             _check_batch(detector, next(cycle(factory)), s.batch)

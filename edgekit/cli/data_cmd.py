@@ -1,4 +1,4 @@
-"""``edgekit data``: synthesise, check and convert datasets.
+"""``edgekit data``: synthesise, check, convert and tile datasets.
 
 Thin commands: validate options, call one library function (imported inside the command, so
 ``edgekit data --help`` stays light), print the result.
@@ -43,14 +43,21 @@ def synth() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Dataset root to write (new, empty, or an earlier synthetic dataset).")
 @click.option("--n-train", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--n-val", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True, help="Image side in pixels.")
+@click.option("--imgsz", type=click.IntRange(min=32), default=None, help="Image side in pixels.  [default: 320]")
+@click.option("--frame-size", type=click.IntRange(min=256), default=None,
+              help="Large aerial frames of this side (e.g. 2048-4096) with many small (16-54 px) objects.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def synth_obb(out: Path, n_train: int, n_val: int, imgsz: int, seed: int) -> None:
+def synth_obb(out: Path, n_train: int, n_val: int, imgsz: Optional[int], frame_size: Optional[int], seed: int) -> None:
     """Write an aerial OBB dataset (YOLO-OBB labels + data.yaml) to --out."""
     from edgekit.data.synth.obb import generate_obb_dataset
 
-    root = generate_obb_dataset(out, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed)
-    click.echo(f"wrote OBB dataset {root} ({n_train} train / {n_val} val images, {imgsz}px); data.yaml: {Path(root) / 'data.yaml'}")
+    if imgsz is not None and frame_size is not None:
+        raise click.UsageError("pass --imgsz (normal scenes) or --frame-size (large frames, small objects), not both")
+    imgsz = imgsz or 320
+    large = {"frame_size": frame_size} if frame_size is not None else {}
+    root = generate_obb_dataset(out, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed, **large)
+    click.echo(f"wrote OBB dataset {root} ({n_train} train / {n_val} val images, {frame_size or imgsz}px); "
+               f"data.yaml: {Path(root) / 'data.yaml'}")
 
 
 @synth.command("refdet")
@@ -115,6 +122,44 @@ def convert(src: Path, dst: Path, src_format: str, dst_format: str, classes: Tup
 
     result = convert_dataset(src, dst, src_format, dst_format, _split_classes(classes), image_dir=image_dir,
                              overwrite=overwrite, link_images=link)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(result.summary())
+
+
+def _rates(value: str) -> Tuple[float, ...]:
+    try:
+        rates = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. 0.5,1.0,1.5)") from None
+    if not rates or any(r <= 0 for r in rates):
+        raise click.BadParameter(f"{value!r}: every rate must be > 0")
+    return rates
+
+
+@data.command("tile")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--size", type=click.IntRange(min=32), default=1024, show_default=True, help="Tile side in pixels.")
+@click.option("--overlap", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Pixels shared by neighbouring tiles (about the largest object's size).")
+@click.option("--rates", default="1.0", show_default=True, help="Image scales to tile at, comma-separated (e.g. 0.5,1.0,1.5).")
+@click.option("--min-visible", type=click.FloatRange(0, 1, min_open=True), default=0.6, show_default=True,
+              help="Keep a cut object when at least this fraction of its area is inside the tile.")
+@click.option("--format", "src_format", type=click.Choice(["auto", "yolo-obb", "dota"]), default="auto", show_default=True)
+@_classes_option("DOTA only: classes to write, in this order")
+@click.option("--skip-empty", is_flag=True, help="Write no tile that holds no object (background-only tiles).")
+@click.option("--overwrite", is_flag=True, help="Replace DST if an earlier `data tile` wrote it.")
+def tile(src: Path, dst: Path, size: int, overlap: int, rates: str, min_visible: float, src_format: str,
+         classes: Tuple[str, ...], skip_empty: bool, overwrite: bool) -> None:
+    """Split the YOLO-OBB or DOTA dataset SRC into overlapping tiles: a YOLO-OBB dataset DST + tiles.json."""
+    from edgekit.data.tile import TileSettings, tile_dataset
+
+    if overlap >= size:
+        raise click.BadParameter(f"--overlap {overlap} must be smaller than --size {size}", param_hint="--overlap")
+    settings = TileSettings(size=size, overlap=overlap, rates=_rates(rates), min_visible=min_visible,
+                            skip_empty=skip_empty)
+    result = tile_dataset(src, dst, settings, src_format=src_format, classes=_split_classes(classes), overwrite=overwrite)
     for note in result.notes:
         click.echo(f"note: {note}")
     click.echo(result.summary())

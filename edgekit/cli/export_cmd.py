@@ -40,10 +40,16 @@ from edgekit.core.vocab import CALIB_METHODS, FLOAT_SCOPES, SIMPLIFIERS, TARGETS
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="Load the checkpoint without the class allow-list (it may run code): only for files you trust.")
+@click.option("--tile", type=int, default=None,
+              help="Declare a tiled input plan: frames are cut into SIZE-px tiles by default on the device.")
+@click.option("--tile-overlap", type=int, default=None, help="Pixels shared by neighbouring tiles (with --tile).  [default: SIZE/5]")
+@click.option("--tile-batch", type=int, default=None,
+              help="Tiles per engine call (with --tile; > 1 needs --dynamic: the engine profile covers it).")
 def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: bool, int8: bool,
            calib_data: Optional[Path], calib_method: str, calib_size: int, int8_float_scope: str, simplifier: str, target: str,
            engine: bool, out: Optional[Path], no_parity_gate: bool, max_int8_drop: Optional[float],
-           val_size: Optional[int], conf: float, quiet: bool, trust_checkpoint: bool) -> None:
+           val_size: Optional[int], conf: float, quiet: bool, trust_checkpoint: bool, tile: Optional[int],
+           tile_overlap: Optional[int], tile_batch: Optional[int]) -> None:
     """Export RUN_DIR (runs/<id>/) or an Ultralytics OBB CHECKPOINT to a verified deploy bundle."""
     from edgekit.export import export_model
 
@@ -53,6 +59,7 @@ def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: 
         "simplifier": simplifier,
         "target": target, "engine": engine, "out": out, "parity_gate": not no_parity_gate,
         "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf, "trust_checkpoint": trust_checkpoint,
+        "tile_plan": _tile_plan(tile, tile_overlap, tile_batch, dynamic),
     })
     log = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     from edgekit.core.errors import ModelError, raised_inside, translate
@@ -74,8 +81,20 @@ FIELD_FLAGS: Dict[str, str] = {
     "int8": "--int8", "calib_data": "--calib-data", "calib_method": "--calib-method", "calib_size": "--calib-size",
     "int8_float_scope": "--int8-float-scope", "simplifier": "--simplifier", "target": "--target",
     "engine": "--engine", "out": "--out", "parity_gate": "--no-parity-gate", "max_int8_drop": "--max-int8-drop",
-    "val_size": "--val-size", "conf": "--conf", "trust_checkpoint": "--trust-checkpoint",
+    "val_size": "--val-size", "conf": "--conf", "trust_checkpoint": "--trust-checkpoint", "tile_plan": "--tile",
+    "tile_plan.tile": "--tile", "tile_plan.overlap": "--tile-overlap", "tile_plan.batch": "--tile-batch",
 }
+
+
+def _tile_plan(tile: Optional[int], overlap: Optional[int], batch: Optional[int], dynamic: bool = False
+               ) -> Optional[Dict[str, Any]]:
+    if tile is None:
+        if overlap is not None or batch is not None:
+            raise click.UsageError("--tile-overlap and --tile-batch go with --tile SIZE")
+        return None
+    if batch is not None and batch > 1 and not dynamic:
+        raise click.UsageError(f"--tile-batch {batch} needs --dynamic (a static model streams its tiles one by one)")
+    return {"tile": tile, "overlap": overlap if overlap is not None else tile // 5, "batch": batch}
 
 
 def build_export_options(values: Dict[str, Any]):

@@ -141,6 +141,31 @@ def _clip_polygon(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
     return out
 
 
+def clip_polygon_to_rect(polygon: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """The part of a (P, 2) polygon inside the rectangle [x0, x1] x [y0, y1] (Sutherland-Hodgman).
+
+    Returns (K, 2) vertices (K < 3: nothing of it is inside). Used to cut oriented boxes at tile edges.
+
+    >>> clip_polygon_to_rect(np.array([[-1, 0], [1, 0], [1, 2], [-1, 2]]), 0, 0, 4, 4).tolist()
+    [[0.0, 0.0], [1.0, 0.0], [1.0, 2.0], [0.0, 2.0]]
+    """
+    rect = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)  # counter-clockwise in y-up terms
+    if _signed_area(rect) < 0:
+        rect = rect[::-1]
+    poly = np.asarray(polygon, np.float64).reshape(-1, 2)
+    if _signed_area(poly) < 0:
+        poly = poly[::-1]
+    out = _clip_polygon(poly, rect)
+    # Drop repeated vertices (a corner exactly on an edge is emitted twice).
+    if len(out) > 1:
+        keep = np.ones(len(out), bool)
+        keep[1:] = np.any(np.abs(np.diff(out, axis=0)) > 1e-12, axis=1)
+        out = out[keep]
+        if len(out) > 1 and np.all(np.abs(out[0] - out[-1]) <= 1e-12):
+            out = out[:-1]
+    return out
+
+
 def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Exact IoU of two convex polygons given as (P, 2) vertices (any orientation).
 
@@ -391,7 +416,7 @@ def nms_xyxy(
 
 
 __all__ = [
-    "xywhr_to_corners", "corners_to_xywhr", "regularize_xywhr", "polygon_area", "polygon_iou",
+    "xywhr_to_corners", "corners_to_xywhr", "regularize_xywhr", "polygon_area", "polygon_iou", "clip_polygon_to_rect",
     "convex_intersection_area", "obb_iou_matrix", "probiou_matrix", "box_iou_matrix", "rotated_nms",
     "nms_xyxy",
 ]

@@ -148,6 +148,26 @@ class Provenance(StrictModel):
     source_checkpoint: Optional[str] = None
 
 
+class TilingPlan(StrictModel):
+    """A bundle's tiled input plan: frames are cut into ``tile`` px tiles ``overlap`` px apart and run
+    ``batch`` at a time (None: all tiles of a frame at once where the model's batch axis allows).
+
+    Optional in schema v2: a manifest without it runs whole frames. ``full_frame`` adds a pass over
+    the whole frame at model size, for objects larger than a tile.
+    """
+
+    tile: int = Field(ge=32)
+    overlap: int = Field(0, ge=0)
+    batch: Optional[int] = Field(None, ge=1)
+    full_frame: bool = False
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> TilingPlan:
+        if self.overlap >= self.tile:
+            raise ValueError(f"overlap {self.overlap} must be smaller than tile {self.tile}")
+        return self
+
+
 class BundleManifest(StrictModel):
     """Everything the device needs to know about a bundle (schema v1)."""
 
@@ -162,6 +182,7 @@ class BundleManifest(StrictModel):
     golden: Optional[GoldenEntry] = None
     provenance: Provenance = Field(default_factory=Provenance)
     target: Optional[str] = None  # the device the bundle was exported for, e.g. "jetson-xavier-nx"
+    tiling: Optional[TilingPlan] = None  # sliced inference by default (edgekit.deploy.tiling); None: whole frames
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -259,7 +280,7 @@ def verify_bundle_files(bundle_dir: Union[str, os.PathLike], manifest: BundleMan
 
 
 __all__ = [
-    "SCHEMA_VERSION", "MANIFEST_NAME", "BundleManifest", "ModelEntry", "TensorSpec", "FileEntry", "ShapeRange",
+    "SCHEMA_VERSION", "MANIFEST_NAME", "BundleManifest", "ModelEntry", "TensorSpec", "FileEntry", "ShapeRange", "TilingPlan",
     "TrtAlgorithm", "TRT_ALGORITHM_OF_METHOD",
     "CalibrationEntry", "GoldenEntry", "Provenance", "file_sha256", "describe_files", "write_manifest",
     "load_manifest", "verify_bundle_files",

@@ -236,8 +236,25 @@ class Bundle:
         result = build_from_bundle(self, build, trt_module=trt_module)
         return TensorRTRunner(result.plan_path, trt_module=trt_module)
 
-    def detector(self, backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Detector:
-        """A :class:`Detector` over this bundle: its letterbox, thresholds and I/O names."""
+    def detector(self, backend: str = "onnxruntime", precision: str = "fp32", *, tile: Optional[int] = None,
+                 tile_overlap: Optional[int] = None, full_frame: Optional[bool] = None, **options: Any) -> Any:
+        """A :class:`Detector` over this bundle: its letterbox, thresholds and I/O names.
+
+        Sliced inference (:class:`~edgekit.deploy.tiling.TiledDetector`) when ``tile`` is given, or
+        by default when the manifest declares a tiling plan; ``tile=0`` runs whole frames regardless.
+        """
+        det = self._frame_detector(backend, precision, **options)
+        plan = self.manifest.tiling
+        if tile == 0 or (tile is None and plan is None):
+            return det
+        from .tiling import TiledDetector
+
+        size = tile if tile is not None else plan.tile  # type: ignore[union-attr]
+        overlap = tile_overlap if tile_overlap is not None else (plan.overlap if plan is not None else size // 5)
+        full = full_frame if full_frame is not None else bool(plan is not None and plan.full_frame)
+        return TiledDetector(det, size, overlap, full_frame=full, batch=plan.batch if plan is not None else None)
+
+    def _frame_detector(self, backend: str, precision: str, **options: Any) -> Detector:
         if self.task not in ("obb", "detect"):
             raise ConfigError(f"bundle task '{self.task}' has no frame detector yet", "use an obb or detect bundle")
         role = _ONNX_ROLE.get((backend, precision), "fp32")

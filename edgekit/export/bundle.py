@@ -70,14 +70,15 @@ def manifest_dict(ctx: ExportContext, bundle: Path, results: ExportResults) -> D
         describe_files,
     )
 
-    models = {role: model_entry(bundle / p.graph.filename, p.graph, p.golden_feeds[0] if p.golden_feeds else None)
+    batch = ctx.options.tile_batch
+    models = {role: model_entry(bundle / p.graph.filename, p.graph, p.golden_feeds[0] if p.golden_feeds else None, batch)
               for role, p in results.parity.items()}
     int8 = results.int8
     calibration = None
     if int8 is not None:
         graph_parity = results.parity[int8.role]
         models["int8_qdq"] = model_entry(bundle / int8.file, graph_parity.graph,
-                                         graph_parity.golden_feeds[0] if graph_parity.golden_feeds else None)
+                                         graph_parity.golden_feeds[0] if graph_parity.golden_feeds else None, batch)
         calibration = CalibrationEntry(cache=int8.calibration_cache, sidecar=int8.calibration_sidecar,
                                        method=int8.cache_method, n_images=int8.n_calib,
                                        trt_algorithm=int8.trt_algorithm, trt_version=int8.trt_version,
@@ -90,20 +91,21 @@ def manifest_dict(ctx: ExportContext, bundle: Path, results: ExportResults) -> D
         golden=GoldenEntry(dir=results.golden.dir, n=results.golden.cases, tolerances=golden_tolerances()),
         provenance=Provenance(run_id=ctx.source.run_id, git_sha=git_sha(), versions=versions(),
                               source_checkpoint=str(ctx.source.checkpoint)),
-        target=ctx.options.target,
+        target=ctx.options.target, tiling=ctx.options.tile_plan,
     )
     return manifest.model_dump(mode="json")
 
 
-def model_entry(path: Path, graph: GraphSpec, feed: Optional[Mapping[str, Any]] = None):
+def model_entry(path: Path, graph: GraphSpec, feed: Optional[Mapping[str, Any]] = None, batch: int = 1):
     """Inputs/outputs (static sizes or dynamic-axis names) and opset, read from the ONNX file itself.
 
     Inputs with dynamic axes get an engine optimisation profile fixed at the shapes export fed
-    (``feed``: min = opt = max), which is what the parity gate verified.
+    (``feed``: min = opt = max), which is what the parity gate verified; with ``batch`` > 1 (a tile
+    plan's batch) a dynamic batch axis ranges from 1 to ``batch``, optimised for ``batch``.
     """
     import onnx
 
-    from edgekit.core.manifest import ModelEntry, ShapeRange, TensorSpec
+    from edgekit.core.manifest import ModelEntry, TensorSpec
 
     model = onnx.load(str(path), load_external_data=False)
 
@@ -123,9 +125,24 @@ def model_entry(path: Path, graph: GraphSpec, feed: Optional[Mapping[str, Any]] 
     for spec in input_specs:
         if feed is not None and spec.name in feed and any(not isinstance(d, int) for d in spec.shape):
             shape = [int(d) for d in feed[spec.name].shape]
-            profile[spec.name] = ShapeRange(min=shape, opt=shape, max=shape)
+            profile[spec.name] = batch_profile(shape, spec.shape, batch)
     return ModelEntry(file=path.name, inputs=input_specs, outputs=specs(model.graph.output), opset=opset,
                       profile=profile)
+
+
+def batch_profile(shape: list, dims: list, batch: int = 1):
+    """The profile of one input fed at ``shape``: fixed, except a dynamic batch axis (``dims[0]`` not
+    an int) of a batch > 1, which ranges over 1..``batch`` (a frame's tiles at once, or fewer).
+
+    >>> batch_profile([1, 3, 640, 640], ["batch", 3, "height", "width"], 8).model_dump()
+    {'min': [1, 3, 640, 640], 'opt': [8, 3, 640, 640], 'max': [8, 3, 640, 640]}
+    """
+    from edgekit.core.manifest import ShapeRange
+
+    if batch <= 1 or not dims or isinstance(dims[0], int):
+        return ShapeRange(min=list(shape), opt=list(shape), max=list(shape))
+    big = [batch] + list(shape[1:])
+    return ShapeRange(min=[1] + list(shape[1:]), opt=big, max=big)
 
 
 def git_sha() -> Optional[str]:
@@ -147,5 +164,5 @@ def make_shareable(bundle: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-__all__ = ["build_manifest_and_report", "manifest_dict", "model_entry", "golden_tolerances", "versions", "git_sha", "make_shareable",
+__all__ = ["build_manifest_and_report", "manifest_dict", "model_entry", "batch_profile", "golden_tolerances", "versions", "git_sha", "make_shareable",
            "MANIFEST_FILENAME", "REPORT_FILENAME"]

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgekit.core.config import StrictModel
+from edgekit.core.manifest import TilingPlan
 from edgekit.core.parity import Tolerance
 from edgekit.core.vocab import CalibMethod, FloatScope, Simplifier, Target
 
@@ -46,6 +47,21 @@ class ExportOptions(StrictModel):
     tolerance: Tolerance = Tolerance()
     seed: int = 0
     trust_checkpoint: bool = False  # load the checkpoint unrestricted (edgekit.checkpoints): the user's risk
+    # The bundle's sliced-inference plan (manifest ``tiling``); with dynamic, the engine profile covers its batch.
+    tile_plan: Optional[TilingPlan] = None
+
+    @model_validator(mode="after")
+    def _tile_batch_needs_dynamic(self) -> ExportOptions:
+        batch = self.tile_plan.batch if self.tile_plan is not None else None
+        if batch is not None and batch > 1 and not self.dynamic:
+            raise ValueError(f"a tile plan with batch {batch} needs a dynamic batch axis: add --dynamic "
+                             "(or leave the tile batch out: a static model streams its tiles one by one)")
+        return self
+
+    @property
+    def tile_batch(self) -> int:
+        """The batch the engine profile must take: the tile plan's, else 1."""
+        return self.tile_plan.batch or 1 if self.tile_plan is not None else 1
 
 
 @dataclass

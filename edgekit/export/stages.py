@@ -222,9 +222,9 @@ def engine(ctx: ExportContext, bundle: Path) -> EngineStageResult:
     source = bundle / (int8_filename(graph) if o.int8 else graph.filename)
     precision = "int8" if o.int8 else ("fp16" if o.fp16 else "fp32")
     profiles = {}
-    if o.dynamic:  # a dynamic graph needs a profile; build for the export size, batch 1
-        shape = (1, 3, ctx.imgsz, ctx.imgsz)
-        profiles = {name: trt_build.ShapeProfile(min=shape, opt=shape, max=shape)
+    if o.dynamic:  # a dynamic graph needs a profile: the export size, batch 1 up to the tile plan's batch
+        low, high = (1, 3, ctx.imgsz, ctx.imgsz), (o.tile_batch, 3, ctx.imgsz, ctx.imgsz)
+        profiles = {name: trt_build.ShapeProfile(min=low, opt=high, max=high)
                     for name in graph.input_names}
     build_options = trt_build.EngineBuildOptions(precision=precision, profiles=profiles,
                                                  int8_source="qdq" if o.int8 else "auto")

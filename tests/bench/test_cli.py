@@ -184,6 +184,8 @@ def test_jetson_handover_without_the_jetson_package_is_one_line(small_bundle):
     {"backend": "tensorrt", "device": "jetson", "precision": "int8", "duration_s": 2.5, "warmup": 0, "warmup_s": 1.5},
     {"images": "/remote/imgs", "data": "/remote/ds", "batch": 4, "parity": False, "uint8_input": True,
      "iterations": 7},
+    {"tile": 640, "tile_overlap": 128, "iterations": 3},
+    {"tile": 0},
 ])
 def test_cli_args_reproduce_the_settings(settings, monkeypatch, tmp_path):
     """What the Jetson path runs remotely: BenchSettings -> argv -> the same BenchSettings."""
@@ -208,6 +210,17 @@ def test_cli_args_reproduce_the_settings(settings, monkeypatch, tmp_path):
     if expected.iterations is None and expected.duration_s is None:
         expected = expected.model_copy(update={"iterations": 100})
     assert seen == [expected]
+
+
+def test_sliced_bench_through_the_cli(make_bundle, tmp_path):
+    bundle = make_bundle("tiled", dynamic=True, per_image=True)
+    out = tmp_path / "sliced"
+    res = _run("bench", str(bundle), "--tile", "32", "--tile-overlap", "8", "--iterations", "3", "--warmup", "0",
+               "--no-plots", "--no-progress", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "bench.json").read_text())
+    assert any("sliced inference: 32-px tiles, 8-px overlap" in n for n in report["notes"])
+    _one_line_error(_run("bench", str(bundle), "--tile", "32", "--batch", "2"), "tile")
 
 
 def test_out_inside_the_bundle_is_refused_before_measuring(small_bundle):

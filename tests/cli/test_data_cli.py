@@ -18,7 +18,7 @@ from edgekit.core.errors import DataError
 from tests.data import defect_sets as ds
 
 SUBCOMMANDS = [["data"], ["data", "synth"], ["data", "synth", "obb"], ["data", "synth", "refdet"],
-               ["data", "check"], ["data", "convert"]]
+               ["data", "check"], ["data", "convert"], ["data", "tile"]]
 
 
 def invoke(*args: str):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-MODULES = ["geometry", "detections", "postprocess", "metrics"]
+MODULES = ["geometry", "detections", "postprocess", "metrics", "tiling"]
 
 
 @pytest.mark.parametrize("name", MODULES)

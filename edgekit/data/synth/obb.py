@@ -14,7 +14,7 @@ fully inside the image, so no label is clipped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -23,12 +23,13 @@ from tqdm import tqdm
 from ...core.errors import ConfigError, DataError
 from ...core.outdir import prepare_output, staged_output
 from ..layout import DatasetLayout
-from .scene import render_obb_scene
+from .scene import render_large_obb_scene, render_obb_scene
 from .shapes import OBB_CLASS_NAMES, ObjectSpec
 
 SPLITS = ("train", "val")
 _JPEG_QUALITY = 92
 MIN_IMGSZ = 64
+MIN_FRAME_SIZE = 256  # large frames: smaller ones are normal scenes (use imgsz)
 WRITER = "data synth obb"  # the output marker's writer (edgekit.core.outdir)
 
 
@@ -42,7 +43,10 @@ def obb_label_lines(objects: Sequence[ObjectSpec], imgsz: int) -> List[str]:
     return lines
 
 
-def _check_args(n_train: int, n_val: int, imgsz: int) -> None:
+def _check_args(n_train: int, n_val: int, imgsz: int, frame_size: Optional[int] = None) -> None:
+    if frame_size is not None and frame_size < MIN_FRAME_SIZE:
+        raise ConfigError(f"frame_size={frame_size} is too small for a large-frame scene",
+                          f"pass frame_size >= {MIN_FRAME_SIZE} (or leave it out for normal scenes)")
     if n_train < 1 or n_val < 1:
         raise ConfigError(f"n_train={n_train}, n_val={n_val}: both splits need images", "pass n_train >= 1 and n_val >= 1")
     if imgsz < MIN_IMGSZ:
@@ -50,18 +54,23 @@ def _check_args(n_train: int, n_val: int, imgsz: int) -> None:
 
 
 def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int = 50, imgsz: int = 320,
-                         seed: int = 0, *, progress: bool = True) -> Path:
+                         seed: int = 0, *, progress: bool = True, frame_size: Optional[int] = None) -> Path:
     """Render a synthetic aerial OBB dataset into ``out`` and return its root.
 
     The tree is staged next to ``out`` and renamed into place when complete (an earlier dataset of
     this command at ``out`` is replaced; any other non-empty directory is refused with a
     :class:`DataError`, see :mod:`edgekit.core.outdir`), so an interrupted run leaves no half dataset.
 
+    ``frame_size`` renders large ``frame_size`` square frames with many small objects instead
+    (:func:`~edgekit.data.synth.scene.render_large_obb_scene`; ``imgsz`` is then unused): the data
+    ``edgekit data tile`` and sliced inference are for.
+
     >>> root = generate_obb_dataset("/tmp/synth_obb", n_train=8, n_val=2, imgsz=128, progress=False)
     >>> sorted(p.name for p in root.iterdir())
     ['data.yaml', 'images', 'labels']
     """
-    _check_args(n_train, n_val, imgsz)
+    _check_args(n_train, n_val, imgsz, frame_size)
+    side = frame_size or imgsz
     final_root = prepare_output(out, WRITER)
     counts = {"train": n_train, "val": n_val}
     with staged_output(final_root, WRITER) as tmp, tqdm(total=n_train + n_val, desc="synth obb", unit="img",
@@ -72,13 +81,13 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
             lbl_dir.mkdir(parents=True)
             for i in range(counts[split]):
                 rng = np.random.default_rng([seed, split_index, i])
-                scene = render_obb_scene(rng, imgsz)
+                scene = render_large_obb_scene(rng, frame_size) if frame_size else render_obb_scene(rng, imgsz)
                 stem = f"{split}_{i:06d}"
                 if not cv2.imwrite(str(img_dir / f"{stem}.jpg"), scene.image,
                                    [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
                     raise DataError(f"could not write {stem}.jpg of --out {final_root} (disk full or not writable?)",
                                     "free some space or pass another directory")
-                lines = obb_label_lines(scene.objects, imgsz)
+                lines = obb_label_lines(scene.objects, side)
                 (lbl_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
                 bar.update(1)
         # data.yaml names the FINAL root while the tree is still under its temporary name.

@@ -165,3 +165,27 @@ def render_obb_scene(rng: np.random.Generator, imgsz: int, n_objects: Tuple[int,
     if background is not None:
         background = apply_sensor_effects(np.random.default_rng(sensor_seed), background)
     return Scene(image, background, objects)
+
+
+# Large aerial frames (``data synth obb --frame-size``): objects drawn as they would be in a scene of
+# this side, so they stay 16-54 px long whatever the frame size (a 2048-px frame resized to 640 shrinks
+# them to 5-17 px: the case tiling exists for).
+SMALL_OBJECT_SCENE = 160
+_LARGE_FRAME_DENSITY = (3, 8)  # objects per 640 x 640 px of frame, like one normal scene
+
+
+def render_large_obb_scene(rng: np.random.Generator, frame_size: int) -> Scene:
+    """Render a ``frame_size`` square aerial frame with many small oriented objects.
+
+    Terrain, clutter and objects are the normal scene's, with object sizes fixed by
+    :data:`SMALL_OBJECT_SCENE` and their count and the clutter scaled with the frame's area.
+    """
+    ground = terrain_background(rng, frame_size, frame_size)
+    area = (frame_size / 640.0) ** 2
+    draw_clutter(rng, ground, int(rng.integers(2, 9) * area), side=640.0)
+    lo, hi = (max(1, int(round(n * area))) for n in _LARGE_FRAME_DENSITY)
+    class_ids = rng.integers(0, len(OBB_CLASS_NAMES), int(rng.integers(lo, hi + 1)))
+    objects = place_objects(rng, ground, class_ids, SMALL_OBJECT_SCENE)
+    draw_objects_with_shadows(rng, ground, objects, side=SMALL_OBJECT_SCENE)
+    occlude(rng, ground, objects, prob=0.1)
+    return Scene(apply_sensor_effects(rng, ground), None, objects)
