@@ -127,6 +127,8 @@ def test_sampler_yields_the_configured_episode_shapes(refdet_root: Path):
                     assert n.video_id == task.video_id and n.frame not in record.boxes
                 else:
                     assert n.video_id != task.video_id and n.frame in dataset.record(n.video_id).boxes
+    for ref in (r for task in episodes[0].tasks for r in task.queries + task.negatives):  # every ref decodes
+        assert dataset.frame(ref.video_id, ref.frame).shape == (96, 96, 3)
 
 
 def _signature(episodes) -> list:
