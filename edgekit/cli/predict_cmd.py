@@ -34,15 +34,22 @@ def predict() -> None:
 @click.option("--multi-label", is_flag=True,
               help="Keep every class above --conf per box, as Ultralytics' val does (for eval; deploy keeps the best).")
 @click.option("--trust-checkpoint", is_flag=True, help="Load the .pt without the class allow-list (only for trusted files).")
+@click.option("--tile", type=click.IntRange(min=0), default=None,
+              help="Sliced inference: tile size in px (0 = whole frames) [default: a bundle's tiling plan, else none].")
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=None, help="Pixels shared by neighbouring tiles.")
 def obb(model: Path, source: Path, out: Path, conf: float, iou: float, imgsz: Optional[int], device: str,
-        save_images: bool, save_video: bool, multi_label: bool, trust_checkpoint: bool) -> None:
+        save_images: bool, save_video: bool, multi_label: bool, trust_checkpoint: bool, tile: Optional[int],
+        tile_overlap: Optional[int]) -> None:
     """MODEL: runs/<id>, a .pt checkpoint or a deploy bundle directory. SOURCE: an image, a folder or a video."""
     from edgekit.core.outdir import prepare_output, staged_output
     from edgekit.train.obb.predict import load_model
     from edgekit.train.obb.predict import predict as run_predict
 
+    if multi_label and tile:
+        raise click.UsageError("--multi-label decodes one whole-frame output; it cannot be combined with --tile")
     target = prepare_output(out, WRITER, sources=[model, source])
-    loaded = load_model(model, imgsz=imgsz, conf=conf, iou=iou, device=device, trust=trust_checkpoint)
+    loaded = load_model(model, imgsz=imgsz, conf=conf, iou=iou, device=device, trust=trust_checkpoint, tile=tile,
+                        tile_overlap=tile_overlap)
     with staged_output(target, WRITER) as stage:
         result = run_predict(loaded, source, stage, save_images=save_images, save_video=save_video,
                              multi_label=multi_label)

@@ -33,6 +33,9 @@ def _daemon_config(config: Optional[str], cli: Dict[str, Any], source: Dict[str,
 @click.option("--source", "uri", help="Video file, image folder, rtsp://..., /dev/videoN, csi://N or a GStreamer pipeline.")
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default=None, help="[default: onnxruntime]")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None, help="[default: fp32]")
+@click.option("--tile", type=click.IntRange(min=0), default=None,
+              help="Sliced inference: tile size in px (0 = whole frames) [default: the bundle's tiling plan].")
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=None, help="Pixels shared by neighbouring tiles.")
 @click.option("--host", default=None, help="Bind address [default: 127.0.0.1]; others need a token.")
 @click.option("--port", type=int, default=None, help="TCP port [default: 8080].")
 @click.option("--config", "config", type=click.Path(path_type=str), help="daemon.yaml (see jetson/daemon.yaml).")
@@ -43,14 +46,15 @@ def _daemon_config(config: Optional[str], cli: Dict[str, Any], source: Dict[str,
 @click.option("-v", "--verbose", is_flag=True, help="Log state changes.")
 @click.pass_context
 def serve(ctx: click.Context, bundle: Optional[str], uri: Optional[str], backend: Optional[str],
-          precision: Optional[str], host: Optional[str], port: Optional[int], config: Optional[str],
+          precision: Optional[str], tile: Optional[int], tile_overlap: Optional[int], host: Optional[str], port: Optional[int], config: Optional[str],
           token_file: Optional[str], models_dir: Optional[str], loop: Optional[bool], realtime: Optional[bool],
           verbose: bool) -> None:
     """Serve BUNDLE's detections over HTTP/WebSocket from --source, with metrics and a live page at /."""
     from edgekit.deploy.daemon.server import Daemon
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    cfg = _daemon_config(config, {"bundle": bundle, "backend": backend, "precision": precision, "host": host,
+    cfg = _daemon_config(config, {"bundle": bundle, "backend": backend, "precision": precision, "tile": tile,
+                                  "tile_overlap": tile_overlap, "host": host,
                                   "port": port, "token_file": token_file, "models_dir": models_dir},
                          {"uri": uri, "loop": loop, "realtime": realtime})
     code = Daemon(cfg).run()

@@ -241,3 +241,25 @@ def test_building_engine_state_is_visible_while_ready_is_503(media, monkeypatch)
     finally:
         gate.set()
         d.stop()
+
+
+def test_sliced_serving_equals_the_offline_tiled_detector(media):
+    """`tile` in the daemon config serves what Bundle.detector(tile=...) detects offline."""
+    import cv2
+
+    from edgekit.deploy.bundle import Bundle
+    from edgekit.deploy.daemon.config import SourceConfig
+    from edgekit.deploy.sources import list_image_files
+
+    images = [cv2.imread(str(p)) for p in list_image_files(media["folder"])]
+    with Bundle.open(media["b1"]).detector(tile=48, tile_overlap=8) as det:
+        offline = [det(im) for im in images]
+    d = make_daemon(media, source=SourceConfig(uri=str(media["folder"]), loop=True), subscriber_queue=64, tile=48,
+                    tile_overlap=8)
+    d.start().wait_ready()
+    try:
+        msgs = ws_messages(ws_url(d), 2 * len(images))
+    finally:
+        d.stop()
+    for m in msgs:
+        assert Detections.from_dict(m["detections"]) == offline[m["frame"] % len(images)], f"frame {m['frame']}"

@@ -48,6 +48,10 @@ class DaemonConfig(StrictModel):
                                             "(default: the bundle's parent directory)")
     backend: str = Field("onnxruntime", description="onnxruntime or tensorrt")
     precision: str = Field("fp32", description="fp32, fp16 (tensorrt) or int8")
+    tile: Optional[int] = Field(None, ge=0, description="sliced inference: tile size in px (0 = whole frames; "
+                                                       "default: the bundle's tiling plan, if any)")
+    tile_overlap: Optional[int] = Field(None, ge=0, description="pixels shared by neighbouring tiles "
+                                                               "(default: the plan's, else tile/5)")
     host: str = Field("127.0.0.1", description="bind address; anything but loopback needs a token")
     port: int = Field(8080, ge=0, lt=65536, description="TCP port (0 = any free port)")
     token_file: str = Field("", description="file holding the bearer token (else env EDGEKIT_TOKEN)")

@@ -121,7 +121,7 @@ class Service:
         if announce:
             self._set_state("building_engine" if self.cfg.backend == "tensorrt" else "loading_model")
             threading.Thread(target=self._log_progress, name="edgekit-progress", daemon=True).start()
-        det = bundle.detector(self.cfg.backend, self.cfg.precision)
+        det = bundle.detector(self.cfg.backend, self.cfg.precision, tile=self.cfg.tile, tile_overlap=self.cfg.tile_overlap)
         det.__enter__()
         try:
             if announce:

@@ -50,8 +50,13 @@ def _checkpoint_meta(path: Path, trust: bool) -> Tuple[List[str], Optional[int]]
 
 
 def load_model(source: Path, imgsz: Optional[int] = None, conf: float = 0.25, iou: float = 0.7,
-               device: str = "cpu", trust: bool = False) -> LoadedModel:
-    """A Detector for a run directory, a .pt checkpoint or a bundle directory (ModelError otherwise)."""
+               device: str = "cpu", trust: bool = False, tile: Optional[int] = None,
+               tile_overlap: Optional[int] = None) -> LoadedModel:
+    """A Detector for a run directory, a .pt checkpoint or a bundle directory (ModelError otherwise).
+
+    ``tile`` > 0 slices each frame (:class:`edgekit.deploy.tiling.TiledDetector`); for a bundle, ``None``
+    keeps the bundle's own tiling plan and 0 runs whole frames.
+    """
     from edgekit.core.letterbox import LetterboxSpec
     from edgekit.core.postprocess import PostprocessSpec
 
@@ -60,7 +65,7 @@ def load_model(source: Path, imgsz: Optional[int] = None, conf: float = 0.25, io
         from edgekit.deploy.bundle import Bundle
 
         bundle = Bundle.open(source)
-        det = bundle.detector()
+        det = bundle.detector(tile=tile, tile_overlap=tile_overlap)
         det.postprocess = det.postprocess.model_copy(update={"conf": conf, "iou": iou})
         return LoadedModel(det, list(bundle.classes), int(det.letterbox.imgsz[0]), str(source))
     ckpt = source
@@ -79,6 +84,10 @@ def load_model(source: Path, imgsz: Optional[int] = None, conf: float = 0.25, io
     runner = TorchRunner(str(ckpt), device=device)
     det = Detector(runner, letterbox=LetterboxSpec(imgsz=size),
                    postprocess=PostprocessSpec(conf=conf, iou=iou, task="obb"))
+    if tile:
+        from edgekit.deploy.tiling import tiled
+
+        det = tiled(det, tile, tile_overlap if tile_overlap is not None else tile // 5)
     return LoadedModel(det, names, size, str(ckpt))
 
 

@@ -182,3 +182,25 @@ def test_predict_refuses_an_unsafe_checkpoint_in_one_line(tmp_path, obb_dataset)
     assert res.returncode == 1 and res.stderr.count("\n") == 1
     assert "argparse.Namespace" in res.stderr and "--trust-checkpoint" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_predict_a_bundle_sliced_maps_each_tiles_box_back(tmp_path, obb_dataset):
+    """--tile 64 on a 64-px constant bundle: every tile reports its box at (32, 32); mapped back to frame
+    pixels there is one box per tile (no two tiles see the same object, so none merge)."""
+    pytest.importorskip("onnxruntime")
+    import cv2
+
+    from tests.deploy.bundles import write_test_bundle
+
+    bundle = write_test_bundle(tmp_path / "bundle")
+    images = tmp_path / "imgs"
+    images.mkdir()
+    cv2.imwrite(str(images / "wide.png"), np.zeros((64, 128, 3), np.uint8))  # two 64-px tiles side by side
+    _edgekit("predict", "obb", bundle, images, "--out", tmp_path / "pt", "--conf", "0.7", "--tile", "64",
+             "--tile-overlap", "0")
+    preds = read_predictions(tmp_path / "pt" / "predictions.json")
+    centres = sorted(round(b[0]) for b in preds.images[0].boxes)
+    assert centres == [32, 96]
+    res = _edgekit("predict", "obb", bundle, images, "--out", tmp_path / "px", "--tile", "64", "--multi-label",
+                   ok=False)
+    assert res.returncode == 2 and "cannot be combined with --tile" in res.stderr
