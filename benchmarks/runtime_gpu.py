@@ -96,7 +96,6 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     import torch
 
     from edgekit.core.letterbox import LetterboxSpec, preprocess
-    from edgekit.core.metrics import match_detections
     from edgekit.core.postprocess import PostprocessSpec
     from edgekit.deploy.detector import Detector
     from edgekit.deploy.pipeline import Pipeline
@@ -212,18 +211,12 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     per_frame = timed_chunks(methods, frames, args.rounds)
     det.__exit__(None, None, None)
 
-    # ---- agreement ----------------------------------------------------------------------------------
-    from edgekit.core.detections import Detections
+    # ---- agreement: the same matching as the CPU side-by-side ----------------------------------------
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from vs_ultralytics import agreement
 
-    matched = total = 0
-    for f in frames:
-        if id(f) not in ul_dets or id(f) not in ek_dets:
-            continue
-        boxes, conf, cls = ul_dets[id(f)]
-        ul = Detections(boxes.astype(np.float32), conf.astype(np.float32), cls.astype(np.int64))
-        m = match_detections(ek_dets[id(f)], ul, iou_thr=0.5, same_class=True)
-        matched += len(m.pairs)
-        total += max(len(ek_dets[id(f)]), len(ul))
+    agree = agreement(frames, ek_dets, ul_dets)
+    matched, total = agree["matched"], agree["total"]
 
     result = {name: stats(ms) for name, ms in per_frame.items()}
     lim = result["limit_graph"]["p50"]
@@ -234,7 +227,7 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         "pipelined_fps_over_limit_fps": (1e3 / result["edgekit_pipelined"]["mean"]) / (1e3 / lim),
         "edgekit_stage_p50_ms": {k: float(np.percentile(v, 50)) for k, v in stage_ms.items()},
         "detections_matched": matched, "detections_total": total,
-        "agreement": matched / total if total else 1.0,
+        "agreement": agree["rate"],
     }
     machine = {"gpu": torch.cuda.get_device_name(0) if cuda else "cpu (smoke)", "torch": torch.__version__, "python": platform.python_version(),
                "cpu_count": __import__("os").cpu_count()}
