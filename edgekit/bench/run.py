@@ -244,35 +244,23 @@ def _batched(detector: Any, frame: np.ndarray, s: BenchSettings, notes: List[str
 def _parity(bundle: Any, detector: Any, s: BenchSettings) -> ParityResult:
     """The bundle's golden feeds through this (active) runner vs the host's reference outputs.
 
-    The same check as ``Bundle.check_parity`` / ``edgekit bundle check`` (golden role, decoder and
-    postprocess chosen alike), on the runner bench already has, so no second engine or session loads.
+    ``Bundle.check_golden``, the check of ``edgekit bundle check``, on the runner bench already has, so no
+    second engine or session loads.
     """
-    try:
-        from edgekit.core import parity as core_parity
-    except ImportError:
-        return ParityResult(status="skipped", note="this edgekit has no edgekit.core.parity (golden check)")
+    from edgekit.core.parity import failure_line
+
     if bundle.manifest.golden is None:
         return ParityResult(status="skipped", note="the bundle has no golden set (re-export it)")
     if s.uint8_input:
         return ParityResult(status="skipped", note="golden feeds are float tensors; run without --uint8-input")
-    from edgekit.core.postprocess import decode
-
     try:
-        golden = bundle.golden()
-        role = next((r for r in golden.roles if bundle.has(r) and bundle.model(r).outputs), golden.roles[0])
-        output = bundle.model(role).outputs[0].name
-
-        def decoder(outputs: Dict[str, np.ndarray], post: Any) -> Any:
-            return decode(outputs[output], post)
-
-        report = core_parity.check_golden(detector.runner, golden, s.precision, decoder=decoder, role=role,
-                                          post=bundle.manifest.postprocess)
+        report = bundle.check_golden(detector.runner, s.precision)
     except EdgekitError as e:
         return ParityResult(status="skipped", note=e.format())
     summary = {k: v for k, v in report.items() if k != "images"}
     det = report.get("detections") or {}
     return ParityResult(status="passed" if report["passed"] else "failed",
-                        note=None if report["passed"] else core_parity.failure_line(report),
+                        note=None if report["passed"] else failure_line(report),
                         n_images=report.get("n_images"), max_abs=report.get("raw", {}).get("max_abs"),
                         match_rate=det.get("match_rate"), report=json.loads(json.dumps(summary, default=float)))
 

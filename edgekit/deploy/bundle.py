@@ -275,22 +275,25 @@ class Bundle:
         (:data:`edgekit.core.parity.DEVICE_TOLERANCES`; INT8 on detections only). Returns the
         report; ``report["passed"]`` is the verdict.
         """
+        with self.runner(backend, precision, **options) as runner:
+            report = self.check_golden(runner, precision)
+        report["backend"] = backend
+        return report
+
+    def check_golden(self, runner: Any, precision: str) -> Dict[str, Any]:
+        """The golden check on an already active ``runner`` (bench reuses the runner it measures)."""
         from edgekit.core.parity import check_golden
         from edgekit.core.postprocess import decode
 
         golden = self.golden()
         role = next((r for r in golden.roles if self.has(r) and self.model(r).outputs), golden.roles[0])
         output = self.model(role).outputs[0].name
-        post = self.manifest.postprocess
 
         def decoder(outputs: Dict[str, Any], spec: Any) -> Any:
             return decode(outputs[output], spec)
 
-        with self.runner(backend, precision, **options) as runner:
-            report = check_golden(runner, golden, precision, decoder=decoder if self.task in ("obb", "detect") else None,
-                                  role=role, post=post)
-        report["backend"] = backend
-        return report
+        return check_golden(runner, golden, precision, decoder=decoder if self.task in ("obb", "detect") else None,
+                            role=role, post=self.manifest.postprocess)
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.root)!r}, task={self.task!r}, roles={self.roles})"
