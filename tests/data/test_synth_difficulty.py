@@ -35,7 +35,8 @@ def test_standard_is_todays_output_byte_for_byte(tmp_path: Path) -> None:
     default = generate_obb_dataset(tmp_path / "a", n_train=4, n_val=2, imgsz=128, seed=3, progress=False)
     named = generate_obb_dataset(tmp_path / "b", n_train=4, n_val=2, imgsz=128, seed=3, progress=False,
                                  difficulty="standard")
-    assert _tree_sha(default) == _tree_sha(named) == STANDARD_TREE_SHA
+    parallel = generate_obb_dataset(tmp_path / "c", n_train=4, n_val=2, imgsz=128, seed=3, progress=False, workers=2)
+    assert _tree_sha(default) == _tree_sha(named) == _tree_sha(parallel) == STANDARD_TREE_SHA
     h = hashlib.sha256()
     for s in range(4):
         scene = render_difficulty_scene(np.random.default_rng([3, 0, s]), 128, "standard")
