@@ -75,11 +75,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--model-kwargs", type=json.loads, default={}, help='extra timm kwargs, e.g. {"depth": 2}')
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--smoke-cpu", action="store_true", help="tiny ViT, 64 px, a few seconds on CPU")
-    args = p.parse_args(argv)
-    if args.smoke_cpu:
-        args.device, args.n_images, args.n_val, args.canvas, args.scene_side = "cpu", 64, 16, 64, 128
-        args.seconds, args.batch, args.workers, args.model_kwargs = 6.0, 16, 2, dict(TINY)
-    return args
+    if p.parse_args(argv).smoke_cpu:  # smoke defaults; options given explicitly still win
+        p.set_defaults(device="cpu", n_images=64, n_val=16, canvas=64, scene_side=128, seconds=6.0, batch=16,
+                       workers=2, model_kwargs=dict(TINY))
+    return p.parse_args(argv)
 
 
 # -- data: rendered scenes and their per-patch targets ----------------------------------------------
