@@ -225,8 +225,9 @@ class Scheduler:
                     "--n-images", str(self.args.pretrain_images), "--scene-side", str(self.args.imgsz),
                     "--canvas", str(self.args.imgsz // 2)]
         cmd += self.args.pretrain_args.split()
-        log = open(self.log_dir / "teacher_pretrain.log", "w")
-        self.teacher_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env_for(self.teacher_device))
+        with open(self.log_dir / "teacher_pretrain.log", "w") as log:  # the child keeps its own handle
+            self.teacher_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                 env=self.env_for(self.teacher_device))
         self.log(f"teacher pretraining started on device {self.teacher_device}: {' '.join(cmd)}")
 
     def poll_teacher(self) -> None:
@@ -258,8 +259,8 @@ class Scheduler:
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(json.dumps(student_config(self.args, job)))
         cmd = student_command(self.args, job, data, self.teacher_path, config)
-        log = open(self.log_dir / f"{job.run_id}.log", "w")
-        job.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env_for(device), cwd=str(REPO))
+        with open(self.log_dir / f"{job.run_id}.log", "w") as log:
+            job.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env_for(device), cwd=str(REPO))
         job.started = time.time()
         self.log(f"start {job.run_id} on {device}")
 
