@@ -51,24 +51,24 @@ TINY_KWARGS = "{embed_dim: 32, depth: 2, num_heads: 2}"
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", default="0", help="comma list of CUDA indices, or cpu")
-    p.add_argument("--per-device", type=int, default=6, help="student runs at once on one device")
+    p.add_argument("--per-device", type=int, default=7, help="student runs at once on one device")
     p.add_argument("--sizes", default="100,300", help="labelled training images per student")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--weights", default="2,6",
                    help="distillation weights: the first for every size, the others only for the smallest")
     p.add_argument("--arms", default="none,random,trained")
-    p.add_argument("--samples", type=int, default=9600, help="training images seen per run (epochs = samples / size)")
+    p.add_argument("--samples", type=int, default=6400, help="training images seen per run (epochs = samples / size)")
     p.add_argument("--n-val", type=int, default=300)
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workers", type=int, default=3, help="dataloader workers per run")
     p.add_argument("--gen-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--teacher", type=Path, default=None, help="an existing teacher file (skips pretraining)")
-    p.add_argument("--pretrain-seconds", type=float, default=200.0)
+    p.add_argument("--pretrain-seconds", type=float, default=170.0)
     p.add_argument("--pretrain-images", type=int, default=40000)
     p.add_argument("--pretrain-args", default="", help="extra arguments for teacher_pretrain.py")
-    p.add_argument("--deadline-s", type=float, default=400.0, help="no run starts after this many seconds")
-    p.add_argument("--kill-s", type=float, default=480.0, help="runs still going after this many seconds are stopped")
+    p.add_argument("--deadline-s", type=float, default=330.0, help="no run starts after this many seconds")
+    p.add_argument("--kill-s", type=float, default=420.0, help="runs still going after this many seconds are stopped")
     p.add_argument("--work", type=Path, required=True, help="datasets, runs and logs go here")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--smoke-cpu", action="store_true", help="tiny everything on CPU, < 3 min")
@@ -109,8 +109,8 @@ def plan_jobs(args) -> List[Job]:
                 for seed in seeds:
                     rid = f"{arm}-n{size}-s{seed}" + ("" if arm == "none" else f"-w{w:g}")
                     jobs.append(Job(arm, size, seed, w, rid, needs_teacher=arm == "trained"))
-    # the teacher-independent runs first, smallest size first (the case the study is about)
-    return sorted(jobs, key=lambda j: (j.needs_teacher, j.size, j.weight, j.seed))
+    # teacher-independent runs first; within each, the first weight at every size before the extra weights
+    return sorted(jobs, key=lambda j: (j.needs_teacher, j.weight not in (0.0, weights[0]), j.size, j.seed))
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class Scheduler:
         else:
             cmd += ["--device", "cuda:0", "--seconds", str(self.args.pretrain_seconds),
                     "--n-images", str(self.args.pretrain_images), "--scene-side", str(self.args.imgsz),
-                    "--canvas", str(self.args.imgsz // 2)]
+                    "--canvas", str(self.args.imgsz // 2), "--workers", str(max(1, self.args.gen_workers * 3 // 4))]
         cmd += self.args.pretrain_args.split()
         with open(self.log_dir / "teacher_pretrain.log", "w") as log:  # the child keeps its own handle
             self.teacher_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,

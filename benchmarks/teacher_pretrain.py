@@ -65,7 +65,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--scene-side", type=int, default=640, help="objects are drawn as in a scene of this side")
     p.add_argument("--difficulty", default="hard")
     p.add_argument("--seconds", type=float, default=170.0, help="wall-clock training budget")
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=512)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--layer-scale-init", type=float, default=0.1,

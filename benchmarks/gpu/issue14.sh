@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Distillation-gain study in one call (the lead's GPU run, ~8.5 min on 2 H200s):
+# Distillation-gain study in one call (the lead's GPU run: <= 7.5 min on 2 H200s, hard stop at 440 s):
 #   hard synthetic data -> teacher pretraining (benchmarks/teacher_pretrain.py, first GPU) while the
 #   no-distillation and random-teacher students run on the other GPU(s) -> trained-teacher students on
 #   every GPU -> results table (benchmarks/distill_gain.py).
@@ -23,7 +23,7 @@ else
 fi
 echo "cores: $(nproc)  work: $work" >> "$out/gpus.txt"
 # hard stop a little under the call's limit; distill_gain.py itself stops starting runs at --deadline-s
-timeout -k 10 "${ISSUE14_TIMEOUT:-505}" python benchmarks/distill_gain.py --work "$work" --results "$work/results" \
+timeout -k 10 "${ISSUE14_TIMEOUT:-440}" python benchmarks/distill_gain.py --work "$work" --results "$work/results" \
   "${extra[@]}" > "$out/distill_gain.log" 2>&1
 echo "distill_gain exit code: $?" >> "$out/distill_gain.log"
 cp "$work"/results/distill_gain_*.json "$work"/results/distill_gain_*.md "$out/" 2>/dev/null

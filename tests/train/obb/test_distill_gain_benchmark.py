@@ -30,6 +30,8 @@ def test_plan_has_every_arm_size_seed_and_extra_weights_only_at_the_smallest_siz
     assert all(j.needs_teacher == (j.arm == "trained") for j in jobs)
     first_trained = min(i for i, j in enumerate(jobs) if j.needs_teacher)
     assert not any(j.needs_teacher for j in jobs[:first_trained]) and all(j.needs_teacher for j in jobs[first_trained:])
+    # the extra weight (6) goes last within each group: a deadline drops it first
+    assert [j.weight for j in jobs[first_trained:]] == [2.0] * 6 + [6.0] * 3
 
 
 def test_student_commands_differ_only_in_the_distillation_arm(bench, tmp_path) -> None:
@@ -44,8 +46,8 @@ def test_student_commands_differ_only_in_the_distillation_arm(bench, tmp_path) -
     shared = set(cmds["none"]) - {"distillation.enabled=false", "--run-id", "none-x"}
     assert shared <= set(cmds["trained"]) and "device=0" in shared and "seed=1" in shared
     cfg = bench.student_config(args, bench.Job("none", 100, 0, 0.0, "n", False))
-    assert cfg["stages"][0]["epochs"] == 96 and bench.student_config(args, bench.Job("none", 300, 0, 0.0, "n", False)
-                                                                     )["stages"][0]["epochs"] == 32
+    assert cfg["stages"][0]["epochs"] == 64 and bench.student_config(args, bench.Job("none", 300, 0, 0.0, "n", False)
+                                                                     )["stages"][0]["epochs"] == 21
 
 
 def test_dataset_view_takes_the_first_images_and_every_val_image(bench, tmp_path) -> None:
