@@ -26,6 +26,18 @@ echo "cores: $(nproc)  work: $work" >> "$out/gpus.txt"
 timeout -k 10 "${ISSUE14_TIMEOUT:-440}" python benchmarks/distill_gain.py --work "$work" --results "$work/results" \
   "${extra[@]}" > "$out/distill_gain.log" 2>&1
 echo "distill_gain exit code: $?" >> "$out/distill_gain.log"
+# Learnability of each difficulty (synth_learnability.py), only if the study left time: one run per GPU.
+if [[ " $* " != *" --smoke-cpu "* ]] && [ -n "${devices:-}" ] && [ "$SECONDS" -lt 330 ]; then
+  left=$(( ${ISSUE14_TIMEOUT:-440} - SECONDS - 5 ))
+  i=0; ngpu=${ngpu:-1}
+  for d in easy standard hard; do
+    timeout -k 5 "$left" python benchmarks/synth_learnability.py --difficulty "$d" --device $((i % ngpu)) \
+      --imgsz 640 --n-train 300 --n-val 60 --epochs 20 --batch 32 --workers 8 \
+      --out "$work/results/synth_learnability_$d.json" > "$work/logs/synth_learnability_$d.log" 2>&1 &
+    i=$((i + 1))
+  done
+  wait
+fi
 cp "$work"/results/distill_gain_*.json "$work"/results/distill_gain_*.md "$out/" 2>/dev/null
 cp "$work/teacher/teacher_pretrain.json" "$out/" 2>/dev/null
 ( cd "$work" && tar czf "$out/issue14_bundle.tar.gz" results logs teacher/teacher_pretrain.json \
