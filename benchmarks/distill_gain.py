@@ -17,8 +17,7 @@ seed 0 are kept. Results: ``<results>/distill_gain_<device>.json`` and ``.md``.
 
 GPU (via benchmarks/gpu/issue14.sh, which also bundles logs)::
 
-    python benchmarks/distill_gain.py --devices 0,1 --per-device 6 --pretrain-seconds 200 \
-        --work /tmp/dg --results OUT/results
+    python benchmarks/distill_gain.py --devices 0,1 --work /tmp/dg --results OUT/results
 
 CPU smoke test (< 3 min)::
 
@@ -51,7 +50,7 @@ TINY_KWARGS = "{embed_dim: 32, depth: 2, num_heads: 2}"
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", default="0", help="comma list of CUDA indices, or cpu")
-    p.add_argument("--per-device", type=int, default=7, help="student runs at once on one device")
+    p.add_argument("--per-device", type=int, default=8, help="student runs at once on one device")
     p.add_argument("--sizes", default="100,300", help="labelled training images per student")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--weights", default="2,6",
