@@ -334,9 +334,11 @@ def verdict(rows: List[Dict]) -> str:
     t, r = best["trained"], best["random"]
     if t is None:
         return "no trained-teacher result"
+    n_w = len({x["weight"] for x in rows if x["size"] == small and x["arm"] == "trained"})
+    picked = f", the best of {n_w} weights tried, picked on the same val set" if n_w > 1 else ""
     met = t["gain_map50"]["mean"] >= 0.03 and (r is None or r["gain_map50"]["mean"] < 0.03)
     return (f"{'MET' if met else 'NOT met'}: at {small} images the trained teacher (w={t['weight']:g}) gives "
-            f"{100 * t['gain_map50']['mean']:+.1f} ± {100 * t['gain_map50']['std']:.1f} mAP50 points over no "
+            f"{100 * t['gain_map50']['mean']:+.1f} ± {100 * t['gain_map50']['std']:.1f} mAP50 points{picked} over no "
             f"distillation; the random teacher's best is "
             + (f"{100 * r['gain_map50']['mean']:+.1f} ± {100 * r['gain_map50']['std']:.1f}" if r else "n/a")
             + " (target: >= +3.0 for trained, < +3.0 for random)")
@@ -374,7 +376,9 @@ def write_results(result: Dict, out: Path) -> Path:
                f"held-out patch presence F1 {t['val_patch_metrics']['presence_f1']} (random init "
                f"{t['random_init_patch_metrics']['presence_f1']}), centre-patch class accuracy "
                f"{t['val_patch_metrics']['centre_class_acc']} (random init "
-               f"{t['random_init_patch_metrics']['centre_class_acc']}); both layouts load through the resolver, "
+               f"{t['random_init_patch_metrics']['centre_class_acc']}); on whole {c['imgsz']} px scenes (the "
+               f"students' grid) F1 {t.get('val_full_scene_patch_metrics', {}).get('presence_f1')}, accuracy "
+               f"{t.get('val_full_scene_patch_metrics', {}).get('centre_class_acc')}; both layouts load through the resolver, "
                f"max feature difference vs the trained model {t['loading']['max_abs_diff_vs_trained']}.", ""]
     failed = [x for r in result["rows"] for x in r["failed"]]
     if failed:

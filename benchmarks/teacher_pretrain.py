@@ -14,13 +14,15 @@ distils: ``teacher.layer=-1``, ``norm=True``), so what the teacher learns is lin
 Images are rendered at ``--canvas`` px as crops of ``--scene-side`` px scenes (same object pixel sizes
 as the students' images), in many processes, kept on the GPU as uint8. Training runs for a fixed
 wall-clock budget (``--seconds``; warmup then cosine by elapsed time), bf16 autocast, AdamW. RoPE
-coordinate rescaling (x0.5-2) is on while training so the teacher works on the students' larger grids.
+coordinate rescaling (x0.5-2) is on while training, and the last ``--full-frac`` of the time trains on
+whole ``--scene-side`` scenes, so the teacher works on the students' larger grid.
 
 Writes, under ``--out``:
 
 * ``timm/vit_small_patch16_dinov3.safetensors`` - timm's key layout,
 * ``meta/dinov3_vits16_pretrain_synth.pth`` - Meta's original DINOv3 key layout (docs/distillation.md),
-* ``teacher_pretrain.json`` - settings, throughput, loss curve, held-out patch metrics, and the check
+* ``teacher_pretrain.json`` - settings, throughput, loss curve, held-out patch metrics (on crops and on
+  whole scenes at the students' resolution), and the check
   that both files load through ``train obb``'s resolver into identical features.
 
 GPU (the lead's run, via benchmarks/gpu/issue14.sh)::
@@ -65,6 +67,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--scene-side", type=int, default=640, help="objects are drawn as in a scene of this side")
     p.add_argument("--difficulty", default="hard")
     p.add_argument("--seconds", type=float, default=170.0, help="wall-clock training budget")
+    p.add_argument("--n-full", type=int, default=4000,
+                   help="whole --scene-side scenes (the students' image and patch grid) for the end of training")
+    p.add_argument("--full-frac", type=float, default=0.2, help="fraction of the time spent on the whole scenes")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -76,7 +81,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--smoke-cpu", action="store_true", help="tiny ViT, 64 px, a few seconds on CPU")
     if p.parse_args(argv).smoke_cpu:  # smoke defaults; options given explicitly still win
-        p.set_defaults(device="cpu", n_images=64, n_val=16, canvas=64, scene_side=128, seconds=6.0, batch=16,
+        p.set_defaults(device="cpu", n_images=64, n_val=16, n_full=16, canvas=64, scene_side=128, seconds=6.0, batch=16,
                        workers=2, model_kwargs=dict(TINY))
     return p.parse_args(argv)
 
@@ -125,10 +130,10 @@ def render_chunk(task: Tuple[int, int, int, int, int, str]) -> Tuple[np.ndarray,
     return np.stack(imgs), np.stack(targets)
 
 
-def render_set(n: int, seed: int, args, workers: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Render ``n`` images in ``workers`` processes (chunks of 64), in order."""
+def render_set(n: int, seed: int, args, workers: int, canvas: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Render ``n`` images of ``canvas`` px (default ``args.canvas``) in ``workers`` processes (chunks of 64), in order."""
     bounds = list(range(0, n, 64)) + [n]
-    tasks = [(seed, a, b, args.canvas, args.scene_side, args.difficulty) for a, b in zip(bounds, bounds[1:])]
+    tasks = [(seed, a, b, canvas or args.canvas, args.scene_side, args.difficulty) for a, b in zip(bounds, bounds[1:])]
     if workers <= 1:
         parts = [render_chunk(t) for t in tasks]
     else:
@@ -185,7 +190,9 @@ def to_input(imgs_u8, mean, std):
     return (imgs_u8.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
 
 
-def train(args, imgs, targets, n_classes: int) -> Tuple[object, object, Dict]:
+def train(args, imgs, targets, n_classes: int, full=None) -> Tuple[object, object, Dict]:
+    """Train for ``args.seconds``; the last ``args.full_frac`` of it on ``full`` (whole scenes, the students'
+    grid) at a quarter of the batch, when given."""
     import torch
 
     device = torch.device(args.device)
@@ -201,8 +208,10 @@ def train(args, imgs, targets, n_classes: int) -> Tuple[object, object, Dict]:
                             fused=device.type == "cuda")
     mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(1, 3, 1, 1)
     std = torch.tensor((0.229, 0.224, 0.225), device=device).view(1, 3, 1, 1)
-    x_all = torch.from_numpy(imgs).to(device)
-    y_all = torch.from_numpy(targets).to(device)
+    sets = [(torch.from_numpy(imgs).to(device), torch.from_numpy(targets).to(device), args.batch)]
+    if full is not None and len(full[0]):
+        sets.append((torch.from_numpy(full[0]).to(device), torch.from_numpy(full[1]).to(device),
+                     max(1, args.batch // 4)))
     gen = torch.Generator(device=device).manual_seed(args.seed)
     flips = random.Random(args.seed)
     curve, step, t0, seen = [], 0, time.perf_counter(), 0
@@ -212,7 +221,8 @@ def train(args, imgs, targets, n_classes: int) -> Tuple[object, object, Dict]:
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(frac, args.lr)
-        idx = torch.randint(0, x_all.shape[0], (args.batch,), device=device, generator=gen)
+        x_all, y_all, batch = sets[-1] if frac >= 1.0 - args.full_frac else sets[0]
+        idx = torch.randint(0, x_all.shape[0], (batch,), device=device, generator=gen)
         x, y = to_input(x_all[idx], mean, std), y_all[idx]
         if flips.random() < 0.5:  # flip: mirror the orientation target too (θ -> π - θ)
             x, y = x.flip(-1), y.flip(-1)
@@ -225,12 +235,13 @@ def train(args, imgs, targets, n_classes: int) -> Tuple[object, object, Dict]:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        seen += args.batch
+        seen += batch
         if step % 25 == 1:
             curve.append({"step": step, "s": round(time.perf_counter() - t0, 1), "loss": round(float(loss.detach()), 4),
                           **{k: round(float(v), 4) for k, v in parts.items()}})
     wall = time.perf_counter() - t0
-    stats = {"steps": step, "images_seen": seen, "epochs": round(seen / len(imgs), 2), "train_s": round(wall, 1),
+    stats = {"steps": step, "images_seen": seen, "epochs": round(seen / (len(imgs) + len(sets[-1][0]) * (len(sets) - 1)), 2),
+             "train_s": round(wall, 1),
              "images_per_s": round(seen / max(wall, 1e-9), 1), "curve": curve}
     return model.eval(), head.eval(), stats
 
@@ -329,11 +340,14 @@ def run(args) -> Dict[str, object]:
     t0 = time.perf_counter()
     imgs, targets = render_set(args.n_images, args.seed, args, args.workers)
     val_imgs, val_targets = render_set(args.n_val, args.seed + 1, args, args.workers)
+    full = render_set(args.n_full, args.seed + 2, args, args.workers, args.scene_side) if args.n_full else None
+    val_full = render_set(max(1, args.n_val // 4), args.seed + 3, args, args.workers, args.scene_side)
     gen_s = time.perf_counter() - t0
     print(f"teacher data: {len(imgs)} + {len(val_imgs)} images at {args.canvas}px in {gen_s:.1f}s", flush=True)
     device = torch.device(args.device)
-    model, head, stats = train(args, imgs, targets, n_classes)
+    model, head, stats = train(args, imgs, targets, n_classes, full)
     metrics = patch_metrics(model, head, val_imgs, val_targets, n_classes, device)
+    full_metrics = patch_metrics(model, head, *val_full, n_classes, device, batch=32)
     rand_model, rand_head = build_model(args, n_classes)
     baseline = patch_metrics(rand_model.to(device).eval(), rand_head.to(device).eval(), val_imgs, val_targets,
                              n_classes, device)
@@ -343,6 +357,7 @@ def run(args) -> Dict[str, object]:
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "classes": list(class_names(args.difficulty)), "generate_s": round(gen_s, 1), "train": stats,
             "val_patch_metrics": metrics, "random_init_patch_metrics": baseline, "loading": loading,
+            "val_full_scene_patch_metrics": full_metrics,
             "weights": {"timm": str(timm_path), "meta": str(meta_path)}}
 
 
