@@ -64,6 +64,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--gen-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--teacher", type=Path, default=None, help="an existing teacher file (skips pretraining)")
     p.add_argument("--pretrain-seconds", type=float, default=170.0)
+    p.add_argument("--teacher-by-s", type=float, default=235.0,
+                   help="teacher training ends this many seconds after the start at the latest (its budget shrinks)")
     p.add_argument("--pretrain-images", type=int, default=40000)
     p.add_argument("--pretrain-args", default="", help="extra arguments for teacher_pretrain.py")
     p.add_argument("--deadline-s", type=float, default=330.0, help="no run starts after this many seconds")
@@ -221,6 +223,7 @@ class Scheduler:
             cmd += ["--smoke-cpu", "--seconds", str(self.args.pretrain_seconds)]
         else:
             cmd += ["--device", "cuda:0", "--seconds", str(self.args.pretrain_seconds),
+                    "--stop-at", str(self.t0 + self.args.teacher_by_s),
                     "--n-images", str(self.args.pretrain_images), "--scene-side", str(self.args.imgsz),
                     "--canvas", str(self.args.imgsz // 2), "--workers", str(max(1, self.args.gen_workers * 3 // 4))]
         cmd += self.args.pretrain_args.split()

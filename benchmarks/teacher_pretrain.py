@@ -67,6 +67,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--scene-side", type=int, default=640, help="objects are drawn as in a scene of this side")
     p.add_argument("--difficulty", default="hard")
     p.add_argument("--seconds", type=float, default=170.0, help="wall-clock training budget")
+    p.add_argument("--stop-at", type=float, default=None,
+                   help="a Unix time training must end by (shortens --seconds when data generation ran late)")
     p.add_argument("--n-full", type=int, default=4000,
                    help="whole --scene-side scenes (the students' image and patch grid) for the end of training")
     p.add_argument("--full-frac", type=float, default=0.2, help="fraction of the time spent on the whole scenes")
@@ -214,9 +216,10 @@ def train(args, imgs, targets, n_classes: int, full=None) -> Tuple[object, objec
                      max(1, args.batch // 4)))
     gen = torch.Generator(device=device).manual_seed(args.seed)
     flips = random.Random(args.seed)
+    budget = args.seconds if args.stop_at is None else max(10.0, min(args.seconds, args.stop_at - time.time()))
     curve, step, t0, seen = [], 0, time.perf_counter(), 0
     while True:
-        frac = (time.perf_counter() - t0) / args.seconds
+        frac = (time.perf_counter() - t0) / budget
         if frac >= 1.0:
             break
         for group in opt.param_groups:
@@ -240,7 +243,7 @@ def train(args, imgs, targets, n_classes: int, full=None) -> Tuple[object, objec
             curve.append({"step": step, "s": round(time.perf_counter() - t0, 1), "loss": round(float(loss.detach()), 4),
                           **{k: round(float(v), 4) for k, v in parts.items()}})
     wall = time.perf_counter() - t0
-    stats = {"steps": step, "images_seen": seen, "epochs": round(seen / (len(imgs) + len(sets[-1][0]) * (len(sets) - 1)), 2),
+    stats = {"budget_s": round(budget, 1), "steps": step, "images_seen": seen, "epochs": round(seen / (len(imgs) + len(sets[-1][0]) * (len(sets) - 1)), 2),
              "train_s": round(wall, 1),
              "images_per_s": round(seen / max(wall, 1e-9), 1), "curve": curve}
     return model.eval(), head.eval(), stats
