@@ -6,6 +6,10 @@ mAP50, wall times, the per-epoch curve and the machine's facts to a JSON file an
 beside it. Target: mAP50 >= 0.5 within a few minutes on 2 CPU cores.
 
     python benchmarks/synth_learnability.py --epochs 6 --imgsz 192 --n-train 300 --n-val 60
+    python benchmarks/synth_learnability.py --difficulty hard --device 0 --imgsz 640 --epochs 20 --batch 32
+
+``--difficulty easy|standard|hard`` picks the scenes (``data synth obb --difficulty``); results of a
+non-standard difficulty go to ``synth_learnability_<difficulty>.json`` (+ .md) unless ``--out`` says.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON; a .md table is written beside it")
+    p.add_argument("--difficulty", choices=("easy", "standard", "hard"), default="standard")
+    p.add_argument("--device", default="cpu", help="cpu or a CUDA index")
+    p.add_argument("--out", type=Path, default=None, help="result JSON; a .md table is written beside it")
     p.add_argument("--hyp", nargs="*", default=[], metavar="KEY=VALUE",
                    help="Ultralytics train arguments over DEFAULT_HYP (and nbs=batch), e.g. lr0=0.005 (YAML values)")
     p.add_argument("--note", default="", help="free text stored with the result (e.g. 'CPU shared with other jobs')")
@@ -111,9 +117,10 @@ def train_and_validate(data_yaml: Path, args: argparse.Namespace, project: Path)
     from ultralytics import YOLO
 
     model = YOLO("yolov8n-obb.yaml")
+    cuda = args.device != "cpu"
     t0 = time.perf_counter()
     metrics = model.train(data=str(data_yaml), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-                          device="cpu", workers=args.workers, amp=False, plots=False, seed=args.seed,
+                          device=args.device, workers=args.workers, amp=cuda, plots=False, seed=args.seed,
                           project=str(project), name="train", exist_ok=True, verbose=False, pretrained=False,
                           **parse_hyp(args.hyp, args.batch))
     train_s = time.perf_counter() - t0
@@ -132,20 +139,22 @@ def write_markdown(result: Dict[str, Any], path: Path) -> None:
     from edgekit.core.atomic import write_text_atomic
 
     cfg, res, m = result["config"], result["result"], result["machine"]
+    where = "CPU" if cfg.get("device", "cpu") == "cpu" else f"device {cfg['device']}"
     rows = [
         ("val mAP50", f"{res['val_map50']:.3f} (target >= 0.5: {'met' if res['val_map50'] >= 0.5 else 'NOT met'})"),
         ("val mAP50-95", f"{res['val_map50_95']:.3f}"),
         ("per-class AP50", ", ".join(f"{k} {v:.2f}" for k, v in res["val_per_class_ap50"].items())),
         ("train wall time", f"{res['train_wall_s']:.0f} s ({cfg['epochs']} epochs)"),
         ("dataset generation", f"{res['generate_wall_s']:.1f} s ({cfg['n_train']} train + {cfg['n_val']} val at {cfg['imgsz']} px)"),
-        ("model", "yolov8n-obb.yaml, random init, CPU, amp=False"),
+        ("model", f"yolov8n-obb.yaml, random init, {where}, amp={where != 'CPU'}"),
         ("batch / workers / seed", f"{cfg['batch']} / {cfg['workers']} / {cfg['seed']}"),
         ("other train args", ", ".join(f"{k}={v}" for k, v in cfg["hyp"].items()) or "Ultralytics defaults"),
         ("CPU", f"{m['cpu_model']}, {m['usable_cores']} usable cores, torch threads {m['torch_threads']}"),
         ("load average (start -> end)", f"{m['load_avg_1_5_15']} -> {result['load_avg_end']}"),
         ("versions", f"torch {m['torch']}, ultralytics {m['ultralytics']}, numpy {m['numpy']}, python {m['python']}"),
     ]
-    lines = ["# Synthetic OBB learnability (yolov8n-obb from scratch, CPU)", "", "| | |", "|---|---|"]
+    lines = [f"# Synthetic OBB learnability, {cfg.get('difficulty', 'standard')} scenes (yolov8n-obb from scratch, {where})",
+             "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     if result.get("note"):
         lines += ["", f"Note: {result['note']}"]
@@ -165,20 +174,25 @@ def main(argv: List[str]) -> int:
     facts = machine_facts()
     with tempfile.TemporaryDirectory(prefix="synth_learnability_") as tmp:
         t0 = time.perf_counter()
-        root = generate_obb_dataset(Path(tmp) / "data", args.n_train, args.n_val, args.imgsz, args.seed)
+        root = generate_obb_dataset(Path(tmp) / "data", args.n_train, args.n_val, args.imgsz, args.seed,
+                                    difficulty=args.difficulty, workers=min(8, os.cpu_count() or 1))
         gen_s = time.perf_counter() - t0
         res = train_and_validate(root / "data.yaml", args, Path(tmp) / "runs")
     res["generate_wall_s"] = round(gen_s, 2)
     result = {
         "benchmark": "synth_learnability",
         "command": shlex.join(["python", "benchmarks/synth_learnability.py", *argv]),
-        "config": {**{k: getattr(args, k) for k in ("epochs", "imgsz", "n_train", "n_val", "batch", "workers", "seed")},
+        "config": {**{k: getattr(args, k) for k in ("epochs", "imgsz", "n_train", "n_val", "batch", "workers", "seed",
+                                                     "difficulty", "device")},
                    "hyp": parse_hyp(args.hyp, args.batch)},
         "result": res,
         "machine": facts,
         "load_avg_end": load_average(),
         "note": args.note,
     }
+    if args.out is None:
+        suffix = "" if args.difficulty == "standard" else f"_{args.difficulty}"
+        args.out = DEFAULT_OUT.with_name(f"synth_learnability{suffix}.json")
     write_json_atomic(args.out, result)
     write_markdown(result, args.out.with_suffix(".md"))
     print(f"val mAP50 {res['val_map50']:.3f} in {res['train_wall_s']:.0f} s -> {args.out}")

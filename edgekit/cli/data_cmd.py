@@ -47,7 +47,12 @@ def synth() -> None:
 @click.option("--frame-size", type=click.IntRange(min=256), default=None,
               help="Large aerial frames of this side (e.g. 2048-4096) with many small (16-54 px) objects.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def synth_obb(out: Path, n_train: int, n_val: int, imgsz: Optional[int], frame_size: Optional[int], seed: int) -> None:
+@click.option("--difficulty", type=click.Choice(["easy", "standard", "hard"]), default="standard", show_default=True,
+              help="hard: small dense objects, look-alike classes, decoys, occlusion, blur, uneven light.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Render in this many processes (same output; 0 = in this process).")
+def synth_obb(out: Path, n_train: int, n_val: int, imgsz: Optional[int], frame_size: Optional[int], seed: int,
+              difficulty: str, workers: int) -> None:
     """Write an aerial OBB dataset (YOLO-OBB labels + data.yaml) to --out."""
     from edgekit.data.synth.obb import generate_obb_dataset
 
@@ -55,8 +60,11 @@ def synth_obb(out: Path, n_train: int, n_val: int, imgsz: Optional[int], frame_s
         raise click.UsageError("pass --imgsz (normal scenes) or --frame-size (large frames, small objects), not both")
     imgsz = imgsz or 320
     large = {"frame_size": frame_size} if frame_size is not None else {}
-    root = generate_obb_dataset(out, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed, **large)
-    click.echo(f"wrote OBB dataset {root} ({n_train} train / {n_val} val images, {frame_size or imgsz}px); "
+    if frame_size is not None and difficulty != "standard":
+        raise click.UsageError("--frame-size makes its own large-frame scenes: leave out --difficulty")
+    root = generate_obb_dataset(out, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed, difficulty=difficulty,
+                                workers=workers, **large)
+    click.echo(f"wrote {difficulty} OBB dataset {root} ({n_train} train / {n_val} val images, {frame_size or imgsz}px); "
                f"data.yaml: {Path(root) / 'data.yaml'}")
 
 

@@ -143,7 +143,8 @@ def test_synth_commands_pass_options_through(tmp_path: Path, fake_generators) ->
     result = invoke("data", "synth", "obb", "--out", str(tmp_path / "o"), "--n-train", "3", "--n-val", "2",
                     "--imgsz", "96", "--seed", "7")
     assert result.exit_code == 0, result.output
-    assert fake_generators["obb"] == (tmp_path / "o", {"n_train": 3, "n_val": 2, "imgsz": 96, "seed": 7})
+    assert fake_generators["obb"] == (tmp_path / "o", {"n_train": 3, "n_val": 2, "imgsz": 96, "seed": 7,
+                                                        "difficulty": "standard", "workers": 0})
     result = invoke("data", "synth", "refdet", "--out", str(tmp_path / "r"), "--n-train", "2", "--n-test", "1",
                     "--frames", "5", "--imgsz", "64", "--fps", "4", "--seed", "1")
     assert result.exit_code == 0, result.output

@@ -13,8 +13,11 @@ fully inside the image, so no label is clipped.
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -23,8 +26,9 @@ from tqdm import tqdm
 from ...core.errors import ConfigError, DataError
 from ...core.outdir import prepare_output, staged_output
 from ..layout import DatasetLayout
-from .scene import render_large_obb_scene, render_obb_scene
-from .shapes import OBB_CLASS_NAMES, ObjectSpec
+from .difficulty import DIFFICULTIES, class_names, render_difficulty_scene
+from .scene import render_large_obb_scene
+from .shapes import ObjectSpec
 
 SPLITS = ("train", "val")
 _JPEG_QUALITY = 92
@@ -43,7 +47,13 @@ def obb_label_lines(objects: Sequence[ObjectSpec], imgsz: int) -> List[str]:
     return lines
 
 
-def _check_args(n_train: int, n_val: int, imgsz: int, frame_size: Optional[int] = None) -> None:
+def _check_args(n_train: int, n_val: int, imgsz: int, frame_size: Optional[int] = None,
+                difficulty: str = "standard") -> None:
+    if difficulty not in DIFFICULTIES:
+        raise ConfigError(f"difficulty={difficulty!r} is not a synthetic difficulty", f"pass one of {', '.join(DIFFICULTIES)}")
+    if frame_size is not None and difficulty != "standard":
+        raise ConfigError(f"frame_size with difficulty={difficulty}: large frames have their own object sizes",
+                          "leave out frame_size, or use difficulty standard")
     if frame_size is not None and frame_size < MIN_FRAME_SIZE:
         raise ConfigError(f"frame_size={frame_size} is too small for a large-frame scene",
                           f"pass frame_size >= {MIN_FRAME_SIZE} (or leave it out for normal scenes)")
@@ -53,8 +63,34 @@ def _check_args(n_train: int, n_val: int, imgsz: int, frame_size: Optional[int] 
         raise ConfigError(f"imgsz={imgsz} is too small for the synthetic scenes", f"pass imgsz >= {MIN_IMGSZ}")
 
 
+def _write_image(root: Path, seed: int, imgsz: int, frame_size: Optional[int], difficulty: str, side: int,
+                 task: Tuple[int, str, int]) -> Optional[str]:
+    """Render and write one image and its label; the image's file name if it could not be written."""
+    split_index, split, i = task
+    rng = np.random.default_rng([seed, split_index, i])
+    scene = render_large_obb_scene(rng, frame_size) if frame_size else render_difficulty_scene(rng, imgsz, difficulty)
+    stem = f"{split}_{i:06d}"
+    if not cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), scene.image,
+                       [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
+        return f"{stem}.jpg"
+    lines = obb_label_lines(scene.objects, side)
+    (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    return None
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[Optional[ProcessPoolExecutor]]:
+    """A process pool of ``workers`` processes, or None (render in this process) for 0."""
+    if workers <= 0:
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield pool
+
+
 def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int = 50, imgsz: int = 320,
-                         seed: int = 0, *, progress: bool = True, frame_size: Optional[int] = None) -> Path:
+                         seed: int = 0, *, progress: bool = True, frame_size: Optional[int] = None,
+                         difficulty: str = "standard", workers: int = 0) -> Path:
     """Render a synthetic aerial OBB dataset into ``out`` and return its root.
 
     The tree is staged next to ``out`` and renamed into place when complete (an earlier dataset of
@@ -65,31 +101,32 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
     (:func:`~edgekit.data.synth.scene.render_large_obb_scene`; ``imgsz`` is then unused): the data
     ``edgekit data tile`` and sliced inference are for.
 
+    ``workers`` > 0 renders in that many processes (the output is the same: every image has its own
+    seed). ``difficulty`` (:mod:`~edgekit.data.synth.difficulty`): ``standard`` (default) is the original
+    scene, byte for byte; ``easy`` fewer, larger, cleaner objects; ``hard`` small dense objects, two
+    look-alike classes (so data.yaml names seven classes), decoys, occlusion, blur and uneven light.
+
     >>> root = generate_obb_dataset("/tmp/synth_obb", n_train=8, n_val=2, imgsz=128, progress=False)
     >>> sorted(p.name for p in root.iterdir())
     ['data.yaml', 'images', 'labels']
     """
-    _check_args(n_train, n_val, imgsz, frame_size)
+    _check_args(n_train, n_val, imgsz, frame_size, difficulty)
     side = frame_size or imgsz
     final_root = prepare_output(out, WRITER)
     counts = {"train": n_train, "val": n_val}
+    tasks = [(split_index, split, i) for split_index, split in enumerate(SPLITS) for i in range(counts[split])]
     with staged_output(final_root, WRITER) as tmp, tqdm(total=n_train + n_val, desc="synth obb", unit="img",
                                                 disable=not progress) as bar:
-        for split_index, split in enumerate(SPLITS):
-            img_dir, lbl_dir = tmp / "images" / split, tmp / "labels" / split
-            img_dir.mkdir(parents=True)
-            lbl_dir.mkdir(parents=True)
-            for i in range(counts[split]):
-                rng = np.random.default_rng([seed, split_index, i])
-                scene = render_large_obb_scene(rng, frame_size) if frame_size else render_obb_scene(rng, imgsz)
-                stem = f"{split}_{i:06d}"
-                if not cv2.imwrite(str(img_dir / f"{stem}.jpg"), scene.image,
-                                   [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
-                    raise DataError(f"could not write {stem}.jpg of --out {final_root} (disk full or not writable?)",
+        for split in SPLITS:
+            (tmp / "images" / split).mkdir(parents=True)
+            (tmp / "labels" / split).mkdir(parents=True)
+        job = partial(_write_image, tmp, seed, imgsz, frame_size, difficulty, side)
+        with _pool(workers) as pool:
+            for failed in (pool.map(job, tasks, chunksize=8) if pool else map(job, tasks)):
+                if failed:
+                    raise DataError(f"could not write {failed} of --out {final_root} (disk full or not writable?)",
                                     "free some space or pass another directory")
-                lines = obb_label_lines(scene.objects, side)
-                (lbl_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
                 bar.update(1)
         # data.yaml names the FINAL root while the tree is still under its temporary name.
-        DatasetLayout(final_root, dict(enumerate(OBB_CLASS_NAMES))).write_data_yaml(tmp)
+        DatasetLayout(final_root, dict(enumerate(class_names(difficulty)))).write_data_yaml(tmp)
     return final_root

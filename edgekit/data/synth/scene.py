@@ -100,15 +100,20 @@ def fits(spec: ObjectSpec, placed: Sequence[ObjectSpec], w: int, h: int) -> bool
 
 
 def place_objects(rng: np.random.Generator, ground: np.ndarray, class_ids: Sequence[int],
-                  imgsz: int, tries: int = 30) -> List[ObjectSpec]:
-    """Pose one object per class id at a free spot fully inside the image; drop those with none."""
+                  imgsz: int, tries: int = 30, scale: Optional[Tuple[float, float]] = None) -> List[ObjectSpec]:
+    """Pose one object per class id at a free spot fully inside the image; drop those with none.
+
+    ``scale`` (min, max): each try draws a size factor in that range (None: every object at 1.0 and
+    no draw, so the standard scenes keep their random stream).
+    """
     h, w = ground.shape[:2]
     placed: List[ObjectSpec] = []
     for class_id in class_ids:
         for _ in range(tries):
             cx, cy = float(rng.uniform(0, w)), float(rng.uniform(0, h))
             local = ground[int(cy), int(cx)]
-            spec = place(sample_object(rng, int(class_id), imgsz, local), cx, cy)
+            factor = 1.0 if scale is None else float(rng.uniform(*scale))
+            spec = place(sample_object(rng, int(class_id), imgsz, local, factor), cx, cy)
             if fits(spec, placed, w, h):
                 placed.append(spec)
                 break

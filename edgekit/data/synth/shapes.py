@@ -18,6 +18,9 @@ import numpy as np
 from .textures import contrasting_colour
 
 OBB_CLASS_NAMES: Tuple[str, ...] = ("plane", "ship", "vehicle", "storage-tank", "container")
+# The hard difficulty adds look-alikes: a van has the vehicle's outline and a tanker the ship's hull;
+# only their fine markings (a front-only windscreen and roof seams; round deck domes) tell them apart.
+HARD_CLASS_NAMES: Tuple[str, ...] = OBB_CLASS_NAMES + ("van", "tanker")
 
 # class -> (length as a fraction of the image side (min, max), width / length (min, max)).
 CLASS_GEOMETRY: Dict[str, Tuple[Tuple[float, float], Tuple[float, float]]] = {
@@ -26,6 +29,8 @@ CLASS_GEOMETRY: Dict[str, Tuple[Tuple[float, float], Tuple[float, float]]] = {
     "vehicle": ((0.10, 0.16), (0.45, 0.55)),
     "storage-tank": ((0.10, 0.20), (1.0, 1.0)),
     "container": ((0.15, 0.26), (0.34, 0.42)),
+    "van": ((0.10, 0.16), (0.45, 0.55)),
+    "tanker": ((0.20, 0.34), (0.24, 0.33)),
 }
 
 _SUBPIXEL_SHIFT = 4  # cv2 fixed-point bits: polygons are placed at 1/16 px precision
@@ -122,7 +127,27 @@ def _container_parts(variant: int) -> List[Part]:
     return parts
 
 
-_PART_BUILDERS = (_plane_parts, _ship_parts, _vehicle_parts, _tank_parts, _container_parts)
+def _van_parts(variant: int) -> List[Part]:
+    """The vehicle's body outline; a narrow front windscreen and cross seams on a box roof instead."""
+    body = _vehicle_parts(0)[0][0]
+    parts: List[Part] = [(body, "body"), (np.array([[0.34, -0.4], [0.44, -0.34], [0.44, 0.34], [0.34, 0.4]]), "dark")]
+    for u in (-0.3, -0.05, 0.2)[: 2 + variant % 2]:
+        parts.append((_rect(u - 0.02, u + 0.02, -0.44, 0.44), "dark"))
+    return parts
+
+
+def _tanker_parts(variant: int) -> List[Part]:
+    """The ship's hull and deck; a row of round domes on the deck instead of rectangular hatches."""
+    hull, deck = _ship_parts(0)[0][0], _ship_parts(0)[1][0]
+    parts: List[Part] = [(hull, "body"), (deck, "accent"), (_rect(-0.4, -0.22, -0.26, 0.26), "body")]
+    n_domes = 2 + variant % 3
+    for i in range(n_domes):
+        u = -0.1 + (i + 0.5) * (0.34 / n_domes)
+        parts.append((_CIRCLE * np.array([0.22 / n_domes * 2, 0.5]) + (u, 0.0), "body"))
+    return parts
+
+
+_PART_BUILDERS = (_plane_parts, _ship_parts, _vehicle_parts, _tank_parts, _container_parts, _van_parts, _tanker_parts)
 
 
 def class_parts(class_id: int, variant: int = 0) -> List[Part]:
@@ -153,7 +178,7 @@ def draw_object(img: np.ndarray, spec: ObjectSpec) -> None:
 def sample_object(rng: np.random.Generator, class_id: int, imgsz: int, ground: np.ndarray,
                   scale: float = 1.0) -> ObjectSpec:
     """Draw a random pose and appearance for ``class_id`` (centre at 0, 0; callers place it)."""
-    (lmin, lmax), (amin, amax) = CLASS_GEOMETRY[OBB_CLASS_NAMES[class_id]]
+    (lmin, lmax), (amin, amax) = CLASS_GEOMETRY[HARD_CLASS_NAMES[class_id]]
     length = float(rng.uniform(lmin, lmax)) * imgsz * scale
     width = length * float(rng.uniform(amin, amax))
     body = contrasting_colour(rng, ground)

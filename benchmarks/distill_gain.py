@@ -1,0 +1,452 @@
+"""Does distillation from a teacher that knows the domain help a small student when labels are scarce?
+
+Students (yolov8n-obb from scratch, ``edgekit train obb``) on 100 and 300 labelled *hard* synthetic
+images (``data synth obb --difficulty hard``), three arms with the same data, seeds and budget:
+
+* ``none``     - no distillation (plain Ultralytics training),
+* ``random``   - distillation from a randomly initialised ``vit_small_patch16_dinov3`` (the control),
+* ``trained``  - distillation from that architecture pretrained on synthetic scenes
+  (``benchmarks/teacher_pretrain.py``, started here on the first GPU, or ``--teacher PATH``).
+
+Every run gets the same number of training images seen (``--samples``: 100 images train 3x the
+epochs of 300), validation only at the end, on a held-out hard val set (never seen by the teacher:
+its scenes come from another seed stream). mAP50 and mAP50-95 are reported as mean ± std over the
+seeds, with the paired per-seed gain over ``none``. Runs are scheduled over every GPU at once,
+several per GPU; ``trained`` runs start when the teacher is saved. The last-epoch signal maps of
+seed 0 are kept. Results: ``<results>/distill_gain_<device>.json`` and ``.md``.
+
+GPU (via benchmarks/gpu/issue14.sh, which also bundles logs)::
+
+    python benchmarks/distill_gain.py --devices 0,1 --work /tmp/dg --results OUT/results
+
+CPU smoke test (< 3 min)::
+
+    python benchmarks/distill_gain.py --smoke-cpu --work /tmp/dg_smoke --results /tmp/dg_smoke/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+ARCH = "vit_small_patch16_dinov3"
+TINY_KWARGS = "{embed_dim: 32, depth: 2, num_heads: 2}"
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", default="0", help="comma list of CUDA indices, or cpu")
+    p.add_argument("--per-device", type=int, default=8, help="student runs at once on one device")
+    p.add_argument("--sizes", default="100,300", help="labelled training images per student")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--weights", default="2,6",
+                   help="distillation weights: the first for every size, the others only for the smallest")
+    p.add_argument("--arms", default="none,random,trained")
+    p.add_argument("--samples", type=int, default=6400, help="training images seen per run (epochs = samples / size)")
+    p.add_argument("--n-val", type=int, default=300)
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workers", type=int, default=3, help="dataloader workers per run")
+    p.add_argument("--gen-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p.add_argument("--teacher", type=Path, default=None, help="an existing teacher file (skips pretraining)")
+    p.add_argument("--pretrain-seconds", type=float, default=170.0)
+    p.add_argument("--teacher-by-s", type=float, default=235.0,
+                   help="teacher training ends this many seconds after the start at the latest (its budget shrinks)")
+    p.add_argument("--pretrain-images", type=int, default=40000)
+    p.add_argument("--pretrain-args", default="", help="extra arguments for teacher_pretrain.py")
+    p.add_argument("--deadline-s", type=float, default=330.0, help="no run starts after this many seconds")
+    p.add_argument("--kill-s", type=float, default=420.0, help="runs still going after this many seconds are stopped")
+    p.add_argument("--work", type=Path, required=True, help="datasets, runs and logs go here")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--smoke-cpu", action="store_true", help="tiny everything on CPU, < 3 min")
+    if p.parse_args(argv).smoke_cpu:  # smoke defaults; options given explicitly still win
+        p.set_defaults(devices="cpu", per_device=3, sizes="4", seeds="0,1", weights="1", samples=8, n_val=4,
+                       imgsz=128, batch=4, workers=0, pretrain_seconds=4.0, pretrain_images=32, gen_workers=2)
+    return p.parse_args(argv)
+
+
+@dataclass
+class Job:
+    """One student run: its arm, size, seed, distillation weight, and process state."""
+
+    arm: str
+    size: int
+    seed: int
+    weight: float
+    run_id: str
+    needs_teacher: bool
+    device: Optional[str] = None
+    proc: Optional[subprocess.Popen] = None
+    started: float = 0.0
+    ended: float = 0.0
+    rc: Optional[int] = None
+    result: Dict = field(default_factory=dict)
+
+
+def plan_jobs(args) -> List[Job]:
+    """Every (arm, size, seed, weight) run; the extra weights only at the smallest size."""
+    sizes = [int(s) for s in args.sizes.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    weights = [float(w) for w in args.weights.split(",")]
+    jobs = []
+    for size in sizes:
+        for arm in args.arms.split(","):
+            arm_weights = [0.0] if arm == "none" else (weights if size == min(sizes) else weights[:1])
+            for w in arm_weights:
+                for seed in seeds:
+                    rid = f"{arm}-n{size}-s{seed}" + ("" if arm == "none" else f"-w{w:g}")
+                    jobs.append(Job(arm, size, seed, w, rid, needs_teacher=arm == "trained"))
+    # teacher-independent runs first; within each, the first weight at every size before the extra weights
+    return sorted(jobs, key=lambda j: (j.needs_teacher, j.weight not in (0.0, weights[0]), j.size, j.seed))
+
+
+# -- data --------------------------------------------------------------------------------------------
+def make_data(args) -> Path:
+    from edgekit.data.synth.obb import generate_obb_dataset
+
+    return generate_obb_dataset(args.work / "data" / "hard", n_train=max(int(s) for s in args.sizes.split(",")),
+                                n_val=args.n_val, imgsz=args.imgsz, seed=0, progress=False, difficulty="hard",
+                                workers=args.gen_workers)
+
+
+def dataset_view(root: Path, dest: Path, n_train: int) -> Path:
+    """A dataset of the first ``n_train`` train images and every val image, hard-linked (own label caches)."""
+    from edgekit.data.layout import DatasetLayout
+
+    src = DatasetLayout.load(root)
+    view = DatasetLayout.create(dest, src.names)
+    for split in ("train", "val"):
+        images = src.image_paths(split)[: n_train if split == "train" else None]
+        for img in images:
+            for s, d in ((img, view.image_dir(split) / img.name),
+                         (src.label_path(img), view.label_dir(split) / f"{img.stem}.txt")):
+                try:
+                    os.link(s, d)
+                except OSError:
+                    shutil.copyfile(s, d)
+    view.write_data_yaml()
+    return dest
+
+
+# -- one student run -----------------------------------------------------------------------------------
+def student_config(args, job: Job) -> Dict:
+    epochs = max(1, round(args.samples / job.size))
+    return {"stages": [{"name": "main", "epochs": epochs, "freeze": 0, "lr0": 0.01, "distill_scale": 1.0}],
+            # nbs=batch: step every batch; cache=ram: decode each JPEG once (runs read the same 100-300 images ~30-100x)
+            "ultralytics": {"nbs": args.batch, "warmup_epochs": 0, "scale": 0.25, "cache": "ram"},
+            "logging": {"wandb": "disabled", "signal_maps_every": epochs}}
+
+
+def student_command(args, job: Job, data: Path, teacher: Optional[Path], config: Path) -> List[str]:
+    device = "cpu" if job.device == "cpu" else "0"  # each run sees one GPU (CUDA_VISIBLE_DEVICES)
+    cmd = [sys.executable, "-m", "edgekit", "train", "obb", "--config", str(config), "--run-id", job.run_id,
+           f"data={data}", f"imgsz={args.imgsz}", f"batch={args.batch}", f"device={device}",
+           f"workers={args.workers}", f"seed={job.seed}", "optimizer=SGD", "val=false",
+           f"project={args.work / 'runs'}", f"distillation.enabled={str(job.arm != 'none').lower()}"]
+    if job.arm != "none":
+        cmd += [f"teacher.name={ARCH}", f"teacher.weights={teacher if job.arm == 'trained' else 'random'}",
+                f"distillation.weight={job.weight:g}", "teacher.dtype=bf16" if device != "cpu" else "teacher.dtype=fp32"]
+        if args.smoke_cpu:
+            cmd.append(f"teacher.model_kwargs={TINY_KWARGS}")
+    if device == "cpu":
+        cmd.append("amp=false")
+    return cmd
+
+
+def read_run(run_dir: Path) -> Dict:
+    """Final (best checkpoint) val metrics and the last epoch's distillation losses of a finished run."""
+    from edgekit.train.run import read_jsonl
+
+    finals = [r for r in read_jsonl(run_dir / "reports" / "val_metrics.jsonl") if r.get("final")]
+    train = read_jsonl(run_dir / "reports" / "train_metrics.jsonl")
+    out: Dict = {}
+    if finals:
+        out["map50"] = float(finals[-1]["metrics/mAP50(B)"])
+        out["map50_95"] = float(finals[-1]["metrics/mAP50-95(B)"])
+    if train:
+        last = train[-1]
+        out.update({k: float(last[f"train/{k}"]) for k in ("dino_loss", "obj_distill_loss", "bg_distill_loss")
+                    if f"train/{k}" in last})
+        out["epochs"] = int(last["epoch"]) + 1
+    maps = sorted((run_dir / "signal_maps").glob("*.png")) if (run_dir / "signal_maps").is_dir() else []
+    if maps:
+        out["signal_map"] = str(maps[-1])
+    return out
+
+
+# -- scheduling ----------------------------------------------------------------------------------------
+class Scheduler:
+    """Starts jobs on devices with free slots; the teacher holds the first device while it trains."""
+
+    def __init__(self, args, jobs: List[Job], data: Path, log_dir: Path) -> None:
+        self.args, self.jobs, self.data, self.log_dir = args, jobs, data, log_dir
+        self.devices = args.devices.split(",")
+        self.teacher_path: Optional[Path] = args.teacher
+        self.teacher_proc: Optional[subprocess.Popen] = None
+        self.teacher_device: Optional[str] = None
+        self.t0 = time.time()
+        self.events: List[str] = []
+
+    def log(self, msg: str) -> None:
+        line = f"[{time.time() - self.t0:7.1f}s] {msg}"
+        self.events.append(line)
+        print(line, flush=True)
+
+    def env_for(self, device: str) -> Dict[str, str]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_MODE="disabled", OMP_NUM_THREADS="2")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        if device != "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = device
+        return env
+
+    def start_teacher(self) -> None:
+        if self.teacher_path is not None:
+            return
+        self.teacher_device = self.devices[0]
+        out = self.args.work / "teacher"
+        cmd = [sys.executable, str(HERE / "teacher_pretrain.py"), "--out", str(out)]
+        if self.args.smoke_cpu:
+            cmd += ["--smoke-cpu", "--seconds", str(self.args.pretrain_seconds)]
+        else:
+            cmd += ["--device", "cuda:0", "--seconds", str(self.args.pretrain_seconds),
+                    "--stop-at", str(self.t0 + self.args.teacher_by_s),
+                    "--n-images", str(self.args.pretrain_images), "--scene-side", str(self.args.imgsz),
+                    "--canvas", str(self.args.imgsz // 2), "--workers", str(max(1, self.args.gen_workers * 3 // 4))]
+        cmd += self.args.pretrain_args.split()
+        with open(self.log_dir / "teacher_pretrain.log", "w") as log:  # the child keeps its own handle
+            self.teacher_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                 env=self.env_for(self.teacher_device))
+        self.log(f"teacher pretraining started on device {self.teacher_device}: {' '.join(cmd)}")
+
+    def poll_teacher(self) -> None:
+        if self.teacher_proc is None or self.teacher_proc.poll() is None:
+            return
+        rc = self.teacher_proc.returncode
+        self.teacher_proc = None
+        self.teacher_device = None
+        path = self.args.work / "teacher" / "timm" / f"{ARCH}.safetensors"
+        if rc == 0 and path.is_file():
+            self.teacher_path = path
+            self.log(f"teacher ready: {path}")
+        else:
+            self.log(f"teacher pretraining FAILED (rc {rc}); trained-teacher runs are skipped")
+            for j in self.jobs:
+                if j.needs_teacher and j.proc is None:
+                    j.rc, j.result = -1, {"error": "teacher pretraining failed"}
+
+    def free_slots(self, device: str) -> int:
+        if device == self.teacher_device and len(self.devices) > 1:
+            return 0
+        busy = sum(1 for j in self.jobs if j.device == device and j.proc is not None and j.rc is None)
+        return self.args.per_device - busy
+
+    def launch(self, job: Job, device: str) -> None:
+        job.device = device
+        data = dataset_view(self.data, self.args.work / "views" / job.run_id, job.size)
+        config = self.args.work / "configs" / f"{job.run_id}.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(student_config(self.args, job)))
+        cmd = student_command(self.args, job, data, self.teacher_path, config)
+        with open(self.log_dir / f"{job.run_id}.log", "w") as log:
+            job.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env_for(device), cwd=str(REPO))
+        job.started = time.time()
+        self.log(f"start {job.run_id} on {device}")
+
+    def step(self) -> bool:
+        """One scheduling pass; False when nothing is left to wait for."""
+        self.poll_teacher()
+        for job in self.jobs:
+            if job.proc is not None and job.rc is None and job.proc.poll() is not None:
+                job.rc, job.ended = job.proc.returncode, time.time()
+                job.result = read_run(self.args.work / "runs" / job.run_id) if job.rc == 0 else {"error": f"rc {job.rc}"}
+                self.log(f"done  {job.run_id} rc={job.rc} in {job.ended - job.started:.0f}s {job.result.get('map50')}")
+        elapsed = time.time() - self.t0
+        late, kill = elapsed > self.args.deadline_s, elapsed > self.args.kill_s
+        for job in self.jobs:
+            if job.proc is None and job.rc is None:
+                if late:
+                    job.rc, job.result = -2, {"error": "not started before the deadline"}
+                    continue
+                if job.needs_teacher and self.teacher_path is None:
+                    continue
+                device = max(self.devices, key=self.free_slots)
+                if self.free_slots(device) > 0:
+                    self.launch(job, device)
+            elif kill and job.rc is None and job.proc is not None:
+                job.proc.terminate()
+        if kill and self.teacher_proc is not None:
+            self.teacher_proc.terminate()
+        return self.teacher_proc is not None or any(j.rc is None for j in self.jobs)
+
+    def run(self) -> None:
+        self.start_teacher()
+        while self.step():
+            time.sleep(0.5)
+
+
+# -- results -----------------------------------------------------------------------------------------------
+def _mean_std(values: List[float]) -> Dict:
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": round(statistics.fmean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1
+            else 0.0, "n": len(values)}
+
+
+def summarise(jobs: List[Job]) -> List[Dict]:
+    """One row per (size, arm, weight): mean ± std over seeds and the paired gain over ``none``."""
+    base = {(j.size, j.seed): j.result for j in jobs if j.arm == "none" and "map50" in j.result}
+    rows = []
+    for key in dict.fromkeys((j.size, j.arm, j.weight) for j in jobs):
+        group = [j for j in jobs if (j.size, j.arm, j.weight) == key]
+        done = [j for j in group if "map50" in j.result]
+        row = {"size": key[0], "arm": key[1], "weight": key[2],
+               "map50": _mean_std([j.result["map50"] for j in done]),
+               "map50_95": _mean_std([j.result["map50_95"] for j in done]),
+               "per_seed": {j.seed: {k: j.result.get(k) for k in ("map50", "map50_95", "dino_loss")} for j in group},
+               "failed": [j.run_id for j in group if "map50" not in j.result]}
+        if key[1] != "none":
+            gains = [j.result["map50"] - base[(j.size, j.seed)]["map50"] for j in done if (j.size, j.seed) in base]
+            gains95 = [j.result["map50_95"] - base[(j.size, j.seed)]["map50_95"] for j in done if (j.size, j.seed) in base]
+            row["gain_map50"], row["gain_map50_95"] = _mean_std(gains), _mean_std(gains95)
+            row["dino_loss"] = _mean_std([j.result["dino_loss"] for j in done if "dino_loss" in j.result])
+        rows.append(row)
+    return rows
+
+
+def verdict(rows: List[Dict]) -> str:
+    """The issue's target at the smallest size: trained beats none by >= 3 mAP50 points, random does not."""
+    small = min(r["size"] for r in rows)
+    best = {}
+    for arm in ("trained", "random"):
+        cands = [r for r in rows if r["size"] == small and r["arm"] == arm and r["gain_map50"]["mean"] is not None]
+        best[arm] = max(cands, key=lambda r: r["gain_map50"]["mean"]) if cands else None
+    t, r = best["trained"], best["random"]
+    if t is None:
+        return "no trained-teacher result"
+    n_w = len({x["weight"] for x in rows if x["size"] == small and x["arm"] == "trained"})
+    picked = f", the best of {n_w} weights tried, picked on the same val set" if n_w > 1 else ""
+    met = t["gain_map50"]["mean"] >= 0.03 and (r is None or r["gain_map50"]["mean"] < 0.03)
+    return (f"{'MET' if met else 'NOT met'}: at {small} images the trained teacher (w={t['weight']:g}) gives "
+            f"{100 * t['gain_map50']['mean']:+.1f} ± {100 * t['gain_map50']['std']:.1f} mAP50 points{picked} over no "
+            f"distillation; the random teacher's best is "
+            + (f"{100 * r['gain_map50']['mean']:+.1f} ± {100 * r['gain_map50']['std']:.1f}" if r else "n/a")
+            + " (target: >= +3.0 for trained, < +3.0 for random)")
+
+
+def _fmt(ms: Dict, scale: float = 100.0) -> str:
+    return "n/a" if ms["mean"] is None else f"{scale * ms['mean']:.1f} ± {scale * ms['std']:.1f}"
+
+
+def write_results(result: Dict, out: Path) -> Path:
+    from edgekit.core.atomic import write_json_atomic, write_text_atomic
+
+    stem = f"distill_gain_{result['device_slug']}"
+    write_json_atomic(out / f"{stem}.json", result)
+    c = result["config"]
+    md = ["# Distillation gain: students on scarce hard synthetic labels, with vs without a trained teacher", "",
+          f"Device: {result['device']}; yolov8n-obb from scratch at {c['imgsz']} px, batch {c['batch']}, "
+          f"{c['samples']} training images seen per run, one stage (SGD lr0 0.01, no warmup); val: "
+          f"{c['n_val']} held-out hard images. Seeds {c['seeds']}. Teacher: {ARCH} "
+          f"(trained: {(result.get('teacher') or {}).get('weights', {}).get('timm', 'n/a')}).", "",
+          "| train images | arm | distill weight | mAP50 (%) | mAP50-95 (%) | gain mAP50 (pts, paired) | "
+          "gain mAP50-95 | final distill loss |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        gain = _fmt(r["gain_map50"]) if "gain_map50" in r else "-"
+        gain95 = _fmt(r["gain_map50_95"]) if "gain_map50_95" in r else "-"
+        loss = _fmt(r["dino_loss"], 1.0) if "dino_loss" in r else "-"
+        w = "-" if r["arm"] == "none" else f"{r['weight']:g}"
+        md.append(f"| {r['size']} | {r['arm']} | {w} | {_fmt(r['map50'])} | {_fmt(r['map50_95'])} | {gain} | "
+                  f"{gain95} | {loss} |")
+    md += ["", f"**{result['verdict']}**", ""]
+    t = result.get("teacher") or {}
+    if t.get("val_patch_metrics"):
+        md += [f"Teacher pretraining: {t['train']['images_per_s']} img/s, {t['train']['steps']} steps, "
+               f"{t['train']['epochs']} epochs over {t['config']['n_images']} images in {t['train']['train_s']} s; "
+               f"held-out patch presence F1 {t['val_patch_metrics']['presence_f1']} (random init "
+               f"{t['random_init_patch_metrics']['presence_f1']}), centre-patch class accuracy "
+               f"{t['val_patch_metrics']['centre_class_acc']} (random init "
+               f"{t['random_init_patch_metrics']['centre_class_acc']}); on whole {c['imgsz']} px scenes (the "
+               f"students' grid) F1 {t.get('val_full_scene_patch_metrics', {}).get('presence_f1')}, accuracy "
+               f"{t.get('val_full_scene_patch_metrics', {}).get('centre_class_acc')}; both layouts load through the resolver, "
+               f"max feature difference vs the trained model {t['loading']['max_abs_diff_vs_trained']}.", ""]
+    failed = [x for r in result["rows"] for x in r["failed"]]
+    if failed:
+        md += [f"Runs without a result: {', '.join(failed)}", ""]
+    md += [f"Wall time {result['wall_s']} s. Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), ""]
+    return write_text_atomic(out / f"{stem}.md", "\n".join(md))
+
+
+def copy_signal_maps(jobs: List[Job], out: Path) -> List[str]:
+    """Seed 0's last-epoch signal map of every distilled arm, copied beside the results."""
+    kept = []
+    for j in jobs:
+        src = j.result.get("signal_map")
+        if j.seed == min(x.seed for x in jobs) and src:
+            dest = out / f"{j.run_id}.png"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            kept.append(dest.name)
+    return kept
+
+
+def device_info(args) -> Dict[str, str]:
+    import torch
+
+    if args.devices == "cpu" or not torch.cuda.is_available():
+        return {"device": platform.processor() or "cpu", "device_slug": "cpu-smoke" if args.smoke_cpu else "cpu"}
+    name = torch.cuda.get_device_name(0)
+    n = len(args.devices.split(","))
+    return {"device": f"{n}x {name}", "device_slug": name.lower().replace(" ", "-") + f"x{n}"}
+
+
+def versions() -> Dict[str, str]:
+    import timm
+    import torch
+    import ultralytics
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "ultralytics": ultralytics.__version__,
+            "timm": timm.__version__}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    t0 = time.time()
+    log_dir = args.work / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    data = make_data(args)
+    print(f"hard dataset ready in {time.time() - t0:.1f}s: {data}", flush=True)
+    jobs = plan_jobs(args)
+    sched = Scheduler(args, jobs, data, log_dir)
+    sched.t0 = t0
+    sched.run()
+    teacher_json = args.work / "teacher" / "teacher_pretrain.json"
+    teacher = json.loads(teacher_json.read_text()) if teacher_json.is_file() else {"weights": str(args.teacher)}
+    rows = summarise(jobs)
+    info = device_info(args)
+    result = {"benchmark": "distill_gain", **info, "config": {k: str(v) for k, v in vars(args).items()},
+              "rows": rows, "verdict": verdict(rows), "teacher": teacher,
+              "signal_maps": copy_signal_maps(jobs, args.results / f"distill_gain_{info['device_slug']}_signal_maps"),
+              "runs": [{"run_id": j.run_id, "device": j.device, "rc": j.rc, "wall_s": round(j.ended - j.started, 1)
+                        if j.ended else None, **j.result} for j in jobs],
+              "events": sched.events, "wall_s": round(time.time() - t0, 1), "versions": versions()}
+    path = write_results(result, args.results)
+    print(path.read_text(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
