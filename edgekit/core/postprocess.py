@@ -112,4 +112,26 @@ def decode(raw: np.ndarray, spec: PostprocessSpec) -> List[Detections]:
     return decode_obb(raw, spec) if spec.task == "obb" else decode_detect(raw, spec)
 
 
-__all__ = ["PostprocessSpec", "decode_obb", "decode_detect", "decode", "xywh_to_xyxy"]
+# A runner that decodes on its own device (the torch runner's GPU decode) returns this output instead
+# of the raw one: (max_det + 2, 7) float32, row 0 = [kept, overflow, candidates, 0, 0, 0, 0], rows
+# 1..kept = [cx, cy, w, h, angle, score, class] (raw box values, best score first).
+DECODED_OUTPUT = "edgekit:decoded_obb"
+
+
+def detections_from_rows(rows: np.ndarray) -> Detections:
+    """Decoded rows (:data:`DECODED_OUTPUT`) -> the Detections :func:`decode_obb` gives for the same output.
+
+    The boxes are regularised here, on the host, exactly as :func:`decode_obb` does (float64, then
+    float32), so both paths give identical arrays.
+    """
+    arr = np.asarray(rows, np.float32)
+    if arr.ndim != 2 or arr.shape[1] != 7 or not 0 <= arr[0, 0] < arr.shape[0] or arr[0, 1] != 0:
+        raise ValueError(f"not decoded OBB rows (shape {arr.shape}, header {arr[0].tolist() if arr.ndim == 2 else '?'})")
+    n = int(arr[0, 0])
+    body = arr[1:1 + n]
+    boxes = regularize_xywhr(body[:, :5].astype(np.float64)).astype(np.float32)
+    return Detections(boxes, body[:, 5].copy(), body[:, 6].astype(np.int64))
+
+
+__all__ = ["PostprocessSpec", "decode_obb", "decode_detect", "decode", "xywh_to_xyxy", "DECODED_OUTPUT",
+           "detections_from_rows"]

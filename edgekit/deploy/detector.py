@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from edgekit.core.detections import Detections
-from edgekit.core.errors import ModelError
+from edgekit.core.errors import ConfigError, ModelError
 from edgekit.core.letterbox import (
     LetterboxInfo,
     LetterboxSpec,
@@ -23,9 +23,9 @@ from edgekit.core.letterbox import (
     unletterbox_xywhr,
     unletterbox_xyxy,
 )
-from edgekit.core.postprocess import PostprocessSpec, decode
+from edgekit.core.postprocess import DECODED_OUTPUT, PostprocessSpec, decode, detections_from_rows
 
-from .runners.base import Runner
+from .runners.base import Runner, Ticket
 from .uint8_input import takes_uint8_frames
 
 
@@ -47,6 +47,10 @@ class Detector:
         self.output_name = output_name or from_manifest.get("output_name")
         self.timings: Dict[str, float] = {}
         self._uint8_input: Optional[bool] = None  # decided from the runner's input on the first frame
+        on_device = getattr(runner, "decode_spec", None)  # a runner that decodes on its device (torch GPU path)
+        if on_device is not None and on_device != self.postprocess:
+            raise ConfigError("the runner decodes with other thresholds than the detector's postprocess settings",
+                              "build the runner with decode= the same PostprocessSpec as the detector")
 
     def __enter__(self) -> Detector:
         if not self.runner.is_active:
@@ -86,10 +90,20 @@ class Detector:
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         return self.runner.infer(feed)
 
+    # infer in two halves (the pipelined runtime queues frame i+1 on the device while frame i runs)
+    def submit(self, feed: Dict[str, np.ndarray]) -> Ticket:
+        return self.runner.submit(feed)
+
+    def collect(self, ticket: Ticket) -> Dict[str, np.ndarray]:
+        return self.runner.collect(ticket)
+
     def decode(self, outputs: Dict[str, np.ndarray], info: LetterboxInfo) -> Detections:
-        """Raw outputs of one frame -> detections in that frame's pixels."""
-        raw = outputs[self.output_name] if self.output_name else next(iter(outputs.values()))
-        dets = decode(raw, self.postprocess)[0]
+        """Raw (or device-decoded) outputs of one frame -> detections in that frame's pixels."""
+        if DECODED_OUTPUT in outputs:
+            dets = detections_from_rows(outputs[DECODED_OUTPUT])
+        else:
+            raw = outputs[self.output_name] if self.output_name else next(iter(outputs.values()))
+            dets = decode(raw, self.postprocess)[0]
         if len(dets) == 0:
             return dets
         boxes = unletterbox_xywhr(dets.boxes, info) if dets.is_obb else unletterbox_xyxy(dets.boxes, info)
