@@ -71,6 +71,7 @@ class TorchRunner(Runner):
         self.decode_spec, self.max_candidates, self.slots = decode, int(max_candidates), int(slots)
         self.model = None
         self._slots: List[_Slot] = []
+        self.decode_fallbacks = 0  # frames whose raw output went to the host decode (overflow)
 
     @property
     def max_in_flight(self) -> Optional[int]:  # type: ignore[override]
@@ -184,6 +185,7 @@ class TorchRunner(Runner):
     def _decoded(self, rows: np.ndarray, raw: Any) -> Dict[str, np.ndarray]:
         """The decoded rows, or (on overflow: more candidates than examined) the raw output for the host decode."""
         if rows[0, 1] != 0:
+            self.decode_fallbacks += 1
             return {self.output_names[0]: raw.detach().float().cpu().numpy()}
         return {DECODED_OUTPUT: rows[: int(rows[0, 0]) + 1].copy()}
 
