@@ -142,7 +142,6 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     if not args.weights and cuda:
         args.weights = train_weights(work, args.imgsz, args.train_epochs, "0")
     yolo = load_model(args.weights, 5)
-    nc = len(yolo.names)
     spec = LetterboxSpec(imgsz=args.imgsz)
     post = PostprocessSpec(conf=args.conf, iou=0.7)
 
