@@ -53,12 +53,13 @@ def _batched(raw: np.ndarray, min_rows: int, what: str) -> np.ndarray:
 def _candidates(pred: np.ndarray, nc: int, spec: PostprocessSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C, A) one image -> (columns, scores, class ids) above ``conf``, best ``max_nms`` first."""
     cls_scores = pred[4 : 4 + nc]
-    class_ids = cls_scores.argmax(0)
     scores = cls_scores.max(0)
     cols = np.nonzero(scores > spec.conf)[0]
     if len(cols) > spec.max_nms:
         cols = cols[np.argsort(-scores[cols], kind="stable")[: spec.max_nms]]
-    return cols, scores[cols], class_ids[cols].astype(np.int64)
+    # argmax of the candidates only: numpy's argmax along axis 0 of (nc, A) is a slow strided loop
+    # (0.13 ms at A = 8400, a third of a typical decode) and most anchors are dropped anyway.
+    return cols, scores[cols], cls_scores[:, cols].argmax(0).astype(np.int64)
 
 
 def decode_obb(raw: np.ndarray, spec: PostprocessSpec = PostprocessSpec()) -> List[Detections]:

@@ -47,6 +47,7 @@ class Detector:
         self.output_name = output_name or from_manifest.get("output_name")
         self.timings: Dict[str, float] = {}
         self._uint8_input: Optional[bool] = None  # decided from the runner's input on the first frame
+        self._input_buffer: Optional[np.ndarray] = None  # the float input prepare(reuse=True) writes into
         on_device = getattr(runner, "decode_spec", None)  # a runner that decodes on its device (torch GPU path)
         if on_device is not None and on_device != self.postprocess:
             raise ConfigError("the runner decodes with other thresholds than the detector's postprocess settings",
@@ -65,7 +66,7 @@ class Detector:
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         t0 = time.perf_counter()
-        feed, info = self.prepare(frame_bgr)
+        feed, info = self.prepare(frame_bgr, reuse=True)
         t1 = time.perf_counter()
         outputs = self.infer(feed)
         t2 = time.perf_counter()
@@ -75,8 +76,13 @@ class Detector:
         return dets
 
     # The three stages, separately callable so the pipelined runtime can overlap them across frames.
-    def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
-        """Frame -> the runner's feed (checked: see :func:`edgekit.core.letterbox.as_bgr_frame`)."""
+    def prepare(self, frame_bgr: np.ndarray, reuse: bool = False) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
+        """Frame -> the runner's feed (checked: see :func:`edgekit.core.letterbox.as_bgr_frame`).
+
+        ``reuse``: write the float input into the detector's own buffer instead of a new array, for a
+        caller that hands the feed to the runner before preparing the next frame (``detect``, the
+        bench's per-frame loop); a feed that waits in a queue (the pipeline) must not reuse it.
+        """
         name = self._input_name()
         if self._uint8_input is None:
             meta = self.runner.input_metadata()[name]
@@ -84,7 +90,9 @@ class Detector:
         if self._uint8_input:  # the model normalises on its own (uint8_input.py): feed the letterboxed frame
             boxed, info = letterbox(frame_bgr, self.letterbox)
             return {name: boxed[None]}, info
-        x, info = preprocess(frame_bgr, self.letterbox)
+        x, info = preprocess(frame_bgr, self.letterbox, out=self._input_buffer if reuse else None)
+        if reuse:
+            self._input_buffer = x
         return {name: x}, info
 
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -132,8 +132,11 @@ class TiledDetector:
         return dets
 
     # ---- the three stages ------------------------------------------------------------------------
-    def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], TilePlan]:
-        """Frame -> one feed holding every tile (and the full frame) on the batch axis, and the plan."""
+    def prepare(self, frame_bgr: np.ndarray, reuse: bool = False) -> Tuple[Dict[str, np.ndarray], TilePlan]:
+        """Frame -> one feed holding every tile (and the full frame) on the batch axis, and the plan.
+
+        ``reuse`` is accepted for the Detector's signature; the stacked feed is always a new array.
+        """
         frame = as_bgr_frame(frame_bgr)
         h, w = frame.shape[:2]
         windows = tile_windows(w, h, self.tile, self.overlap)

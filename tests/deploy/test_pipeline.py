@@ -74,9 +74,9 @@ class _SleepRunner(Runner):
 
 
 class _SlowPrepareDetector(Detector):
-    def prepare(self, frame):
+    def prepare(self, frame, reuse=False):
         time.sleep(0.03)
-        return super().prepare(frame)
+        return super().prepare(frame, reuse)
 
 
 def test_stages_overlap(tmp_path):
