@@ -118,7 +118,7 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     ap.add_argument("--weights", default="", help="Ultralytics OBB .pt (default: train one here, or untrained on CPU)")
     ap.add_argument("--train-epochs", type=int, default=12)
     ap.add_argument("--conf", type=float, default=0.25)
-    ap.add_argument("--max-candidates", type=int, default=1024, help="candidates the GPU decode examines")
+    ap.add_argument("--max-candidates", type=int, default=256, help="candidates the GPU decode examines")
     ap.add_argument("--pipeline-repeat", type=int, default=4, help="times each chunk is fed to the pipeline")
     ap.add_argument("--work", default="/tmp/edgekit-runtime-gpu")
     ap.add_argument("--out", default="benchmarks/results")

@@ -87,8 +87,14 @@ def as_bgr_frame(frame: object) -> np.ndarray:
     return frame
 
 
-def letterbox(img: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, LetterboxInfo]:
-    """Resize keeping aspect ratio and pad to ``spec.imgsz`` (HWC uint8 in, HWC uint8 out)."""
+def letterbox(img: np.ndarray, spec: LetterboxSpec, out: Optional[np.ndarray] = None
+              ) -> Tuple[np.ndarray, LetterboxInfo]:
+    """Resize keeping aspect ratio and pad to ``spec.imgsz`` (HWC uint8 in, HWC uint8 out).
+
+    ``out`` ((H, W, 3) uint8, e.g. a runner's pinned input buffer) receives the result instead of a
+    new array: the resize writes straight into its interior and the borders are filled, the same
+    pixels ``cv2.copyMakeBorder`` gives.
+    """
     import cv2  # lazy: cv2 is heavy to import and only needed here
 
     img = as_bgr_frame(img)
@@ -99,13 +105,23 @@ def letterbox(img: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, Letterb
         r = min(r, 1.0)
     unpad_w, unpad_h = max(int(round(w0 * r)), 1), max(int(round(h0 * r)), 1)  # thin images keep 1 px
     dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
-    if (w0, h0) != (unpad_w, unpad_h):
-        img = cv2.resize(img, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    info = LetterboxInfo(r, (float(left), float(top)), (h0, w0))
     v = spec.pad_value
+    if out is not None and out.shape == (new_h, new_w, 3) and out.dtype == np.uint8:
+        inner = out[top:top + unpad_h, left:left + unpad_w]
+        if (w0, h0) != (unpad_w, unpad_h):
+            cv2.resize(img, (unpad_w, unpad_h), dst=inner, interpolation=cv2.INTER_LINEAR)
+        else:
+            np.copyto(inner, img)
+        out[:top], out[top + unpad_h:] = v, v
+        out[top:top + unpad_h, :left], out[top:top + unpad_h, left + unpad_w:] = v, v
+        return out, info
+    if (w0, h0) != (unpad_w, unpad_h):
+        img = cv2.resize(img, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
     img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(v, v, v))
-    return img, LetterboxInfo(r, (float(left), float(top)), (h0, w0))
+    return img, info
 
 
 @functools.lru_cache(maxsize=16)

@@ -88,8 +88,10 @@ class Detector:
             meta = self.runner.input_metadata()[name]
             self._uint8_input = takes_uint8_frames(meta.shape, meta.dtype)
         if self._uint8_input:  # the model normalises on its own (uint8_input.py): feed the letterboxed frame
-            boxed, info = letterbox(frame_bgr, self.letterbox)
-            return {name: boxed[None]}, info
+            target = getattr(self.runner, "feed_buffer", None) if reuse else None
+            buf = target() if callable(target) else None  # a runner's own (pinned) input: no host copy
+            boxed, info = letterbox(frame_bgr, self.letterbox, out=buf[0] if buf is not None else None)
+            return {name: boxed[None] if buf is None else buf}, info
         x, info = preprocess(frame_bgr, self.letterbox, out=self._input_buffer if reuse else None)
         if reuse:
             self._input_buffer = x

@@ -150,3 +150,14 @@ def test_preprocess_equals_the_four_pass_reference_and_reuses_out(spec):
     again, _ = preprocess(img, spec, out=out)
     assert np.array_equal(again, want)
     assert (again is out) == (spec.dtype == "float32")
+
+
+@pytest.mark.parametrize(("h", "w"), SHAPES)
+def test_letterbox_into_a_given_buffer_equals_a_new_one(h, w):
+    spec = LetterboxSpec(imgsz=(64, 96))
+    img = image(h, w)
+    want, info = letterbox(img, spec)
+    out = np.full((64, 96, 3), 7, np.uint8)
+    got, info2 = letterbox(img, spec, out=out)
+    assert got is out and info2 == info
+    np.testing.assert_array_equal(got, want)

@@ -49,7 +49,7 @@ class TorchRunner(Runner):
                  input_shape: Optional[Sequence[Dim]] = None, output_names: Sequence[str] = ("output0",),
                  device: str = "cpu", name: Optional[str] = None, *, uint8_input: Any = None, half: bool = False,
                  fuse: bool = False, cuda_graph: bool = False, trim_conf: Optional[float] = None,
-                 num_classes: Optional[int] = None, decode: Any = None, max_candidates: int = 1024,
+                 num_classes: Optional[int] = None, decode: Any = None, max_candidates: int = 256,
                  slots: int = 2) -> None:
         is_path = isinstance(model, (str, os.PathLike))
         super().__init__(name or (Path(model).name if is_path else type(model).__name__))
@@ -189,13 +189,26 @@ class TorchRunner(Runner):
             return {self.output_names[0]: raw.detach().float().cpu().numpy()}
         return {DECODED_OUTPUT: rows[: int(rows[0, 0]) + 1].copy()}
 
+    def feed_buffer(self) -> Optional[np.ndarray]:
+        """The pinned uint8 input the next :meth:`submit` reads, when it is free (CUDA-graph path only).
+
+        A caller that letterboxes straight into it and submits it before preparing another frame saves
+        the host copy of the frame (``Detector.prepare(reuse=True)``).
+        """
+        if not self._slots:
+            return None
+        slot = self._slots[self._next % len(self._slots)]
+        return None if slot.busy else slot.host.numpy()
+
     def _submit(self, feed: Dict[str, np.ndarray]) -> object:
         if not self._slots:
             return self._infer(feed)
         slot = self._slots[self._next % len(self._slots)]
         if slot.busy:
             raise RuntimeError(f"torch runner: more than {len(self._slots)} submitted frames not collected")
-        np.copyto(slot.host.numpy(), feed[self.input_name])
+        host, frame = slot.host.numpy(), feed[self.input_name]
+        if not (frame.ctypes.data == host.ctypes.data and frame.shape == host.shape):  # else already in place
+            np.copyto(host, frame)
         with self._torch.cuda.stream(slot.stream):
             slot.graph.replay()
             slot.event.record(slot.stream)
