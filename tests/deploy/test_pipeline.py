@@ -217,3 +217,19 @@ def test_async_runner_pipeline_keeps_order_and_bounds_tickets_in_flight():
             if r.index == 2:
                 break
         assert runner.pending == []
+
+
+def test_onnxruntime_pipeline_sessions_run_frames_in_parallel_in_order(tmp_path):
+    video = _video(tmp_path / "v.mp4", n=10)
+    bundle = Bundle.open(write_test_bundle(tmp_path / "bundle"))
+    with bundle.detector("onnxruntime", pipeline_sessions=2) as det:
+        assert det.runner.max_in_flight == 2
+        want = list(run_sequential(det, video_frames(video)))
+        got = list(Pipeline(det, queue_size=3).run(video_frames(video)))
+        for r in Pipeline(det).run(video_frames(video)):  # an early stop leaves nothing running
+            if r.index == 1:
+                break
+        assert det.runner._pending == set()
+    assert [r.index for r in got] == list(range(10))
+    for a, b in zip(got, want):
+        assert np.array_equal(a.detections.boxes, b.detections.boxes)
