@@ -110,12 +110,17 @@ class Runner(abc.ABC):
         if check_inputs:
             self._check_feed(feed)
         start = time.perf_counter()
-        return Ticket(self._submit(feed), start)
+        handle = self._submit(feed)
+        if self.max_in_flight is None:  # synchronous: the inference is over
+            self._last_inference_time = time.perf_counter() - start
+        return Ticket(handle, start)
 
     def collect(self, ticket: Ticket) -> Dict[str, np.ndarray]:
-        """The outputs of a submitted feed (waits for the device); the time since submit is the inference time."""
+        """The outputs of a submitted feed (waits for the device). For an asynchronous backend the inference
+        time is submit to collect, including any wait before collect was called."""
         outputs = self._collect(ticket.handle)
-        self._last_inference_time = time.perf_counter() - ticket.start
+        if self.max_in_flight is not None:
+            self._last_inference_time = time.perf_counter() - ticket.start
         return outputs
 
     def discard_pending(self) -> None:
