@@ -89,6 +89,9 @@ class TiledDetector:
         check_tile_args(tile, overlap, "--tile")
         if batch is not None and batch < 1:
             raise ConfigError(f"tile batch {batch} must be at least 1", "pass batch=None (from the model) or >= 1")
+        if getattr(detector.runner, "decode_spec", None) is not None:  # its outputs are one frame's kept boxes
+            raise ConfigError("sliced inference needs the model's raw outputs, and this runner decodes on its device",
+                              "build the runner without decode= for tiling")
         self.detector = detector
         self.tile, self.overlap, self.full_frame, self.batch = tile, overlap, full_frame, batch
         self.iou = iou

@@ -105,6 +105,12 @@ def test_detector_refuses_a_runner_decoding_with_other_thresholds(obb_model):
         Detector(runner, letterbox=SPEC, postprocess=PostprocessSpec(conf=0.25))
     with pytest.raises(ConfigError, match="ProbIoU Fast-NMS only"):
         TorchRunner(obb_model, decode=PostprocessSpec(obb_iou="polygon"))
+    from edgekit.deploy.tiling import TiledDetector
+
+    post = PostprocessSpec(conf=0.5)
+    det = Detector(TorchRunner(obb_model, uint8_input=SPEC, decode=post), letterbox=SPEC, postprocess=post)
+    with pytest.raises(ConfigError, match="needs the model's raw outputs"):
+        TiledDetector(det, tile=64, overlap=16)
 
 
 @pytest.mark.gpu
