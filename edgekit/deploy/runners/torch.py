@@ -146,21 +146,23 @@ class TorchRunner(Runner):
         h, w = self.uint8_input.imgsz
         host = torch.empty((1, h, w, 3), dtype=torch.uint8, pin_memory=True)
         frame = torch.zeros((1, h, w, 3), dtype=torch.uint8, device=self.device)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm up (anchors, cuDNN autotune) outside the graph
+        # The slot's own stream warms up, captures and later replays its graph: workspaces that libraries
+        # key by stream are then the slot's own, so two slots can run at once.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm up (anchors, cuDNN autotune) outside the graph
             for _ in range(3):
                 results = self._results(self._forward_uint8(frame))
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().wait_stream(stream)
         out_host = [torch.empty(r.shape, dtype=r.dtype, pin_memory=True) for r in results]
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=stream):
             frame.copy_(host, non_blocking=True)
             raw = self._forward_uint8(frame)
             for dst, src in zip(out_host, self._results(raw)):
                 dst.copy_(src, non_blocking=True)
         torch.cuda.synchronize()
-        return _Slot(graph, host, out_host, raw[0], torch.cuda.Stream(), torch.cuda.Event())
+        return _Slot(graph, host, out_host, raw[0], stream, torch.cuda.Event())
 
     # ---- inference -------------------------------------------------------------------------------
     def _infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
