@@ -51,6 +51,13 @@ def test_device_decode_equals_numpy_decode(post):
         assert len(want) > 0 and _same(detections_from_rows(rows), want)
 
 
+def test_decode_has_static_shapes_and_never_reads_values_back():
+    """What CUDA graph capture needs: on the meta device (shapes only, no data) a nonzero, a boolean
+    index or an .item() would raise; the decode runs through and gives the fixed result shape."""
+    raw = torch.empty(10, 8400, dtype=torch.float16, device="meta")
+    assert decode_obb_rows(raw, PostprocessSpec(max_det=50), 256).shape == (52, 7)
+
+
 def test_too_many_candidates_is_flagged_unless_max_det_is_reached():
     raw = _raw(np.random.default_rng(1), 2100)
     few = decode_obb_rows(torch.from_numpy(raw), PostprocessSpec(conf=0.1), 16).numpy()
