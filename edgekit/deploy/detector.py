@@ -66,7 +66,7 @@ class Detector:
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         t0 = time.perf_counter()
-        feed, info = self.prepare(frame_bgr, reuse=True)
+        feed, info = self.prepare(frame_bgr, True)  # reuse the input buffer: consumed below
         t1 = time.perf_counter()
         outputs = self.infer(feed)
         t2 = time.perf_counter()
