@@ -10,6 +10,8 @@ turn, several rounds) so clock and thermal drift hit all alike:
 * ``edgekit_frame``: ``Detector`` + ``TorchRunner(uint8_input, half, fuse, cuda_graph, decode)``,
   one frame at a time, end to end (letterbox on the CPU, uint8 upload, normalise + forward + OBB
   decode with rotated NMS as one CUDA graph, only the kept boxes copied back);
+  ``edgekit_frame_channels_last``: the same with ``channels_last=True`` (next to ``limit_graph_channels_last``,
+  the bare forward in that memory order, so either ratio can be read);
   ``edgekit_frame_host_decode``: the same without ``decode`` (the whole raw output copied back,
   decoded by numpy on the CPU), the previous form; ``edgekit_pipelined``: the GPU-decode detector in
   :class:`edgekit.deploy.pipeline.Pipeline` (two graph slots: frame i+1 is submitted while frame i
@@ -88,6 +90,22 @@ def load_model(weights: str, nc: int):
     return yolo
 
 
+def capture_forward(net: Any, x: Any) -> Any:
+    """A CUDA graph of ``net(x)`` (warmed up on a side stream first)."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.inference_mode():
+        for _ in range(3):
+            net(x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.inference_mode():
+        net(x)
+    return graph
+
+
 def timed_chunks(methods: Dict[str, Callable[[List[np.ndarray]], Any]], frames: List[np.ndarray], rounds: int
                  ) -> Dict[str, List[float]]:
     """Per-frame milliseconds of each method, interleaved chunk by chunk."""
@@ -152,31 +170,29 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     net = net.half() if cuda else net
     x_gpu = torch.from_numpy(preprocess(frames[0], spec)[0]).to(dev)
     x_gpu = x_gpu.half() if cuda else x_gpu
-    graph = None
     with torch.inference_mode():
         for _ in range(5):
             net(x_gpu)
-    if cuda:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch.inference_mode():
-            for _ in range(3):
-                net(x_gpu)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.inference_mode():
-            net(x_gpu)
+    graph = capture_forward(net, x_gpu) if cuda else None
+    # the same in channels-last memory order (what the runner's channels_last option runs)
+    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    x_cl = x_gpu.contiguous(memory_format=torch.channels_last)
+    graph_cl = capture_forward(net_cl, x_cl) if cuda else None
 
-    def limit_graph(part):
-        if graph is None:
-            return limit_eager(part)
-        out = []
-        for _ in part:
-            t = time.perf_counter()
-            graph.replay()
-            sync()
-            out.append((time.perf_counter() - t) * 1e3)
-        return out
+    def replayed(g):
+        def run(part):
+            if g is None:
+                return limit_eager(part)
+            out = []
+            for _ in part:
+                t = time.perf_counter()
+                g.replay()
+                sync()
+                out.append((time.perf_counter() - t) * 1e3)
+            return out
+        return run
+
+    limit_graph, limit_graph_cl = replayed(graph), replayed(graph_cl)
 
     def limit_eager(part):
         out = []
@@ -218,9 +234,12 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     runner = TorchRunner(copy.deepcopy(yolo.model), decode=post, max_candidates=args.max_candidates, **fast)
     det = Detector(runner, letterbox=spec, postprocess=post).__enter__()
     host_det = Detector(TorchRunner(copy.deepcopy(yolo.model), **fast), letterbox=spec, postprocess=post).__enter__()
+    cl_det = Detector(TorchRunner(copy.deepcopy(yolo.model), decode=post, max_candidates=args.max_candidates,
+                                  channels_last=True, **fast), letterbox=spec, postprocess=post).__enter__()
     for f in frames[:5]:
         det(f)
         host_det(f)
+        cl_det(f)
     ek_dets: Dict[int, Any] = {}
     host_dets: Dict[int, Any] = {}
     stage_ms: Dict[str, List[float]] = {"preprocess": [], "infer": [], "postprocess": []}
@@ -245,6 +264,14 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
             out.append((time.perf_counter() - t) * 1e3)
         return out
 
+    def ek_frame_cl(part):
+        out = []
+        for f in part:
+            t = time.perf_counter()
+            cl_det(f)
+            out.append((time.perf_counter() - t) * 1e3)
+        return out
+
     def ek_pipelined(part):
         pipe = Pipeline(det, queue_size=2)
         stream = [f for _ in range(args.pipeline_repeat) for f in part]
@@ -254,13 +281,15 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         pipe_fps.append(n / wall)
         return [wall * 1e3 / max(n, 1)] * len(part)
 
-    methods = {"limit_graph": limit_graph, "limit_eager": limit_eager, "ultralytics_predict": ul_predict,
-               "ultralytics_stream": ul_stream, "edgekit_frame": ek_frame, "edgekit_frame_host_decode": ek_host_decode,
+    methods = {"limit_graph": limit_graph, "limit_graph_channels_last": limit_graph_cl, "limit_eager": limit_eager,
+               "ultralytics_predict": ul_predict, "ultralytics_stream": ul_stream, "edgekit_frame": ek_frame,
+               "edgekit_frame_channels_last": ek_frame_cl, "edgekit_frame_host_decode": ek_host_decode,
                "edgekit_pipelined": ek_pipelined}
     per_frame = timed_chunks(methods, frames, args.rounds)
     fallbacks = runner.decode_fallbacks
     det.__exit__(None, None, None)
     host_det.__exit__(None, None, None)
+    cl_det.__exit__(None, None, None)
 
     # ---- agreement: the same matching as the CPU side-by-side ----------------------------------------
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -278,6 +307,9 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         "ultralytics_over_edgekit": result["ultralytics_predict"]["p50"] / result["edgekit_frame"]["p50"],
         "ultralytics_stream_over_edgekit": result["ultralytics_stream"]["p50"] / result["edgekit_frame"]["p50"],
         "host_decode_over_gpu_decode": result["edgekit_frame_host_decode"]["p50"] / result["edgekit_frame"]["p50"],
+        "channels_last_frame_over_limit": result["edgekit_frame_channels_last"]["p50"] / lim,
+        "channels_last_frame_over_channels_last_limit": (result["edgekit_frame_channels_last"]["p50"]
+                                                         / result["limit_graph_channels_last"]["p50"]),
         "pipelined_fps": fps,
         "pipelined_fps_over_limit_fps": fps / (1e3 / lim),
         "edgekit_stage_p50_ms": {k: float(np.percentile(v, 50)) for k, v in stage_ms.items()},
@@ -314,6 +346,8 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
               f"- Ultralytics predict / edgekit per frame: **{summary['ultralytics_over_edgekit']:.2f}x**",
               f"- Ultralytics stream=True / edgekit per frame: {summary['ultralytics_stream_over_edgekit']:.2f}x",
               f"- host decode / GPU decode, edgekit per frame: {summary['host_decode_over_gpu_decode']:.2f}x",
+              f"- channels-last runner per frame / limit: {summary['channels_last_frame_over_limit']:.2f}x "
+              f"(/ channels-last limit: {summary['channels_last_frame_over_channels_last_limit']:.2f}x)",
               f"- edgekit pipelined: {summary['pipelined_fps']:.0f} FPS = "
               f"{summary['pipelined_fps_over_limit_fps']:.2f}x of 1 / limit",
               f"- edgekit stage p50 (ms): {summary['edgekit_stage_p50_ms']}",

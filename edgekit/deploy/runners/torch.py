@@ -29,6 +29,8 @@ class TorchRunner(Runner):
     * ``uint8_input=LetterboxSpec``: the feed is the letterboxed uint8 frame ``(1, H, W, 3)`` BGR, a
       quarter of the bytes of a float input; colour swap, scaling and CHW happen on the device;
     * ``half``: fp16 weights and activations; ``fuse``: Conv+BN folded (Ultralytics ``fuse()``);
+      ``channels_last``: weights and activations in NHWC memory order (the layout tensor-core
+      convolutions use; the uint8 frame arrives in it already);
     * ``decode=PostprocessSpec`` (OBB, ProbIoU, Fast-NMS): the decode runs on the device too
       (:mod:`edgekit.deploy.runners.torch_decode`) and the runner returns
       :data:`~edgekit.core.postprocess.DECODED_OUTPUT` rows instead of the raw output, which the
@@ -50,7 +52,7 @@ class TorchRunner(Runner):
                  device: str = "cpu", name: Optional[str] = None, *, uint8_input: Any = None, half: bool = False,
                  fuse: bool = False, cuda_graph: bool = False, trim_conf: Optional[float] = None,
                  num_classes: Optional[int] = None, decode: Any = None, max_candidates: int = 256,
-                 slots: int = 2) -> None:
+                 slots: int = 2, channels_last: bool = False) -> None:
         is_path = isinstance(model, (str, os.PathLike))
         super().__init__(name or (Path(model).name if is_path else type(model).__name__))
         self.model_source = model
@@ -69,6 +71,7 @@ class TorchRunner(Runner):
         if slots < 1 or max_candidates < 1:
             raise ValueError("slots and max_candidates must be >= 1")
         self.decode_spec, self.max_candidates, self.slots = decode, int(max_candidates), int(slots)
+        self.channels_last = channels_last
         self.model = None
         self._slots: List[_Slot] = []
         self.decode_fallbacks = 0  # frames whose raw output went to the host decode (overflow)
@@ -97,6 +100,8 @@ class TorchRunner(Runner):
         self.model = model.to(self.device).eval()
         if self.half:
             self.model = self.model.half()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self._slots, self._next = [], 0
         if self.uint8_input is not None:
             h, w = self.uint8_input.imgsz
@@ -122,7 +127,10 @@ class TorchRunner(Runner):
     def _forward_uint8(self, frame: Any) -> List[Any]:
         """uint8 NHWC device tensor -> model outputs (every op on the device; graph-capturable)."""
         torch = self._torch
-        x = frame.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
+        if self.channels_last:  # swap colours on the NHWC frame: the NCHW view of it is channels-last already
+            x = frame.index_select(3, self._order).permute(0, 3, 1, 2).float() * self._scale
+        else:
+            x = frame.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
         if self.uint8_input.mean != (0.0, 0.0, 0.0) or self.uint8_input.std != (1.0, 1.0, 1.0):
             x = (x - self._mean) / self._std
         with torch.inference_mode():
