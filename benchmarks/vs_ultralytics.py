@@ -9,7 +9,9 @@ interleaving across sessions distorts CPU timings):
 * ``edgekit_frame``: ``Bundle.detector("onnxruntime")`` one frame at a time, end to end, through
   :func:`edgekit.bench.measure.measure_frame` (what ``edgekit bench`` reports as end to end);
   ``edgekit_frame_uint8``: the same with the uint8-input graph variant (normalisation in the graph).
-* ``edgekit_pipelined``: the same detector in the pipelined runtime (:func:`edgekit.bench.measure.run_pipelined`).
+* ``edgekit_pipelined``: the same detector in the pipelined runtime (:func:`edgekit.bench.measure.run_pipelined`);
+  ``edgekit_pipelined_sessions``: the same with ``pipeline_sessions=2`` (two single-threaded ONNX Runtime
+  sessions run two frames at once instead of one session's intra-op threads running one).
 * ``ultralytics_predict``: ``YOLO(model.onnx).predict(frame)`` per frame; ``ultralytics_stream``:
   ``predict(chunk, stream=True)``.
 
@@ -97,7 +99,8 @@ def edgekit_methods(bundle: Path, store: Dict[str, Any]) -> Dict[str, Callable]:
     b = Bundle.open(bundle)
     det = b.detector("onnxruntime").__enter__()
     det8 = b.detector("onnxruntime", uint8_input=True).__enter__()
-    store.update(det=det, det8=det8, timings=[], dets={})
+    det_par = b.detector("onnxruntime", pipeline_sessions=2).__enter__()
+    store.update(det=det, det8=det8, det_par=det_par, timings=[], dets={})
 
     def frame(part: List[np.ndarray]) -> List[float]:
         it, out = iter(part), []
@@ -117,10 +120,17 @@ def edgekit_methods(bundle: Path, store: Dict[str, Any]) -> Dict[str, Callable]:
         store.setdefault("pipelined_fps", []).append(s.fps)
         return [s.wall_s / max(s.frames, 1)] * s.frames
 
-    for f in [np.zeros((64, 64, 3), np.uint8)] * 3:  # warm both sessions
+    def pipelined_sessions(part: List[np.ndarray]) -> List[float]:
+        s = measure.run_pipelined(det_par, iter(part))
+        store.setdefault("pipelined_sessions_fps", []).append(s.fps)
+        return [s.wall_s / max(s.frames, 1)] * s.frames
+
+    for f in [np.zeros((64, 64, 3), np.uint8)] * 3:  # warm the sessions
         det(f)
         det8(f)
-    return {"edgekit_frame": frame, "edgekit_frame_uint8": frame_uint8, "edgekit_pipelined": pipelined}
+    measure.run_pipelined(det_par, iter([np.zeros((64, 64, 3), np.uint8)] * 4))
+    return {"edgekit_frame": frame, "edgekit_frame_uint8": frame_uint8, "edgekit_pipelined": pipelined,
+            "edgekit_pipelined_sessions": pipelined_sessions}
 
 
 def limit_method(bundle: Path, frames: List[np.ndarray]) -> Callable:
@@ -233,11 +243,13 @@ def main() -> None:
     per_frame = interleaved(methods, frames, args.rounds)
     ek["det"].__exit__(None, None, None)
     ek["det8"].__exit__(None, None, None)
+    ek["det_par"].__exit__(None, None, None)
     bench = run_bench(bundle, {"iterations": len(frames), "parity": False}, frames=frames, progress=False)
     args.weights = args.weights or (f"yolov8n-obb trained from scratch here: {args.train_epochs} epochs on 160 synthetic "
                                     f"{args.imgsz // 2}-px scenes ({trained}); frames are 2x2 mosaics of its val "
                                     f"scenes (objects at the trained scale)")
     report = summarize_run(args, env, bundle, per_frame, ek, ul, frames, bench)
+    report["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     write(report, Path(args.out))
 
 
@@ -253,6 +265,7 @@ def summarize_run(args: Any, env: Dict[str, Any], bundle: Path, per_frame: Dict[
     ul_stages = {k: float(np.median([s[k] for s in ul["speed"]])) for k in ("preprocess", "inference", "postprocess")}
     seq_fps = 1e3 / stats["limit_session_run"]["mean_ms"]
     pipe_fps = float(np.mean(ek["pipelined_fps"]))
+    pipe_sessions_fps = float(np.mean(ek["pipelined_sessions_fps"]))
     return {
         "frames": len(frames), "imgsz": args.imgsz, "rounds": args.rounds, "conf": args.conf,
         "weights": args.weights,
@@ -263,6 +276,8 @@ def summarize_run(args: Any, env: Dict[str, Any], bundle: Path, per_frame: Dict[
                     "ultralytics_predict_over_edgekit_frame": stats["ultralytics_predict"]["p50_ms"] / ekf,
                     "pipelined_fps": pipe_fps, "limit_sequential_fps": seq_fps,
                     "pipelined_over_limit_fps": pipe_fps / seq_fps,
+                    "pipelined_sessions_fps": pipe_sessions_fps,
+                    "pipelined_sessions_over_limit_fps": pipe_sessions_fps / seq_fps,
                     "edgekit_frame_over_limit_mean": stats["edgekit_frame"]["mean_ms"] / stats["limit_session_run"]["mean_ms"],
                     "ultralytics_predict_over_edgekit_frame_mean": (stats["ultralytics_predict"]["mean_ms"]
                                                                     / stats["edgekit_frame"]["mean_ms"]),
@@ -292,7 +307,8 @@ def write(report: Dict[str, Any], out: Path) -> None:
               f"- Ultralytics predict / edgekit per frame, means: {s['ultralytics_predict_over_edgekit_frame_mean']:.3f}x",
               f"- Ultralytics predict / edgekit per frame: **{s['ultralytics_predict_over_edgekit_frame']:.3f}x**",
               f"- edgekit pipelined {s['pipelined_fps']:.1f} FPS vs bare sequential {s['limit_sequential_fps']:.1f} FPS "
-              f"({s['pipelined_over_limit_fps']:.2f}x)",
+              f"({s['pipelined_over_limit_fps']:.2f}x); with pipeline_sessions=2 {s['pipelined_sessions_fps']:.1f} FPS "
+              f"({s['pipelined_sessions_over_limit_fps']:.2f}x)",
               f"- `edgekit bench` (run_bench, same bundle, after the interleaved rounds) end to end p50 "
               f"{s['edgekit_bench_end_to_end_p50_ms']:.2f} ms = {s['edgekit_bench_over_edgekit_frame']:.3f}x "
               f"edgekit_frame (target: 1 within noise)",

@@ -9,7 +9,7 @@ exported from Ultralytics sees the same pixels it was validated on.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 from pydantic import field_validator
@@ -87,8 +87,14 @@ def as_bgr_frame(frame: object) -> np.ndarray:
     return frame
 
 
-def letterbox(img: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, LetterboxInfo]:
-    """Resize keeping aspect ratio and pad to ``spec.imgsz`` (HWC uint8 in, HWC uint8 out)."""
+def letterbox(img: np.ndarray, spec: LetterboxSpec, out: Optional[np.ndarray] = None
+              ) -> Tuple[np.ndarray, LetterboxInfo]:
+    """Resize keeping aspect ratio and pad to ``spec.imgsz`` (HWC uint8 in, HWC uint8 out).
+
+    ``out`` ((H, W, 3) uint8, e.g. a runner's pinned input buffer) receives the result instead of a
+    new array: the resize writes straight into its interior and the borders are filled, the same
+    pixels ``cv2.copyMakeBorder`` gives.
+    """
     import cv2  # lazy: cv2 is heavy to import and only needed here
 
     img = as_bgr_frame(img)
@@ -99,13 +105,23 @@ def letterbox(img: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, Letterb
         r = min(r, 1.0)
     unpad_w, unpad_h = max(int(round(w0 * r)), 1), max(int(round(h0 * r)), 1)  # thin images keep 1 px
     dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
-    if (w0, h0) != (unpad_w, unpad_h):
-        img = cv2.resize(img, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    info = LetterboxInfo(r, (float(left), float(top)), (h0, w0))
     v = spec.pad_value
+    if out is not None and out.shape == (new_h, new_w, 3) and out.dtype == np.uint8:
+        inner = out[top:top + unpad_h, left:left + unpad_w]
+        if (w0, h0) != (unpad_w, unpad_h):
+            cv2.resize(img, (unpad_w, unpad_h), dst=inner, interpolation=cv2.INTER_LINEAR)
+        else:
+            np.copyto(inner, img)
+        out[:top], out[top + unpad_h:] = v, v
+        out[top:top + unpad_h, :left], out[top:top + unpad_h, left + unpad_w:] = v, v
+        return out, info
+    if (w0, h0) != (unpad_w, unpad_h):
+        img = cv2.resize(img, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
     img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(v, v, v))
-    return img, LetterboxInfo(r, (float(left), float(top)), (h0, w0))
+    return img, info
 
 
 @functools.lru_cache(maxsize=16)
@@ -120,27 +136,37 @@ def _value_table(scale: float, mean: Tuple[float, ...], std: Tuple[float, ...]) 
     return table, bool(np.array_equal(table[0], table[1]) and np.array_equal(table[1], table[2]))
 
 
-def preprocess(img_bgr: np.ndarray, spec: LetterboxSpec) -> Tuple[np.ndarray, LetterboxInfo]:
+def preprocess(img_bgr: np.ndarray, spec: LetterboxSpec, out: Optional[np.ndarray] = None
+               ) -> Tuple[np.ndarray, LetterboxInfo]:
     """BGR uint8 frame -> (1, 3, H, W) network input in ``spec.dtype``, plus the letterbox info.
 
-    The colour swap, scaling, normalisation and HWC -> CHW happen in one gather through a 256-entry
-    table per channel (``np.take`` over the transposed view) instead of four full-frame passes into
-    new float arrays: 1.2 ms vs 3.9 ms at 640 px on the 2-core host, as fast as
-    ``cv2.dnn.blobFromImage`` but bit-identical to the reference on every OpenCV version (4.10's
-    blobFromImage rounds differently from 4.12's) and able to apply per-channel mean/std.
+    The colour swap, scaling, normalisation and HWC -> CHW happen as one table lookup per channel
+    (``cv2.split`` into planes, then ``cv2.LUT`` through a 256-entry float32 table straight into
+    that channel's plane of the output) instead of four full-frame passes into new float arrays:
+    0.5 ms at 640 px on the 2-core host, vs 1.5 ms for a numpy gather (``np.take``) and 3.9 ms for
+    the four passes. A lookup copies table values, so the result is bit-identical to the reference
+    on every OpenCV version (``cv2.dnn.blobFromImage``, as fast, rounds differently in 4.10 and
+    4.12) and per-channel mean/std cost nothing extra. ``out`` (float32, (1, 3, H, W)) is written
+    and returned instead of a new array: a caller that consumes the input before the next frame
+    reuses one buffer (a fresh 4.9 MB array costs ~0.3 ms of page faults per frame).
     """
+    import cv2
+
     boxed, info = letterbox(img_bgr, spec)
-    table, shared = _value_table(float(spec.scale), tuple(spec.mean), tuple(spec.std))
-    chw = boxed.transpose(2, 0, 1)
-    if spec.color_order == "RGB":
-        chw = chw[::-1]
-    if shared:
-        x = np.take(table[0], chw)[None]
-    else:
-        x = np.empty((1, *chw.shape), np.float32)
-        for c in range(3):
-            np.take(table[c], chw[c], out=x[0, c])
-    return (x if spec.dtype == "float32" else x.astype(spec.dtype)), info
+    table, _ = _value_table(float(spec.scale), tuple(spec.mean), tuple(spec.std))
+    h, w = boxed.shape[:2]
+    if out is None or out.shape != (1, 3, h, w) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        out = np.empty((1, 3, h, w), np.float32)
+    planes = cv2.split(boxed)  # B, G, R
+    order = (2, 1, 0) if spec.color_order == "RGB" else (0, 1, 2)
+    for c in range(3):
+        cv2.LUT(planes[order[c]], _lut(table, c), dst=out[0, c])
+    return (out if spec.dtype == "float32" else out.astype(spec.dtype)), info
+
+
+def _lut(table: np.ndarray, channel: int) -> np.ndarray:
+    """Channel ``channel`` of the value table as the (256, 1) contiguous float32 array cv2.LUT takes."""
+    return np.ascontiguousarray(table[channel].reshape(256, 1))
 
 
 def preprocess_reference(img_bgr: np.ndarray, spec: LetterboxSpec) -> np.ndarray:

@@ -232,8 +232,9 @@ class Bundle:
         from edgekit.deploy.tensorrt import EngineBuildOptions, TensorRTRunner, build_from_bundle
 
         trt_module = options.pop("trt_module", None)
+        uint8 = bool(options.pop("uint8_input", False))
         build = EngineBuildOptions(precision=precision, **options)
-        result = build_from_bundle(self, build, trt_module=trt_module)
+        result = build_from_bundle(self, build, trt_module=trt_module, uint8_input=uint8)
         return TensorRTRunner(result.plan_path, trt_module=trt_module)
 
     def detector(self, backend: str = "onnxruntime", precision: str = "fp32", *, tile: Optional[int] = None,

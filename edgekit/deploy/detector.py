@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from edgekit.core.detections import Detections
-from edgekit.core.errors import ModelError
+from edgekit.core.errors import ConfigError, ModelError
 from edgekit.core.letterbox import (
     LetterboxInfo,
     LetterboxSpec,
@@ -23,9 +23,9 @@ from edgekit.core.letterbox import (
     unletterbox_xywhr,
     unletterbox_xyxy,
 )
-from edgekit.core.postprocess import PostprocessSpec, decode
+from edgekit.core.postprocess import DECODED_OUTPUT, PostprocessSpec, decode, detections_from_rows
 
-from .runners.base import Runner
+from .runners.base import Runner, Ticket
 from .uint8_input import takes_uint8_frames
 
 
@@ -47,6 +47,11 @@ class Detector:
         self.output_name = output_name or from_manifest.get("output_name")
         self.timings: Dict[str, float] = {}
         self._uint8_input: Optional[bool] = None  # decided from the runner's input on the first frame
+        self._input_buffer: Optional[np.ndarray] = None  # the float input prepare(reuse=True) writes into
+        on_device = getattr(runner, "decode_spec", None)  # a runner that decodes on its device (torch GPU path)
+        if on_device is not None and on_device != self.postprocess:
+            raise ConfigError("the runner decodes with other thresholds than the detector's postprocess settings",
+                              "build the runner with decode= the same PostprocessSpec as the detector")
 
     def __enter__(self) -> Detector:
         if not self.runner.is_active:
@@ -61,7 +66,7 @@ class Detector:
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         t0 = time.perf_counter()
-        feed, info = self.prepare(frame_bgr)
+        feed, info = self.prepare(frame_bgr, True)  # reuse the input buffer: consumed below
         t1 = time.perf_counter()
         outputs = self.infer(feed)
         t2 = time.perf_counter()
@@ -71,25 +76,44 @@ class Detector:
         return dets
 
     # The three stages, separately callable so the pipelined runtime can overlap them across frames.
-    def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
-        """Frame -> the runner's feed (checked: see :func:`edgekit.core.letterbox.as_bgr_frame`)."""
+    def prepare(self, frame_bgr: np.ndarray, reuse: bool = False) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
+        """Frame -> the runner's feed (checked: see :func:`edgekit.core.letterbox.as_bgr_frame`).
+
+        ``reuse``: write the float input into the detector's own buffer instead of a new array, for a
+        caller that hands the feed to the runner before preparing the next frame (``detect``, the
+        bench's per-frame loop); a feed that waits in a queue (the pipeline) must not reuse it.
+        """
         name = self._input_name()
         if self._uint8_input is None:
             meta = self.runner.input_metadata()[name]
             self._uint8_input = takes_uint8_frames(meta.shape, meta.dtype)
         if self._uint8_input:  # the model normalises on its own (uint8_input.py): feed the letterboxed frame
-            boxed, info = letterbox(frame_bgr, self.letterbox)
-            return {name: boxed[None]}, info
-        x, info = preprocess(frame_bgr, self.letterbox)
+            target = getattr(self.runner, "feed_buffer", None) if reuse else None
+            buf = target() if callable(target) else None  # a runner's own (pinned) input: no host copy
+            boxed, info = letterbox(frame_bgr, self.letterbox, out=buf[0] if buf is not None else None)
+            return {name: boxed[None] if buf is None else buf}, info
+        x, info = preprocess(frame_bgr, self.letterbox, out=self._input_buffer if reuse else None)
+        if reuse:
+            self._input_buffer = x
         return {name: x}, info
 
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         return self.runner.infer(feed)
 
+    # infer in two halves (the pipelined runtime queues frame i+1 on the device while frame i runs)
+    def submit(self, feed: Dict[str, np.ndarray]) -> Ticket:
+        return self.runner.submit(feed)
+
+    def collect(self, ticket: Ticket) -> Dict[str, np.ndarray]:
+        return self.runner.collect(ticket)
+
     def decode(self, outputs: Dict[str, np.ndarray], info: LetterboxInfo) -> Detections:
-        """Raw outputs of one frame -> detections in that frame's pixels."""
-        raw = outputs[self.output_name] if self.output_name else next(iter(outputs.values()))
-        dets = decode(raw, self.postprocess)[0]
+        """Raw (or device-decoded) outputs of one frame -> detections in that frame's pixels."""
+        if DECODED_OUTPUT in outputs:
+            dets = detections_from_rows(outputs[DECODED_OUTPUT])
+        else:
+            raw = outputs[self.output_name] if self.output_name else next(iter(outputs.values()))
+            dets = decode(raw, self.postprocess)[0]
         if len(dets) == 0:
             return dets
         boxes = unletterbox_xywhr(dets.boxes, info) if dets.is_obb else unletterbox_xyxy(dets.boxes, info)

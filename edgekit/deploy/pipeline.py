@@ -6,6 +6,11 @@ its source, check it, letterbox it into the network input), *infer* (the runner)
 read and letterboxed and frame i-1 decoded. OpenCV, ONNX Runtime and TensorRT release the GIL in
 their heavy calls, so the overlap is real on a multi-core CPU such as the Jetson's Carmel cores.
 
+With an asynchronous runner (the torch runner's CUDA-graph slots) the infer stage only *submits*
+frame i to the device and the decode stage *collects* it, so the device runs frame i while frame
+i+1 is being submitted: the GPU never waits for the host between frames. At most the runner's
+``max_in_flight`` frames are submitted and not yet collected.
+
 The queues are small (``queue_size``, default 2): a slow consumer slows the pipeline instead of
 growing memory, and the latency of each frame stays bounded. Every frame keeps its own timings
 (read, preprocess, infer, decode, and the end-to-end latency from the start of its read to the end
@@ -93,6 +98,9 @@ class Pipeline:
         an exception in the caller) stops the stages and joins their threads.
         """
         self.stats = PipelineStats()
+        self._async = callable(getattr(self.detector, "submit", None))
+        limit = getattr(self.detector.runner, "max_in_flight", None) if self._async else None
+        self._in_flight = threading.Semaphore(limit) if limit else None
         stop = threading.Event()
         prepared: queue.Queue = queue.Queue(self.queue_size)
         inferred: queue.Queue = queue.Queue(self.queue_size)
@@ -119,6 +127,9 @@ class Pipeline:
                 _drain(q)
             for t in stages:
                 t.join(timeout=10)
+            discard = getattr(self.detector.runner, "discard_pending", None)
+            if callable(discard):
+                discard()  # frames submitted but never collected (an early stop) free their device slots
 
     # ---- stages ----------------------------------------------------------------------------------
     def _prepare_stage(self, frames: Iterator[np.ndarray], out: queue.Queue, stop: threading.Event) -> None:
@@ -164,22 +175,34 @@ class Pipeline:
                 _put(out, item, stop)
                 return
             try:
-                result = work(item)
+                result = work(item, stop)
             except BaseException as e:  # noqa: BLE001 - carried to the consumer and re-raised there
                 _put(out, _Failed(e), stop)
                 return
+            if result is None:  # stopped while waiting
+                return
             _put(out, result, stop)
 
-    def _infer_one(self, item: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    def _infer_one(self, item: Tuple[Any, ...], stop: threading.Event) -> Optional[Tuple[Any, ...]]:
         index, feed, info, frame, t0, timings = item
+        if self._in_flight is not None:
+            while not self._in_flight.acquire(timeout=0.1):
+                if stop.is_set():
+                    return None
         t = time.perf_counter()
-        outputs = self.detector.infer(feed)
-        timings["infer_s"] = time.perf_counter() - t
+        outputs = self.detector.submit(feed) if self._async else self.detector.infer(feed)
+        timings["infer_s"] = time.perf_counter() - t  # the decode stage adds the wait in collect
         return index, outputs, info, frame, t0, timings
 
-    def _decode_one(self, item: Tuple[Any, ...]) -> FrameResult:
+    def _decode_one(self, item: Tuple[Any, ...], stop: threading.Event) -> FrameResult:
         index, outputs, info, frame, t0, timings = item
         t = time.perf_counter()
+        if self._async:
+            outputs = self.detector.collect(outputs)
+            if self._in_flight is not None:
+                self._in_flight.release()
+            timings["infer_s"] += time.perf_counter() - t
+            t = time.perf_counter()
         dets = self.detector.decode(outputs, info)
         end = time.perf_counter()
         timings["decode_s"] = end - t

@@ -89,6 +89,9 @@ class TiledDetector:
         check_tile_args(tile, overlap, "--tile")
         if batch is not None and batch < 1:
             raise ConfigError(f"tile batch {batch} must be at least 1", "pass batch=None (from the model) or >= 1")
+        if getattr(detector.runner, "decode_spec", None) is not None:  # its outputs are one frame's kept boxes
+            raise ConfigError("sliced inference needs the model's raw outputs, and this runner decodes on its device",
+                              "build the runner without decode= for tiling")
         self.detector = detector
         self.tile, self.overlap, self.full_frame, self.batch = tile, overlap, full_frame, batch
         self.iou = iou
@@ -132,8 +135,11 @@ class TiledDetector:
         return dets
 
     # ---- the three stages ------------------------------------------------------------------------
-    def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], TilePlan]:
-        """Frame -> one feed holding every tile (and the full frame) on the batch axis, and the plan."""
+    def prepare(self, frame_bgr: np.ndarray, reuse: bool = False) -> Tuple[Dict[str, np.ndarray], TilePlan]:
+        """Frame -> one feed holding every tile (and the full frame) on the batch axis, and the plan.
+
+        ``reuse`` is accepted for the Detector's signature; the stacked feed is always a new array.
+        """
         frame = as_bgr_frame(frame_bgr)
         h, w = frame.shape[:2]
         windows = tile_windows(w, h, self.tile, self.overlap)

@@ -134,3 +134,30 @@ def test_one_pass_preprocess_equals_the_numpy_reference_bit_for_bit(spec_kwargs,
     want = preprocess_reference(img, spec)
     assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("spec", [LetterboxSpec(imgsz=64), LetterboxSpec(imgsz=(48, 80), color_order="BGR"),
+                                  LetterboxSpec(imgsz=64, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 0.2)),
+                                  LetterboxSpec(imgsz=64, dtype="float16")])
+def test_preprocess_equals_the_four_pass_reference_and_reuses_out(spec):
+    from edgekit.core.letterbox import preprocess_reference
+
+    img = image(50, 70)
+    want = preprocess_reference(img, spec)
+    got, _ = preprocess(img, spec)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    out = np.full((1, 3, *spec.imgsz), np.nan, np.float32)
+    again, _ = preprocess(img, spec, out=out)
+    assert np.array_equal(again, want)
+    assert (again is out) == (spec.dtype == "float32")
+
+
+@pytest.mark.parametrize(("h", "w"), SHAPES)
+def test_letterbox_into_a_given_buffer_equals_a_new_one(h, w):
+    spec = LetterboxSpec(imgsz=(64, 96))
+    img = image(h, w)
+    want, info = letterbox(img, spec)
+    out = np.full((64, 96, 3), 7, np.uint8)
+    got, info2 = letterbox(img, spec, out=out)
+    assert got is out and info2 == info
+    np.testing.assert_array_equal(got, want)

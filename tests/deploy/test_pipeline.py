@@ -74,9 +74,9 @@ class _SleepRunner(Runner):
 
 
 class _SlowPrepareDetector(Detector):
-    def prepare(self, frame):
+    def prepare(self, frame, reuse=False):
         time.sleep(0.03)
-        return super().prepare(frame)
+        return super().prepare(frame, reuse)
 
 
 def test_stages_overlap(tmp_path):
@@ -147,3 +147,89 @@ def test_image_folder_source(tmp_path):
         list(image_frames(folder))
     with pytest.raises(DataError, match="holds no images"):
         list(image_frames(tmp_path / "imgs" / ".." / "imgs" / ".." ))
+
+
+class _AsyncRunner(Runner):
+    """Submit starts the work on a worker thread and returns at once (like a CUDA graph replay);
+    more than ``max_in_flight`` uncollected tickets is a bug the runner reports, as the torch runner does."""
+
+    backend = "async"
+    max_in_flight = 2
+
+    def __init__(self, raw: np.ndarray) -> None:
+        super().__init__("async")
+        self.raw, self.pending, self.peak = raw, [], 0
+        self.rng = np.random.default_rng(0)
+
+    def _activate(self):
+        return {"images": TensorMeta("images", (1, 3, 64, 64), np.dtype(np.float32))}
+
+    def _infer(self, feed):
+        return self._collect(self._submit(feed))
+
+    def _submit(self, feed):
+        if len(self.pending) >= self.max_in_flight:
+            raise RuntimeError("too many in flight")
+        done, box = threading.Event(), {}
+        value = float(feed["images"][0, 0, 0, 0])
+
+        def work(delay=float(self.rng.uniform(0, 0.01))):
+            time.sleep(delay)  # tickets finish out of order
+            raw = self.raw.copy()
+            raw[0, 0, 0] += value  # the output carries its frame: ordering is checkable
+            box["out"] = {"output0": raw}
+            done.set()
+
+        threading.Thread(target=work, daemon=True).start()
+        self.pending.append(done)
+        self.peak = max(self.peak, len(self.pending))
+        return done, box
+
+    def _collect(self, handle):
+        done, box = handle
+        done.wait()
+        self.pending.remove(done)
+        return box["out"]
+
+    def _discard_pending(self):
+        for done in list(self.pending):
+            done.wait()
+        self.pending.clear()
+
+    def _deactivate(self):
+        pass
+
+
+def test_async_runner_pipeline_keeps_order_and_bounds_tickets_in_flight():
+    from edgekit.core.letterbox import LetterboxSpec
+    from tests.deploy.bundles import obb_raw
+
+    frames = [np.full((64, 64, 3), i, np.uint8) for i in range(20)]
+    runner = _AsyncRunner(obb_raw())
+    det = Detector(runner, letterbox=LetterboxSpec(imgsz=64))
+    with det:
+        want = [r.detections for r in run_sequential(det, frames)]
+        got = list(Pipeline(det, queue_size=3).run(frames))
+        assert [r.index for r in got] == list(range(20)) and runner.peak == 2
+        assert [d.boxes.tolist() for d in want] == [r.detections.boxes.tolist() for r in got]
+        assert len({d.boxes[0, 0] for d in want if len(d)}) > 1  # frames really differ
+        for r in Pipeline(det).run(iter(frames)):  # leaving early: submitted tickets are discarded
+            if r.index == 2:
+                break
+        assert runner.pending == []
+
+
+def test_onnxruntime_pipeline_sessions_run_frames_in_parallel_in_order(tmp_path):
+    video = _video(tmp_path / "v.mp4", n=10)
+    bundle = Bundle.open(write_test_bundle(tmp_path / "bundle"))
+    with bundle.detector("onnxruntime", pipeline_sessions=2) as det:
+        assert det.runner.max_in_flight == 2
+        want = list(run_sequential(det, video_frames(video)))
+        got = list(Pipeline(det, queue_size=3).run(video_frames(video)))
+        for r in Pipeline(det).run(video_frames(video)):  # an early stop leaves nothing running
+            if r.index == 1:
+                break
+        assert det.runner._pending == set()
+    assert [r.index for r in got] == list(range(10))
+    for a, b in zip(got, want):
+        assert np.array_equal(a.detections.boxes, b.detections.boxes)

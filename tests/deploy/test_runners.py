@@ -75,6 +75,11 @@ def test_contract_lifecycle_and_outputs(backend, tiny_onnx, request, feed):
         assert sorted(out) == ["maps", "pooled"]
         assert out["pooled"].shape == (1, 4) and out["maps"].shape == (1, 4, 32, 32)
         assert runner.last_inference_time() > 0
+        tickets = [runner.submit(feed), runner.submit({"images": feed["images"] * 0.5})]  # the async halves
+        halves = [runner.collect(t) for t in tickets]
+        np.testing.assert_allclose(halves[0]["pooled"], out["pooled"], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(halves[1]["pooled"], out["pooled"])
+        runner.discard_pending()
     assert not runner.is_active
     with pytest.raises(DeviceError, match="not active"):
         runner.input_metadata()

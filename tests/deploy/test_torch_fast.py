@@ -99,3 +99,12 @@ def test_cuda_graph_fp16_path_matches_eager_fp32(obb_model, frame):
     np.testing.assert_allclose(graphed[0], eager, rtol=2e-2, atol=0.25)
     np.testing.assert_allclose(eager, ref_raw, rtol=2e-2, atol=0.5)
     assert not np.allclose(other, graphed[0])  # the graph really reads the new frame
+
+
+def test_channels_last_gives_the_same_raw_output(obb_model, frame):
+    import copy
+
+    feed = {"images": letterbox(frame, SPEC)[0][None]}
+    want = _run(TorchRunner(copy.deepcopy(obb_model), uint8_input=SPEC, fuse=True), feed)
+    got = _run(TorchRunner(copy.deepcopy(obb_model), uint8_input=SPEC, fuse=True, channels_last=True), feed)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)

@@ -49,6 +49,7 @@ class FakeCudart:
         self.calls: List[tuple] = []
         self.allocations: Dict[int, Tuple[np.ndarray, int]] = {}  # aligned ptr -> (backing, nbytes)
         self.streams: Dict[int, List[Callable[[], None]]] = {}
+        self.host_allocations: Dict[int, np.ndarray] = {}  # pinned host ptr -> backing
         self._next_stream = 0x5000
 
     # ---- helpers for the fake TensorRT ---------------------------------------------------------
@@ -104,6 +105,20 @@ class FakeCudart:
             while queue:
                 queue.pop(0)()
         del self.allocations[address]
+        return 0
+
+    def cudaMallocHost(self, ref, nbytes) -> int:  # noqa: N802
+        """Pinned host memory: ordinary host memory here, tracked so leaks and double frees show."""
+        if self._failing("cudaMallocHost"):
+            return 2  # cudaErrorMemoryAllocation
+        backing = np.zeros(max(1, _value(nbytes)), np.uint8)
+        self.host_allocations[backing.ctypes.data] = backing
+        _out(ref).value = backing.ctypes.data
+        return 0
+
+    def cudaFreeHost(self, ptr) -> int:  # noqa: N802
+        if self._failing("cudaFreeHost") or self.host_allocations.pop(_value(ptr), None) is None:
+            return ERROR_INVALID_VALUE
         return 0
 
     def cudaStreamCreate(self, ref) -> int:  # noqa: N802

@@ -32,10 +32,26 @@ class TensorMeta(NamedTuple):
         return not isinstance(dim, int) or dim < 0
 
 
+class Ticket(NamedTuple):
+    """A submitted feed: what the backend returned from ``_submit`` and when it was submitted."""
+
+    handle: object
+    start: float
+
+
 class Runner(abc.ABC):
-    """Base class: lifecycle guards, feed validation and timing; backends fill in the ``_`` methods."""
+    """Base class: lifecycle guards, feed validation and timing; backends fill in the ``_`` methods.
+
+    Besides ``infer``, a runner takes work in two halves, ``submit(feed) -> ticket`` and
+    ``collect(ticket) -> outputs``, so the pipelined runtime can queue frame i+1 on the device
+    while frame i still runs. A synchronous backend (the default here) does the whole inference in
+    ``submit``; an asynchronous one (the torch runner's CUDA-graph slots) only enqueues it there and
+    says in ``max_in_flight`` how many tickets may be outstanding. Tickets are collected in the order
+    they were submitted.
+    """
 
     backend: str = "base"
+    max_in_flight: Optional[int] = None  # None: submit finishes the work, any number may wait for collect
 
     def __init__(self, name: Optional[str] = None) -> None:
         self.name = name or self.backend
@@ -88,6 +104,40 @@ class Runner(abc.ABC):
         self._last_inference_time = time.perf_counter() - start
         return outputs
 
+    def submit(self, feed: Dict[str, np.ndarray], check_inputs: bool = True) -> Ticket:
+        """Start inference of ``feed``; :meth:`collect` returns its outputs."""
+        self._require_active("submit()")
+        if check_inputs:
+            self._check_feed(feed)
+        start = time.perf_counter()
+        handle = self._submit(feed)
+        if self.max_in_flight is None:  # synchronous: the inference is over
+            self._last_inference_time = time.perf_counter() - start
+        return Ticket(handle, start)
+
+    def collect(self, ticket: Ticket) -> Dict[str, np.ndarray]:
+        """The outputs of a submitted feed (waits for the device). For an asynchronous backend the inference
+        time is submit to collect, including any wait before collect was called."""
+        outputs = self._collect(ticket.handle)
+        if self.max_in_flight is not None:
+            self._last_inference_time = time.perf_counter() - ticket.start
+        return outputs
+
+    def discard_pending(self) -> None:
+        """Wait for and drop every submitted, uncollected ticket (a pipeline that stopped early)."""
+        if self.is_active:
+            self._discard_pending()
+
+    # Synchronous defaults: the whole inference happens in submit.
+    def _submit(self, feed: Dict[str, np.ndarray]) -> object:
+        return self._infer(feed)
+
+    def _collect(self, handle: object) -> Dict[str, np.ndarray]:
+        return handle  # type: ignore[return-value]
+
+    def _discard_pending(self) -> None:
+        return None
+
     def last_inference_time(self) -> Optional[float]:
         """Seconds the last ``infer`` spent inside the backend (None before the first call)."""
         return self._last_inference_time
@@ -134,4 +184,4 @@ def _check_array(runner_name: str, meta: TensorMeta, arr: np.ndarray) -> None:
                         f"{tuple(meta.shape)}", "preprocess to the model's input size (see the bundle manifest)")
 
 
-__all__ = ["Runner", "TensorMeta", "Dim"]
+__all__ = ["Runner", "TensorMeta", "Ticket", "Dim"]

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from edgekit.core.errors import DeviceError, ModelError
+from edgekit.core.errors import ConfigError, DeviceError, ModelError
+from edgekit.core.postprocess import DECODED_OUTPUT
 
 from .base import Dim, Runner, TensorMeta
+from .torch_decode import decode_obb_rows, gpu_decodable
 
 
 class TorchRunner(Runner):
@@ -27,12 +29,20 @@ class TorchRunner(Runner):
     * ``uint8_input=LetterboxSpec``: the feed is the letterboxed uint8 frame ``(1, H, W, 3)`` BGR, a
       quarter of the bytes of a float input; colour swap, scaling and CHW happen on the device;
     * ``half``: fp16 weights and activations; ``fuse``: Conv+BN folded (Ultralytics ``fuse()``);
-    * ``cuda_graph``: on CUDA, upload, normalisation, forward and the copy back of the static
-      shape are captured once as a CUDA graph and replayed (a yolov8n forward is launch-bound:
-      5.1 ms eager vs 1.05 ms as a graph on an H200), between pinned host buffers over one stream,
-      nothing allocated per frame;
-    * ``trim_conf`` (with ``num_classes``, eager path only): only anchors whose best class score
-      passes the threshold are copied back (the decoder drops the rest anyway).
+      ``channels_last``: weights and activations in NHWC memory order (the layout tensor-core
+      convolutions use; the uint8 frame arrives in it already);
+    * ``decode=PostprocessSpec`` (OBB, ProbIoU, Fast-NMS): the decode runs on the device too
+      (:mod:`edgekit.deploy.runners.torch_decode`) and the runner returns
+      :data:`~edgekit.core.postprocess.DECODED_OUTPUT` rows instead of the raw output, which the
+      :class:`~edgekit.deploy.detector.Detector` turns into the same Detections as the numpy decode;
+      when more than ``max_candidates`` candidates would matter, the raw output comes back instead;
+    * ``cuda_graph``: on CUDA, upload, normalisation, forward, decode and the copy back of the
+      static shape are captured once as CUDA graphs and replayed (a yolov8n forward is launch-bound:
+      5.1 ms eager vs 1.05 ms as a graph on an H200), between pinned host buffers, nothing
+      allocated per frame. There are ``slots`` graphs, each with its own buffers and stream, so
+      :meth:`submit` can enqueue frame i+1 while frame i still runs (``max_in_flight = slots``);
+    * ``trim_conf`` (with ``num_classes``, eager path, no ``decode``): only anchors whose best class
+      score passes the threshold are copied back (the decoder drops the rest anyway).
     """
 
     backend = "torch"
@@ -41,7 +51,8 @@ class TorchRunner(Runner):
                  input_shape: Optional[Sequence[Dim]] = None, output_names: Sequence[str] = ("output0",),
                  device: str = "cpu", name: Optional[str] = None, *, uint8_input: Any = None, half: bool = False,
                  fuse: bool = False, cuda_graph: bool = False, trim_conf: Optional[float] = None,
-                 num_classes: Optional[int] = None) -> None:
+                 num_classes: Optional[int] = None, decode: Any = None, max_candidates: int = 256,
+                 slots: int = 2, channels_last: bool = False) -> None:
         is_path = isinstance(model, (str, os.PathLike))
         super().__init__(name or (Path(model).name if is_path else type(model).__name__))
         self.model_source = model
@@ -54,7 +65,20 @@ class TorchRunner(Runner):
         if trim_conf is not None and not num_classes:
             raise ValueError("trim_conf needs num_classes (the class-score rows of the raw output)")
         self.trim_conf, self.num_classes = trim_conf, num_classes
+        if decode is not None and not gpu_decodable(decode):
+            raise ConfigError("the torch runner decodes OBB outputs with ProbIoU Fast-NMS only",
+                              "set postprocess obb_iou: probiou, obb_fast_nms: true, or decode on the host")
+        if slots < 1 or max_candidates < 1:
+            raise ValueError("slots and max_candidates must be >= 1")
+        self.decode_spec, self.max_candidates, self.slots = decode, int(max_candidates), int(slots)
+        self.channels_last = channels_last
         self.model = None
+        self._slots: List[_Slot] = []
+        self.decode_fallbacks = 0  # frames whose raw output went to the host decode (overflow)
+
+    @property
+    def max_in_flight(self) -> Optional[int]:  # type: ignore[override]
+        return len(self._slots) or None
 
     def _activate(self) -> Dict[str, TensorMeta]:
         try:
@@ -67,13 +91,18 @@ class TorchRunner(Runner):
                               "use device='cpu' or run on a machine with an NVIDIA GPU")
         if self.cuda_graph and not str(self.device).startswith("cuda"):
             raise DeviceError("cuda_graph needs a CUDA device", "pass device='cuda' or cuda_graph=False")
+        if self.cuda_graph and self.uint8_input is None:
+            raise ConfigError("cuda_graph needs uint8_input (the graph reads a static letterboxed frame)",
+                              "pass uint8_input=LetterboxSpec(...)")
         model = _load_model(self.model_source)
         if self.fuse and hasattr(model, "fuse"):
             model = model.fuse(verbose=False) if "verbose" in _arg_names(model.fuse) else model.fuse()
         self.model = model.to(self.device).eval()
         if self.half:
             self.model = self.model.half()
-        self._graph = None
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._slots, self._next = [], 0
         if self.uint8_input is not None:
             h, w = self.uint8_input.imgsz
             meta = TensorMeta(self.input_name, (1, h, w, 3), np.dtype(np.uint8))
@@ -83,7 +112,6 @@ class TorchRunner(Runner):
 
     def _prepare_uint8(self, h: int, w: int) -> None:
         torch, spec = self._torch, self.uint8_input
-        dtype = torch.float16 if self.half else torch.float32
         on_cuda = str(self.device).startswith("cuda")
         self._host = torch.empty((1, h, w, 3), dtype=torch.uint8, pin_memory=on_cuda)
         self._static_in = torch.empty((1, h, w, 3), dtype=torch.uint8, device=self.device)
@@ -92,59 +120,128 @@ class TorchRunner(Runner):
         self._scale = torch.tensor(spec.scale, dtype=torch.float32, device=self.device)
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._dtype = dtype
+        self._dtype = torch.float16 if self.half else torch.float32
         if self.cuda_graph:
-            self._capture()
+            self._slots = [self._capture_slot() for _ in range(self.slots)]
 
-    def _forward_uint8(self) -> Any:
-        """static uint8 NHWC buffer -> model output (every op on the device; graph-capturable)."""
+    def _forward_uint8(self, frame: Any) -> List[Any]:
+        """uint8 NHWC device tensor -> model outputs (every op on the device; graph-capturable)."""
         torch = self._torch
-        x = self._static_in.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
+        if self.channels_last:  # swap colours on the NHWC frame: the NCHW view of it is channels-last already
+            x = frame.index_select(3, self._order).permute(0, 3, 1, 2).float() * self._scale
+        else:
+            x = frame.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
         if self.uint8_input.mean != (0.0, 0.0, 0.0) or self.uint8_input.std != (1.0, 1.0, 1.0):
             x = (x - self._mean) / self._std
         with torch.inference_mode():
             return _tensor_leaves(self.model(x.to(self._dtype)))[: len(self.output_names)]
 
-    def _capture(self) -> None:
-        """One graph per frame: pinned uint8 in -> H2D -> normalise -> forward -> D2H into pinned outputs.
+    def _results(self, outs: List[Any]) -> List[Any]:
+        """What crosses back to the host: the decoded rows (one batch-1 OBB image) or the raw outputs."""
+        if self.decode_spec is not None and outs[0].dim() == 3 and outs[0].shape[0] == 1:
+            with self._torch.inference_mode():
+                return [decode_obb_rows(outs[0][0], self.decode_spec, self.max_candidates)]
+        return outs
 
-        The copies are captured too, so a frame costs one graph launch and one stream sync. Trimming
-        is skipped here: measured on an H200, copying the whole (C, 8400) fp16 output inside the
-        graph costs less than the launches and the sync that trimming on the device needs.
+    def _capture_slot(self) -> _Slot:
+        """One graph: pinned uint8 in -> H2D -> normalise -> forward [-> decode] -> D2H into pinned outputs.
+
+        The copies are captured too, so a frame costs one graph launch and one event wait. Without
+        ``decode`` the whole (C, 8400) fp16 output is copied back: measured on an H200, that costs
+        less than the launches and the sync that trimming on the device needs.
         """
         torch = self._torch
+        h, w = self.uint8_input.imgsz
+        host = torch.empty((1, h, w, 3), dtype=torch.uint8, pin_memory=True)
+        frame = torch.zeros((1, h, w, 3), dtype=torch.uint8, device=self.device)
+        # The slot's own stream warms up, captures and later replays its graph: workspaces that libraries
+        # key by stream are then the slot's own, so two slots can run at once.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):  # warm up (anchors, cuDNN autotune) outside the graph
             for _ in range(3):
-                outs = self._forward_uint8()
+                results = self._results(self._forward_uint8(frame))
         torch.cuda.current_stream().wait_stream(stream)
-        self._out_host = [torch.empty(o.shape, dtype=o.dtype, pin_memory=True) for o in outs]
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self._static_in.copy_(self._host, non_blocking=True)
-            for host, out in zip(self._out_host, self._forward_uint8()):
-                host.copy_(out, non_blocking=True)
+        out_host = [torch.empty(r.shape, dtype=r.dtype, pin_memory=True) for r in results]
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            frame.copy_(host, non_blocking=True)
+            raw = self._forward_uint8(frame)
+            for dst, src in zip(out_host, self._results(raw)):
+                dst.copy_(src, non_blocking=True)
         torch.cuda.synchronize()
+        return _Slot(graph, host, out_host, raw[0], stream, torch.cuda.Event())
 
+    # ---- inference -------------------------------------------------------------------------------
     def _infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if self._slots:
+            return self._collect(self._submit(feed))
         torch = self._torch
-        if self._graph is not None:
-            np.copyto(self._host.numpy(), feed[self.input_name])
-            self._graph.replay()
-            torch.cuda.current_stream().synchronize()
-            return {name: h.numpy().astype(np.float32) for name, h in zip(self.output_names, self._out_host)}
         if self.uint8_input is not None:
             self._host.numpy()[...] = feed[self.input_name]
             self._static_in.copy_(self._host, non_blocking=True)
-            tensors = self._forward_uint8()
+            tensors = self._forward_uint8(self._static_in)
         else:
             x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device)
             with torch.inference_mode():
                 tensors = _tensor_leaves(self.model(x.to(torch.float16) if self.half else x))[: len(self.output_names)]
+        results = self._results(tensors)
+        if results is not tensors:
+            return self._decoded(results[0].cpu().numpy(), tensors[0])
         if self.trim_conf is not None:
             tensors = [self._trim(tensors[0]), *tensors[1:]]
         return {name: t.detach().float().cpu().numpy() for name, t in zip(self.output_names, tensors)}
+
+    def _decoded(self, rows: np.ndarray, raw: Any) -> Dict[str, np.ndarray]:
+        """The decoded rows, or (on overflow: more candidates than examined) the raw output for the host decode."""
+        if rows[0, 1] != 0:
+            self.decode_fallbacks += 1
+            return {self.output_names[0]: raw.detach().float().cpu().numpy()}
+        return {DECODED_OUTPUT: rows[: int(rows[0, 0]) + 1].copy()}
+
+    def feed_buffer(self) -> Optional[np.ndarray]:
+        """The pinned uint8 input the next :meth:`submit` reads, when it is free (CUDA-graph path only).
+
+        A caller that letterboxes straight into it and submits it before preparing another frame saves
+        the host copy of the frame (``Detector.prepare(reuse=True)``).
+        """
+        if not self._slots:
+            return None
+        slot = self._slots[self._next % len(self._slots)]
+        return None if slot.busy else slot.host.numpy()
+
+    def _submit(self, feed: Dict[str, np.ndarray]) -> object:
+        if not self._slots:
+            return self._infer(feed)
+        slot = self._slots[self._next % len(self._slots)]
+        if slot.busy:
+            raise RuntimeError(f"torch runner: more than {len(self._slots)} submitted frames not collected")
+        host, frame = slot.host.numpy(), feed[self.input_name]
+        if not (frame.ctypes.data == host.ctypes.data and frame.shape == host.shape):  # else already in place
+            np.copyto(host, frame)
+        with self._torch.cuda.stream(slot.stream):
+            slot.graph.replay()
+            slot.event.record(slot.stream)
+        slot.busy = True
+        self._next += 1
+        return slot
+
+    def _collect(self, handle: object) -> Dict[str, np.ndarray]:
+        if not isinstance(handle, _Slot):
+            return handle  # type: ignore[return-value]
+        handle.event.synchronize()
+        try:
+            if self.decode_spec is not None:
+                return self._decoded(handle.out_host[0].numpy(), handle.raw)
+            return {name: h.numpy().astype(np.float32) for name, h in zip(self.output_names, handle.out_host)}
+        finally:
+            handle.busy = False
+
+    def _discard_pending(self) -> None:
+        for slot in self._slots:
+            if slot.busy:
+                slot.event.synchronize()
+                slot.busy = False
 
     def _trim(self, raw: Any) -> Any:
         """(B, 4+nc+k, A) -> the same rows for the anchors any image scores above ``trim_conf``."""
@@ -153,8 +250,18 @@ class TorchRunner(Runner):
         return raw.index_select(2, keep)
 
     def _deactivate(self) -> None:
+        self._discard_pending()
         self.model = None
-        self._graph = None
+        self._slots = []
+
+
+class _Slot:
+    """One CUDA graph with its own pinned input/outputs, stream and completion event."""
+
+    def __init__(self, graph: Any, host: Any, out_host: List[Any], raw: Any, stream: Any, event: Any) -> None:
+        self.graph, self.host, self.out_host, self.raw = graph, host, out_host, raw
+        self.stream, self.event = stream, event
+        self.busy = False
 
 
 def _arg_names(fn: Any) -> Tuple[str, ...]:

@@ -23,10 +23,13 @@ FP32_ROLE, QDQ_ROLE = "fp32", "int8_qdq"
 
 
 def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int, have_images: bool = False,
-                        ) -> Tuple[Path, EngineBuildOptions, Optional[Path]]:
+                        uint8_input: bool = False) -> Tuple[Path, EngineBuildOptions, Optional[Path]]:
     """(ONNX to build, options with the INT8 source and profiles resolved, calibration cache or None).
 
     ``have_images``: calibration images will be given, so a calibration-cache build needs no cache.
+    ``uint8_input``: build the uint8-input variant of the graph (``deploy/uint8_input.py``: the engine
+    takes the letterboxed uint8 frame, NHWC, and normalises it on the GPU), written beside the
+    engines; its profiles are the image input's, in NHWC under the variant's input name.
     """
     check_version(options, major)
     roles = list(bundle.roles)
@@ -56,21 +59,53 @@ def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int, ha
         profile = bundle.engine_profile(role) or {}
         update["profiles"] = {name: ShapeProfile(min=tuple(s[0]), opt=tuple(s[1]), max=tuple(s[2]))
                               for name, s in profile.items()}
-    return Path(bundle.model_path(role)), options.model_copy(update=update), cache
+    resolved = options.model_copy(update=update)
+    if not uint8_input:
+        return Path(bundle.model_path(role)), resolved, cache
+    if options.precision == "int8" and source == "calib-cache":
+        raise ConfigError("the uint8-input graph cannot use a calibration cache (its tensor names are the float "
+                          "graph's)", "build INT8 from the Q/DQ ONNX (--int8-source qdq), or feed float input")
+    return _uint8_variant(bundle, Path(bundle.model_path(role)), resolved), \
+        resolved.model_copy(update={"profiles": _nhwc_profiles(resolved.profiles)}), cache
+
+
+def _uint8_variant(bundle: Any, onnx_path: Path, options: EngineBuildOptions) -> Path:
+    """The uint8-input variant of ``onnx_path`` in the engine cache (rewritten only when its bytes change)."""
+    from edgekit.core.atomic import write_bytes_atomic
+
+    from ..uint8_input import UINT8_SUFFIX, uint8_input_variant
+
+    data = uint8_input_variant(onnx_path, bundle.manifest.preprocess)
+    target = Path(bundle.engine_cache_dir) / f"{onnx_path.stem}{UINT8_SUFFIX}.onnx"
+    if not target.is_file() or target.read_bytes() != data:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(target, data)
+    return target
+
+
+def _nhwc_profiles(profiles: Dict[str, ShapeProfile]) -> Dict[str, ShapeProfile]:
+    from ..uint8_input import UINT8_SUFFIX
+
+    def nhwc(shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else shape
+
+    return {f"{name}{UINT8_SUFFIX}": ShapeProfile(min=nhwc(p.min), opt=nhwc(p.opt), max=nhwc(p.max))
+            for name, p in profiles.items()}
 
 
 def build_from_bundle(bundle: Any, options: EngineBuildOptions, progress: Optional[Callable[[str], None]] = None,
                       force: bool = False, trt_module: Any = None, device: Optional[DeviceInfo] = None,
-                      calib_images: Any = None) -> EngineResult:
+                      calib_images: Any = None, uint8_input: bool = False) -> EngineResult:
     """Build the engine for ``bundle`` into ``bundle.engine_cache_dir`` (or reuse the one already there)."""
     trt = import_tensorrt(trt_module)
-    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt), calib_images is not None)
+    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt), calib_images is not None,
+                                                     uint8_input=uint8_input)
     return build_engine(onnx_path, bundle.engine_cache_dir, resolved, calib_cache=cache, progress=progress,
                         force=force, trt_module=trt, calib_images=calib_images, device=device)
 
 
 def find_engine(bundle: Any, options: EngineBuildOptions, trt_module: Any = None,
-                device: Optional[DeviceInfo] = None) -> Optional[Path]:
+                device: Optional[DeviceInfo] = None, uint8_input: bool = False) -> Optional[Path]:
     """The already-built plan for ``bundle`` + ``options`` on this device and TensorRT, or None."""
     from edgekit.calib.cache import read_cache
     from edgekit.core.manifest import file_sha256
@@ -78,7 +113,7 @@ def find_engine(bundle: Any, options: EngineBuildOptions, trt_module: Any = None
     from .keys import engine_key, key_fields, plan_name, reusable
 
     trt = import_tensorrt(trt_module)
-    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt))
+    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt), uint8_input=uint8_input)
     device = device or device_info()
     source = resolved.int8_source if resolved.precision == "int8" else None
     algorithm = None

@@ -4,7 +4,10 @@ The engine is deserialized by Polygraphy (plugins initialised first) through a `
 ``DLA_core`` is set from the plan's sidecar before deserializing (the runtime's default, -1, lets a
 DLA-1 engine land on core 0). Execution uses the named-tensor API common to TensorRT 8.5, 10 and 11
 (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) on ``polygraphy.cuda`` device
-arrays and one stream, and checks every return value. Polygraphy's ``TrtRunner`` is not used: its
+arrays and one stream, and checks every return value. Inputs and outputs are staged in pinned host
+buffers (:mod:`edgekit.deploy.tensorrt.pinned`), so both copies are asynchronous on that stream and
+a frame ends in one synchronize; device and pinned buffers are allocated on the first frame of a
+shape and reused after it. Polygraphy's ``TrtRunner`` is not used: its
 internals (output allocators, debug listeners, weight streaming) differ between the Polygraphy
 releases that run on Python 3.8 and on current hosts, and it reports failures as generic
 exceptions. dtypes map through Polygraphy's DataType, never ``trt.nptype`` (TensorRT 8.5's needs
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -27,6 +30,7 @@ from edgekit.deploy.runners.base import Runner, TensorMeta
 
 from .device import DeviceInfo, device_info, import_tensorrt, polygraphy_log, require_polygraphy
 from .keys import EngineSidecar, read_sidecar, sidecar_path
+from .pinned import PinnedBuffer
 
 LOG = logging.getLogger("edgekit.deploy.tensorrt")
 PathLike = Union[str, Path]
@@ -62,6 +66,7 @@ class TensorRTRunner(Runner):
         self._device = device
         self.sidecar: Optional[EngineSidecar] = None
         self._buffers: Dict[str, Any] = {}
+        self._staging: Dict[str, PinnedBuffer] = {}
 
     def _activate(self) -> Dict[str, TensorMeta]:
         trt = import_tensorrt(self._trt_module)
@@ -78,6 +83,7 @@ class TensorRTRunner(Runner):
             raise DeviceError(f"TensorRT could not create an execution context for {self.plan_path.name}",
                               "free GPU memory (other engines, processes) and retry")
         self.stream = cuda.Stream()
+        self._cudart = cuda.wrapper().handle
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_names: List[str] = [n for n in names if is_input[n]]
@@ -118,30 +124,40 @@ class TensorRTRunner(Runner):
             buf = self._buffers[name] = cuda.DeviceArray.raw((max(1, nbytes),))
         return buf.resize((nbytes,))  # reallocates only when larger than what it holds
 
+    def _staged(self, name: str, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+        buf = self._staging.get(name)
+        if buf is None:
+            buf = self._staging[name] = PinnedBuffer(self._cudart)
+        return buf.view(shape, dtype)
+
     def _infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         for name in self.input_names:
-            host = np.ascontiguousarray(feed[name])
+            host = feed[name]
             if not self.context.set_input_shape(name, tuple(host.shape)):
                 raise DataError(f"input '{name}' shape {tuple(host.shape)} is outside engine {self.plan_path.name}'s "
                                 "profile", "feed a shape within the min/max the engine was built with")
-            buf = self._device_buffer(name, host.nbytes)
-            buf.copy_from(host.reshape(-1).view(np.uint8), self.stream)
+            staged = self._staged("in:" + name, tuple(host.shape), host.dtype)
+            np.copyto(staged, host)  # the one host copy of the frame, into pinned memory
+            buf = self._device_buffer(name, staged.nbytes)
+            buf.copy_from(staged.reshape(-1).view(np.uint8), self.stream)
             self._set_address(name, buf.ptr)
-        outputs: Dict[str, np.ndarray] = {}
+        staged_out: Dict[str, np.ndarray] = {}
         for name in self.output_names:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
                 raise ModelError(f"engine {self.plan_path.name} output '{name}' has data-dependent shape {shape}",
                                  "export without in-graph NMS (fixed output shapes)")
-            outputs[name] = np.empty(shape, dtype=self._dtypes[name])
-            self._set_address(name, self._device_buffer(name, outputs[name].nbytes).ptr)
+            staged_out[name] = self._staged("out:" + name, shape, self._dtypes[name])
+            self._set_address(name, self._device_buffer(name, staged_out[name].nbytes).ptr)
         if not self.context.execute_async_v3(self.stream.ptr):
             raise DeviceError(f"TensorRT execute_async_v3 failed for {self.plan_path.name}",
                               "see TensorRT's log above; check free GPU memory")
-        for name, host in outputs.items():
+        for name, host in staged_out.items():
             self._buffers[name].copy_to(host.reshape(-1).view(np.uint8), self.stream)
         self.stream.synchronize()  # the copies above are asynchronous until here
-        return outputs
+        # The caller gets its own arrays: the pipelined runtime decodes frame i while frame i+1 is copied
+        # into the same pinned outputs.
+        return {name: host.copy() for name, host in staged_out.items()}
 
     def _set_address(self, name: str, ptr: int) -> None:
         if not self.context.set_tensor_address(name, ptr):
@@ -153,6 +169,9 @@ class TensorRTRunner(Runner):
         for buf in self._buffers.values():
             buf.free()
         self._buffers = {}
+        for staging in self._staging.values():
+            staging.free()
+        self._staging = {}
         self.stream.free()
         self.context = self.engine = None
 

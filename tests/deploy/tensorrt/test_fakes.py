@@ -38,18 +38,20 @@ def test_a_runner_that_skips_synchronize_gets_no_outputs(tmp_path, fake_trt, onn
 
     from edgekit.deploy.tensorrt import EngineBuildOptions, TensorRTRunner, build_engine
 
-    fake_trt("8.5.2.2")
+    env = fake_trt("8.5.2.2")
     plan = build_engine(onnx_models["static"], tmp_path, EngineBuildOptions(precision="fp32", timing_cache="")).plan_path
     x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32) + 1
     monkeypatch.setattr(cuda.Stream, "synchronize", lambda self: None)
     with TensorRTRunner(plan) as runner:
-        result = runner.infer({"images": x})  # kept alive: the skipped copies still land in it later
-        out = result["output0"].copy()  # what infer() handed back, at return
+        out = runner.infer({"images": x})["output0"]  # what infer() handed back, at return
+        staged = runner._staged("out:output0", out.shape, out.dtype)  # the pinned buffer the copy targets
+        assert env.cuda.cudaStreamSynchronize(runner.stream.ptr) == 0  # the synchronize the runner skipped
+        late = staged.copy()
     import onnxruntime as ort
 
     ref = ort.InferenceSession(str(onnx_models["static"])).run(None, {"images": x})[0]
     assert not np.allclose(out, ref)
-    np.testing.assert_allclose(result["output0"], ref, rtol=1e-6)  # completed once the device synchronized
+    np.testing.assert_allclose(late, ref, rtol=1e-6)  # completed once the device synchronized
 
 
 @pytest.mark.parametrize("version", VERSIONS)

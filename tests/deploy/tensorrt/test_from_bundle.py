@@ -44,6 +44,26 @@ def test_bundle_detector_runs_on_the_tensorrt_backend(bundle, fake_trt):
     assert find_engine(bundle, _opts(precision="fp16")) is not None
 
 
+def test_uint8_input_engine_takes_letterboxed_frames_and_detects_the_same(bundle, fake_trt):
+    fake_trt("8.5.2.2")
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with bundle.detector(backend="tensorrt", precision="fp16", timing_cache="") as plain:
+        want_raw = plain.infer(plain.prepare(frame)[0])
+    with bundle.detector(backend="tensorrt", precision="fp16", timing_cache="", uint8_input=True) as det:
+        meta = det.runner.input_metadata()["images_u8"]
+        assert meta.shape == (1, 32, 32, 3) and meta.dtype == np.uint8
+        feed, _ = det.prepare(frame)
+        got_raw = det.infer(feed)
+    np.testing.assert_allclose(got_raw["output0"], want_raw["output0"], rtol=1e-5, atol=1e-5)
+    variant = bundle.engine_cache_dir / "model_u8.onnx"
+    assert variant.is_file() and find_engine(bundle, _opts(precision="fp16"), uint8_input=True) is not None
+    assert read_sidecar(find_engine(bundle, _opts(precision="fp16"), uint8_input=True)).shapes == \
+        {"images_u8": [[1, 32, 32, 3]] * 3}
+    with pytest.raises(ConfigError, match="uint8-input graph cannot use a calibration cache"):
+        bundle_build_inputs(bundle, _opts(precision="int8", int8_source="calib-cache"), 8, have_images=True,
+                            uint8_input=True)
+
+
 def test_int8_auto_picks_the_graph_and_cache(tmp_path):
     calib = SimpleNamespace(cache=tmp_path / "c.cache", trt_algorithm="EntropyCalibration2", model_role="fp32")
     fake = SimpleNamespace(root=tmp_path, roles=["fp32", "int8_qdq"], calibration=calib,

@@ -119,3 +119,28 @@ def test_an_injected_trt_module_must_be_the_one_polygraphy_imports(tmp_path, fak
         TensorRTRunner(plan, trt_module=make_fake_tensorrt("8.5.2.2")).activate()
     with TensorRTRunner(plan, trt_module=env.trt) as runner:
         assert runner.infer({"images": X})["output0"].shape == (1, 2, 16, 16)
+
+
+def test_frames_go_through_pinned_buffers_allocated_once(tmp_path, fake_trt, onnx_models):
+    env = fake_trt("8.5.2.2")
+    plan = _plan(tmp_path, onnx_models["static"])
+    rng = np.random.default_rng(5)
+    with TensorRTRunner(plan) as runner:
+        first = runner.infer({"images": X})["output0"]
+        mallocs = [c[0] for c in env.cuda.calls].count("cudaMalloc")
+        pinned = dict(env.cuda.host_allocations)
+        outs = [runner.infer({"images": rng.random((1, 3, 16, 16), dtype=np.float32)})["output0"] for _ in range(3)]
+        assert [c[0] for c in env.cuda.calls].count("cudaMalloc") == mallocs  # nothing allocated per frame
+        assert env.cuda.host_allocations == pinned and len(pinned) == 2  # one pinned input, one pinned output
+    assert not np.allclose(outs[0], outs[1]) and not np.allclose(first, outs[0])  # each call its own array
+    assert env.cuda.host_allocations == {}  # freed on deactivate
+
+
+def test_pageable_fallback_when_pinning_fails(tmp_path, fake_trt, onnx_models):
+    env = fake_trt("8.5.2.2")
+    plan = _plan(tmp_path, onnx_models["static"])
+    with TensorRTRunner(plan) as runner:
+        want = runner.infer({"images": X})["output0"]
+    env.cuda.fail.add("cudaMallocHost")
+    with TensorRTRunner(plan) as runner:
+        np.testing.assert_array_equal(runner.infer({"images": X})["output0"], want)
