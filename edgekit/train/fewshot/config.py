@@ -136,6 +136,9 @@ class RefDetTrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     validation: ValConfig = Field(default_factory=ValConfig)
     save_interval: int = Field(default=0, ge=0)  # also keep checkpoints/epoch<NNN>.pt every N epochs; 0 = never
+    # Wall-clock budget of training (s): stop after the epoch that reaches it, the LR schedule follows the elapsed
+    # share of it (then a resume is not step-exact); 0 = off, epochs alone decide.
+    max_time_s: float = Field(default=0.0, ge=0.0)
     project: str = "runs"  # directory holding the run directories
 
     @field_validator("stage")
