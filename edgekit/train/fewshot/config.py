@@ -199,5 +199,12 @@ def load_refdet_config(path: Optional[Path] = None, overrides: Sequence[str] = (
     return build_config(RefDetTrainConfig, data, f"{source} (with overrides)" if path and overrides else source)
 
 
-__all__ = ["RefDetTrainConfig", "EpisodeConfig", "AugmentConfig", "LossConfig", "OptimConfig", "ValConfig",
+def config_table() -> str:
+    """The Markdown table of every key (docs/refdet.md holds it between ``<!-- config-table -->`` markers)."""
+    from edgekit.core.config_doc import model_rows, render_table
+
+    return render_table(model_rows(RefDetTrainConfig))
+
+
+__all__ = ["config_table", "RefDetTrainConfig", "EpisodeConfig", "AugmentConfig", "LossConfig", "OptimConfig", "ValConfig",
            "load_refdet_config", "STAGES", "LR_GROUPS"]

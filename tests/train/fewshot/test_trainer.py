@@ -164,3 +164,10 @@ def test_predictor_sets_a_target_and_returns_frame_pixel_detections(stage2_run, 
     assert len(dets) > 0 and dets.boxes.shape[1] == 5 and np.all(dets.boxes[:, 4] == 0) and np.all(dets.class_ids == 0)
     xyxy = dets.xyxy
     assert xyxy[:, [0, 2]].min() >= 0 and xyxy[:, [0, 2]].max() <= 144 and xyxy[:, [1, 3]].max() <= 96
+
+
+def test_docs_list_every_config_key():
+    from edgekit.train.fewshot.config import config_table
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "refdet.md").read_text(encoding="utf-8")
+    assert config_table() in doc, "docs/refdet.md's config table is stale: regenerate it (command in the doc)"
