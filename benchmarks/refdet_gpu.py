@@ -76,7 +76,9 @@ def recipe(args: argparse.Namespace, root: Path, stage: int, budget: float, weig
             f"device={args.device}", f"imgsz={args.imgsz}", f"workers={args.workers}", f"stage={stage}",
             "epochs=1000", f"max_time_s={budget}", "cache_size=100000",
             f"model.ref_size={args.ref_size}", f"model.encoder_weights={args.encoder_weights}",
-            "episode.n_way=4", "episode.n_query=6", "episode.n_negative=3", "episode.episodes_per_epoch=100",
+            "episode.n_way=4", "episode.n_query=6", "episode.n_negative=3",
+            # long epochs: each one ends in a validation and a ~0.4 GB last.pt (weights, EMA, optimizer)
+            f"episode.episodes_per_epoch={250 if stage == 2 else 100}",
             "optim.lr0=0.002", "optim.warmup_steps=200", "optim.weight_decay=0.01", "optim.ema_tau=300",
             "validation.frames_per_video=16"]
     if args.encoder_weights == "random":  # nothing pretrained to protect: x0.25 (a from-scratch ViT at 2e-3 diverges easily)
