@@ -91,7 +91,7 @@ def manifest_dict(ctx: ExportContext, bundle: Path, results: ExportResults) -> D
         golden=GoldenEntry(dir=results.golden.dir, n=results.golden.cases, tolerances=golden_tolerances()),
         provenance=Provenance(run_id=ctx.source.run_id, git_sha=git_sha(), versions=versions(),
                               source_checkpoint=str(ctx.source.checkpoint)),
-        target=ctx.options.target, tiling=ctx.options.tile_plan,
+        target=ctx.options.target, tiling=ctx.options.tile_plan, **results.manifest_extras,
     )
     return manifest.model_dump(mode="json")
 
