@@ -250,9 +250,6 @@ class RefDetAdapter(ExportAdapter):
                      dynamic: bool) -> None:
         import torch
 
-        if dynamic:
-            raise ConfigError("--dynamic is not available for RefDet exports (both graphs take batch 1)",
-                              "leave --dynamic out")
         self._imgsz = imgsz
         args = tuple(torch.zeros(s) for s in self.input_shapes(ckpt, graph, imgsz).values())
         torch.onnx.export(self.module(ckpt, graph), args, str(out_path), input_names=list(graph.input_names),
@@ -277,6 +274,10 @@ class RefDetAdapter(ExportAdapter):
         from .context import ExportImages
 
         self.ckpt = ckpt
+        for flag, on in (("--dynamic", options.dynamic), ("--tile", options.tile_plan is not None)):
+            if on:
+                raise ConfigError(f"{flag} is not available for RefDet exports (both graphs take one image at a time)",
+                                  f"leave {flag} out")
         data = options.data or run_data_dir(source)
         if data is None:
             hint = " (--calib-data is an image folder; a RefDet export needs videos with reference photos)" \

@@ -131,6 +131,18 @@ def test_data_errors_are_one_line(monkeypatch, tmp_path, refdet_data):
         assert not (tmp_path / "b").exists()
 
 
+def test_dynamic_and_tile_are_refused_in_one_line(monkeypatch, tmp_path, refdet_data):
+    from edgekit.core.errors import ConfigError
+
+    ckpt = tmp_path / "toy.pt"
+    refdet_toy.install(monkeypatch, ckpt)
+    for args in (["--dynamic"], ["--tile", "32"]):
+        res = CliRunner().invoke(cli, ["export", str(ckpt), "--data", str(refdet_data), *args,
+                                       "--out", str(tmp_path / "b")])
+        assert res.exit_code == 1 and isinstance(res.exception, ConfigError), (args, res.output)
+        assert f"{args[0]} is not available for RefDet" in str(res.exception)
+
+
 def test_refdet_checkpoint_is_recognised_without_unpickling(tmp_path):
     from edgekit.export.refdet import is_refdet_checkpoint
 
