@@ -67,7 +67,7 @@ def check(path: str, backend: str, precision: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2, default=str))
     for role, r in (report.get("graphs") or {"": report}).items():  # RefDet: each of its two graphs
         det = r.get("detections") or {}
-        what = f"{role} " if role else ""
+        what = {"": "", "fp32": "per-frame graph "}.get(role, f"{role} ")
         click.echo(f"parity {what}{backend}/{r.get('precision', precision)} on {r['n_images']} golden inputs: raw max "
                    f"abs {r['raw']['max_abs']:.3g}, detections {det.get('matched', 0)}/{det.get('n_ref', 0)} matched "
                    f"-> {'pass' if r['passed'] else 'FAIL'}")

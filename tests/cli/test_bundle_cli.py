@@ -72,6 +72,7 @@ def test_info_and_check_cover_both_graphs_of_a_refdet_bundle(tmp_path):
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("parity")]
     assert len(lines) == 2 and all(ln.endswith("pass") for ln in lines), res.stdout
     assert any(ln.startswith("parity reference_encoder onnxruntime/fp32 on 2") for ln in lines)
+    assert any(ln.startswith("parity per-frame graph onnxruntime/fp32 on 2") for ln in lines)
 
     # an encoder that computes something else: exit 1, one line naming the graph
     import onnx

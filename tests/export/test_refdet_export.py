@@ -151,3 +151,27 @@ def test_refdet_checkpoint_is_recognised_without_unpickling(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     assert is_refdet_checkpoint(tmp_path / "r.pt")
     assert not is_refdet_checkpoint(tmp_path / "o.pt") and not is_refdet_checkpoint(tmp_path / "junk.pt")
+
+
+def test_a_real_refdet_checkpoint_exports_and_runs_on_the_device_detector(tmp_path, refdet_data):
+    """The model of edgekit.train.fewshot (tiny: a 1-block random ViT, yolov8n at 64 px) through the real loader."""
+    pytest.importorskip("timm")
+    pytest.importorskip("ultralytics")
+    from edgekit.deploy.bundle import Bundle
+    from edgekit.train.fewshot.checkpoint import save_refdet_checkpoint
+    from edgekit.train.fewshot.model import RefDetModel, RefDetModelConfig
+
+    torch.manual_seed(0)
+    cfg = RefDetModelConfig(encoder_weights="random", encoder_kwargs={"depth": 1}, ref_size=28)
+    ckpt = save_refdet_checkpoint(tmp_path / "best.pt", RefDetModel(cfg, load_weights=False), imgsz=64)
+    out = tmp_path / "bundle"
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--data", str(refdet_data), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    parity = json.loads((out / "onnx_parity.json").read_text())
+    assert all(g["passed"] for g in parity["graphs"].values())
+    bundle = Bundle.open(out)
+    assert bundle.model("reference_encoder").inputs[0].shape == [1, 3, 28, 28]
+    assert bundle.check_parity("onnxruntime", "fp32")["passed"]
+    with bundle.detector() as det:
+        assert det.embedding.shape == (1, cfg.embed_dim)
+        det(np.full((64, 96, 3), 90, np.uint8))
