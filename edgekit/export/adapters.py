@@ -52,6 +52,7 @@ class GraphSpec:
     input_names: Tuple[str, ...]
     output_names: Tuple[str, ...]
     detections: bool = True  # whether its outputs decode into Detections (parity on detections)
+    engine_precision: Optional[str] = None  # a fixed TensorRT build precision (RefDet's encoder: "fp16")
 
     def __post_init__(self) -> None:
         if self.role not in MODEL_ROLES or self.role == "int8_qdq":  # int8_qdq is export's, from the detection graph

@@ -213,7 +213,8 @@ class RefDetAdapter(ExportAdapter):
     """RefDet's two graphs; see the module docstring."""
 
     task = "refdet"
-    ENCODER = GraphSpec("reference_encoder", "reference_encoder.onnx", ("refs",), ("embedding",), detections=False)
+    ENCODER = GraphSpec("reference_encoder", "reference_encoder.onnx", ("refs",), ("embedding",), detections=False,
+                        engine_precision="fp16")
     FRAMES = GraphSpec("fp32", "model.onnx", ("images", "embedding"), ("output0",))
 
     def __init__(self) -> None:

@@ -57,6 +57,7 @@ def test_bundle_has_both_graphs_parity_golden_and_the_default_target(exported, r
     assert [t.name for t in m.models["fp32"].inputs] == ["images", "embedding"]
     assert m.models["reference_encoder"].inputs[0].shape == [1, 3, refdet_toy.REF_SIZE, refdet_toy.REF_SIZE]
     assert m.calibration.model == "fp32"
+    assert m.models["reference_encoder"].engine_precision == "fp16" and m.models["fp32"].engine_precision is None
     test_video = sorted((refdet_data / "test" / "samples").iterdir())[0]
     assert m.references == [f"references/{p.name}" for p in sorted((test_video / "object_images").iterdir())]
     for ref in m.references:
