@@ -176,3 +176,18 @@ def test_a_real_refdet_checkpoint_exports_and_runs_on_the_device_detector(tmp_pa
     with bundle.detector() as det:
         assert det.embedding.shape == (1, cfg.embed_dim)
         det(np.full((64, 96, 3), 90, np.uint8))
+
+
+def test_a_run_directory_exports_from_the_dataset_its_config_names(monkeypatch, tmp_path, refdet_data):
+    import yaml
+
+    run = tmp_path / "runs" / "refdet-run"
+    (run / "checkpoints").mkdir(parents=True)
+    refdet_toy.install(monkeypatch, run / "checkpoints" / "best.pt")
+    (run / "config_resolved.yaml").write_text(yaml.safe_dump({"data": str(refdet_data), "imgsz": 64}))
+    res = CliRunner().invoke(cli, ["export", str(run), "--target", "x86", "--quiet"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    from edgekit.core.manifest import load_manifest
+
+    m = load_manifest(run / "bundle")
+    assert m.task == "refdet" and m.provenance.run_id == "refdet-run" and len(m.references) >= 1
