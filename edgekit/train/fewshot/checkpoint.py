@@ -92,7 +92,7 @@ def load_refdet_checkpoint(path: PathLike, trust: bool = False) -> Tuple[RefDetM
 
 
 # Keys only a resumable checkpoint holds (left out of load_refdet_checkpoint's meta).
-RESUME_KEYS = ("optimizer", "ema", "scaler", "rng", "sampler", "loss_state", "trainer")
+RESUME_KEYS = ("optimizer", "criterion", "rng", "step", "ema_updates", "train_model")
 
 __all__ = ["save_refdet_checkpoint", "load_refdet_checkpoint", "read_refdet_checkpoint", "model_from_checkpoint",
            "checkpoint_bytes", "TASK", "FORMAT", "RESUME_KEYS"]

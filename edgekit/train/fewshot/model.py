@@ -234,12 +234,18 @@ class RefDetModel(nn.Module):
     def forward(self, images: torch.Tensor, embedding: torch.Tensor) -> Union[torch.Tensor, Dict[str, Any]]:
         """Train mode: ``{"boxes" [B,4*reg_max,A], "scores" [B,1,A], "feats", "keys" [B,E,A], "query" [B,E]}``;
         eval mode: ``[B,5,A]`` (cx, cy, w, h in input pixels, sigmoid score)."""
+        raw = self.forward_raw(images, embedding)
+        return raw if self.training else self.head._inference(raw)
+
+    def forward_raw(self, images: torch.Tensor, embedding: torch.Tensor) -> Dict[str, Any]:
+        """The train-mode dict in either mode (validation computes its loss and its detections from one pass)."""
         if embedding.shape[0] != images.shape[0]:
             embedding = embedding.expand(images.shape[0], -1)
         feats, keys, q = self.fuse_features(images, embedding)
-        raw = self.head.forward_head(feats, **self.head.one2many)
-        if self.training:
-            return {**raw, "keys": keys, "query": q}
+        return {**self.head.forward_head(feats, **self.head.one2many), "keys": keys, "query": q}
+
+    def decode_raw(self, raw: Dict[str, Any]) -> torch.Tensor:
+        """``forward_raw``'s dict -> the eval layout ``[B,5,A]``."""
         return self.head._inference(raw)
 
 
