@@ -123,6 +123,10 @@ class ExportAdapter(abc.ABC):
         """The task's own INT8 calibration set (size, ``data_hash()``, images); None: ``--calib-data`` images."""
         return None
 
+    def golden_tolerances(self) -> Dict[str, Any]:
+        """Device tolerances of the task's own graphs (``"<role>:<precision>"`` -> Tolerance), added to golden.json."""
+        return {}
+
     def manifest_extras(self, ctx: Any, bundle: Path) -> Dict[str, Any]:
         """Files the task adds to the bundle and the manifest keys naming them (RefDet: its default target)."""
         return {}

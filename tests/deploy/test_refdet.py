@@ -158,3 +158,21 @@ def test_tensorrt_builds_the_encoder_fp16_from_its_own_graph(refdet_bundle):
     assert frame_path.name == "model.onnx" and set(frame_opts.profiles) == {"images", "embedding"}
     with pytest.raises(ConfigError, match="not built INT8"):
         bundle_build_inputs(bundle, EngineBuildOptions(precision="int8"), 8, role="reference_encoder")
+
+
+def test_the_encoder_is_judged_on_its_own_tolerance(refdet_bundle, tmp_path):
+    """An embedding 0.02 off everywhere passes the detectors' FP32 tolerance (atol 0.05) but not the encoder's."""
+    import shutil
+
+    from edgekit.core.parity import read_golden
+    from edgekit.deploy.bundle import Bundle
+
+    bad = tmp_path / "off"
+    shutil.copytree(refdet_bundle, bad)
+    golden = read_golden(bad / "golden")
+    assert golden.tolerance("fp32", "reference_encoder").atol == 1e-3 and golden.tolerance("fp32", "fp32").atol == 0.05
+    for f in (bad / "golden").glob("fp32_*.embedding.npy"):
+        np.save(str(f), np.load(str(f)) + 0.02)
+    report = Bundle.open(bad, verify=False).check_parity("onnxruntime", "fp32")
+    assert not report["graphs"]["reference_encoder"]["passed"] and report["graphs"]["fp32"]["passed"]
+    assert report["graphs"]["reference_encoder"]["tolerance"]["atol"] == 1e-3
