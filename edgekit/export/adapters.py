@@ -76,6 +76,7 @@ class ExportAdapter(abc.ABC):
     """Model-specific export knowledge for one task."""
 
     task: str = ""
+    default_iou: Optional[float] = None  # the task's NMS IoU for the manifest when the options leave it unset
 
     @abc.abstractmethod
     def graphs(self) -> List[GraphSpec]:

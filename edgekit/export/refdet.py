@@ -213,6 +213,7 @@ class RefDetAdapter(ExportAdapter):
     """RefDet's two graphs; see the module docstring."""
 
     task = "refdet"
+    default_iou = 0.5  # the torch predictor's NMS IoU (edgekit.train.fewshot.predict), unless --iou/iou= says
     ENCODER = GraphSpec("reference_encoder", "reference_encoder.onnx", ("refs",), ("embedding",), detections=False,
                         engine_precision="fp16")
     FRAMES = GraphSpec("fp32", "model.onnx", ("images", "embedding"), ("output0",))
@@ -346,6 +347,11 @@ class RefDetAdapter(ExportAdapter):
 
     def decode(self, outputs: Dict[str, np.ndarray], post: PostprocessSpec) -> List[Detections]:
         return decode_refdet(outputs[self.FRAMES.output_names[0]], post)
+
+    def to_image_space(self, dets: Detections, info: LetterboxInfo) -> Detections:
+        from edgekit.deploy.refdet import to_frame
+
+        return to_frame(dets, info)
 
     def ground_truth(self, image_path: Path, label_path: Path, info: LetterboxInfo) -> Detections:
         frames, s = self._sample(image_path)

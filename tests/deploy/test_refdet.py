@@ -176,3 +176,15 @@ def test_the_encoder_is_judged_on_its_own_tolerance(refdet_bundle, tmp_path):
     report = Bundle.open(bad, verify=False).check_parity("onnxruntime", "fp32")
     assert not report["graphs"]["reference_encoder"]["passed"] and report["graphs"]["fp32"]["passed"]
     assert report["graphs"]["reference_encoder"]["tolerance"]["atol"] == 1e-3
+
+
+def test_to_frame_unletterboxes_and_clips_like_the_torch_predictor():
+    from edgekit.core.detections import Detections
+    from edgekit.core.letterbox import LetterboxInfo
+    from edgekit.deploy.refdet import to_frame
+
+    info = LetterboxInfo(0.5, (0.0, 16.0), (64, 128))  # a 64x128 frame in a 64x64 input
+    dets = Detections(np.array([[4.0, 30.0, 12.0, 8.0, 0.0]]), np.array([0.9]), np.array([0]))
+    out = to_frame(dets, info)  # x from -2..10 net px -> -4..20 frame px, clipped to 0..20
+    np.testing.assert_allclose(out.boxes, [[10.0, 28.0, 20.0, 16.0, 0.0]])
+    assert len(to_frame(Detections.empty(), info)) == 0

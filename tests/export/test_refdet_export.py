@@ -53,6 +53,7 @@ def test_bundle_has_both_graphs_parity_golden_and_the_default_target(exported, r
 
     m = load_manifest(exported)
     assert m.task == "refdet" and m.classes == ["target"] and m.postprocess.task == "detect"
+    assert m.postprocess.iou == 0.5  # the torch predictor's NMS IoU by default
     assert set(m.models) == {"reference_encoder", "fp32", "int8_qdq"}
     assert [t.name for t in m.models["fp32"].inputs] == ["images", "embedding"]
     assert m.models["reference_encoder"].inputs[0].shape == [1, 3, refdet_toy.REF_SIZE, refdet_toy.REF_SIZE]
