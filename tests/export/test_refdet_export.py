@@ -175,9 +175,19 @@ def test_a_real_refdet_checkpoint_exports_and_runs_on_the_device_detector(tmp_pa
     bundle = Bundle.open(out)
     assert bundle.model("reference_encoder").inputs[0].shape == [1, 3, 28, 28]
     assert bundle.check_parity("onnxruntime", "fp32")["passed"]
+    # the device detector computes what the torch predictor computes: the same target embedding and raw outputs
+    from edgekit.deploy.refdet import read_reference_images
+    from edgekit.train.fewshot.checkpoint import load_refdet_checkpoint
+    from edgekit.train.fewshot.predict import RefDetPredictor
+
+    refs = read_reference_images([out / r for r in bundle.manifest.references])
+    frame = np.random.default_rng(0).integers(0, 255, (48, 96, 3), dtype=np.uint8)
+    predictor = RefDetPredictor(load_refdet_checkpoint(ckpt)[0], 64)
     with bundle.detector() as det:
         assert det.embedding.shape == (1, cfg.embed_dim)
-        det(np.full((64, 96, 3), 90, np.uint8))
+        np.testing.assert_allclose(det.set_target(refs), predictor.set_target(refs).numpy(), atol=1e-5)
+        feed, _ = det.prepare(frame)
+        np.testing.assert_allclose(det.infer(feed)["output0"], predictor.raw(frame)[0], atol=1e-3, rtol=1e-4)
 
 
 def test_a_run_directory_exports_from_the_dataset_its_config_names(monkeypatch, tmp_path, refdet_data):
