@@ -193,10 +193,15 @@ def test_a_real_refdet_checkpoint_exports_and_runs_on_the_device_detector(tmp_pa
 def test_a_run_directory_exports_from_the_dataset_its_config_names(monkeypatch, tmp_path, refdet_data):
     import yaml
 
-    run = tmp_path / "runs" / "refdet-run"
+    run = refdet_data.parent / "runs" / "refdet-run"  # data: as training was given it, relative to where it ran
     (run / "checkpoints").mkdir(parents=True)
+    (run / "reports").mkdir()
     refdet_toy.install(monkeypatch, run / "checkpoints" / "best.pt")
-    (run / "config_resolved.yaml").write_text(yaml.safe_dump({"data": str(refdet_data), "imgsz": 64}))
+    (run / "reports" / "config_resolved.yaml").write_text(yaml.safe_dump({"data": "nowhere", "imgsz": 64}))
+    res = CliRunner().invoke(cli, ["export", str(run), "--target", "x86", "--quiet"])
+    assert res.exit_code == 1 and isinstance(res.exception, DataError)
+    assert "the dataset (data: in" in str(res.exception) and "nowhere does not exist" in str(res.exception)
+    (run / "reports" / "config_resolved.yaml").write_text(yaml.safe_dump({"data": refdet_data.name, "imgsz": 64}))
     res = CliRunner().invoke(cli, ["export", str(run), "--target", "x86", "--quiet"])
     assert res.exit_code == 0, (res.output, res.exception)
     from edgekit.core.manifest import load_manifest
