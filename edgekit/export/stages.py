@@ -45,6 +45,9 @@ def int8_filename(graph: GraphSpec) -> str:
 def calibration_set(ctx: ExportContext):
     from edgekit.calib.dataset import CalibrationSet
 
+    own = ctx.adapter.calibration_set(ctx)
+    if own is not None:
+        return own
     o = ctx.options
     calib = CalibrationSet.from_dir(ctx.images.calib_dir, ctx.adapter.letterbox_spec(ctx.imgsz), size=o.calib_size,
                                     min_images=min(o.calib_min_images, o.calib_size), seed=o.seed)
@@ -202,7 +205,10 @@ def golden(ctx: ExportContext, bundle: Path, parity: Dict[str, ParityResult], in
             if int8 is not None and int8.role == role:
                 outputs["int8"] = int8.golden_outputs[i]
             cases.append(GoldenCase(image=p.golden_images[i], inputs=feed, outputs=outputs, role=role))
-    write_golden(bundle / GOLDEN_DIR, cases, conf=ctx.post.conf)
+    from edgekit.core.parity import DEVICE_TOLERANCES
+
+    write_golden(bundle / GOLDEN_DIR, cases, conf=ctx.post.conf,
+                 tolerances={**DEVICE_TOLERANCES, **ctx.adapter.golden_tolerances()})
     return GoldenResult(dir=GOLDEN_DIR, cases=len(cases), roles=list(parity))
 
 
