@@ -12,8 +12,10 @@ Every run gets the same number of training images seen (``--samples``: 100 image
 epochs of 300), validation only at the end, on a held-out hard val set (never seen by the teacher:
 its scenes come from another seed stream). mAP50 and mAP50-95 are reported as mean ± std over the
 seeds, with the paired per-seed gain over ``none``. Runs are scheduled over every GPU at once,
-several per GPU; ``trained`` runs start when the teacher is saved. The last-epoch signal maps of
-seed 0 are kept. Results: ``<results>/distill_gain_<device>.json`` and ``.md``.
+several per GPU; ``trained`` runs start when the teacher is saved. The primary runs (the first weight,
+every size) come first; the extra weights run only when every primary run has started and time is left.
+Runs on fewer images list them repeatedly (same epochs and images seen as the largest size). The
+last-epoch signal maps of seed 0 are kept. Results: ``<results>/distill_gain_<device>.json`` and ``.md``.
 
 GPU (via benchmarks/gpu/issue14.sh, which also bundles logs)::
 
@@ -50,32 +52,37 @@ TINY_KWARGS = "{embed_dim: 32, depth: 2, num_heads: 2}"
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", default="0", help="comma list of CUDA indices, or cpu")
-    p.add_argument("--per-device", type=int, default=8, help="student runs at once on one device")
+    p.add_argument("--per-device", type=int, default=12, help="student runs at once on one device")
     p.add_argument("--sizes", default="100,300", help="labelled training images per student")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--weights", default="2,6",
-                   help="distillation weights: the first for every size, the others only for the smallest")
+                   help="distillation weights: the first for every size (the primary arms), the others only for the "
+                        "smallest size and only when time is left (--extras-by-s)")
     p.add_argument("--arms", default="none,random,trained")
     p.add_argument("--samples", type=int, default=6400, help="training images seen per run (epochs = samples / size)")
     p.add_argument("--n-val", type=int, default=300)
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--workers", type=int, default=3, help="dataloader workers per run")
+    p.add_argument("--workers", type=int, default=2, help="dataloader workers per run")
     p.add_argument("--gen-workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--teacher", type=Path, default=None, help="an existing teacher file (skips pretraining)")
-    p.add_argument("--pretrain-seconds", type=float, default=170.0)
-    p.add_argument("--teacher-by-s", type=float, default=235.0,
+    p.add_argument("--pretrain-seconds", type=float, default=240.0)
+    p.add_argument("--teacher-by-s", type=float, default=240.0,
                    help="teacher training ends this many seconds after the start at the latest (its budget shrinks)")
-    p.add_argument("--pretrain-images", type=int, default=40000)
+    p.add_argument("--pretrain-images", type=int, default=8000, help="unique teacher scenes (streamed, reused)")
+    p.add_argument("--pretrain-workers", type=int, default=6, help="teacher scene-rendering processes")
     p.add_argument("--pretrain-args", default="", help="extra arguments for teacher_pretrain.py")
     p.add_argument("--deadline-s", type=float, default=330.0, help="no run starts after this many seconds")
+    p.add_argument("--extras-by-s", type=float, default=265.0,
+                   help="runs of the extra weights start only after every primary run has started, and before this")
     p.add_argument("--kill-s", type=float, default=420.0, help="runs still going after this many seconds are stopped")
     p.add_argument("--work", type=Path, required=True, help="datasets, runs and logs go here")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--smoke-cpu", action="store_true", help="tiny everything on CPU, < 3 min")
     if p.parse_args(argv).smoke_cpu:  # smoke defaults; options given explicitly still win
-        p.set_defaults(devices="cpu", per_device=3, sizes="4", seeds="0,1", weights="1", samples=8, n_val=4,
-                       imgsz=128, batch=4, workers=0, pretrain_seconds=4.0, pretrain_images=32, gen_workers=2)
+        p.set_defaults(devices="cpu", per_device=3, sizes="2,4", seeds="0", weights="1", samples=8, n_val=4,
+                       imgsz=128, batch=4, workers=0, pretrain_seconds=4.0, pretrain_images=32, gen_workers=2,
+                       pretrain_workers=2, arms="none,random,trained")
     return p.parse_args(argv)
 
 
@@ -89,6 +96,7 @@ class Job:
     weight: float
     run_id: str
     needs_teacher: bool
+    extra: bool = False  # an extra weight: only when time is left after every primary run
     device: Optional[str] = None
     proc: Optional[subprocess.Popen] = None
     started: float = 0.0
@@ -98,7 +106,8 @@ class Job:
 
 
 def plan_jobs(args) -> List[Job]:
-    """Every (arm, size, seed, weight) run; the extra weights only at the smallest size."""
+    """Every (arm, size, seed, weight) run: the primary ones (first weight, every size) first, in the order
+    they can start (no teacher needed, then trained); the extra weights (smallest size only) last."""
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     weights = [float(w) for w in args.weights.split(",")]
@@ -109,9 +118,9 @@ def plan_jobs(args) -> List[Job]:
             for w in arm_weights:
                 for seed in seeds:
                     rid = f"{arm}-n{size}-s{seed}" + ("" if arm == "none" else f"-w{w:g}")
-                    jobs.append(Job(arm, size, seed, w, rid, needs_teacher=arm == "trained"))
-    # teacher-independent runs first; within each, the first weight at every size before the extra weights
-    return sorted(jobs, key=lambda j: (j.needs_teacher, j.weight not in (0.0, weights[0]), j.size, j.seed))
+                    jobs.append(Job(arm, size, seed, w, rid, needs_teacher=arm == "trained",
+                                    extra=arm != "none" and w != weights[0]))
+    return sorted(jobs, key=lambda j: (j.extra, j.needs_teacher, j.size, j.seed))
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -123,30 +132,40 @@ def make_data(args) -> Path:
                                 workers=args.gen_workers)
 
 
-def dataset_view(root: Path, dest: Path, n_train: int) -> Path:
-    """A dataset of the first ``n_train`` train images and every val image, hard-linked (own label caches)."""
+def repeats(args, size: int) -> int:
+    """How often a run's images are listed in its dataset view: small sets are repeated up to the largest
+    size, so every run has the same epochs of the same length (the first version's 100-image runs had 3x
+    the epochs, and Ultralytics' per-epoch overhead made them 1.4x slower than the 300-image ones)."""
+    return max(1, round(max(int(s) for s in args.sizes.split(",")) / size))
+
+
+def dataset_view(root: Path, dest: Path, n_train: int, repeat: int = 1) -> Path:
+    """A dataset of the first ``n_train`` train images (each listed ``repeat`` times) and every val image,
+    hard-linked (own label caches)."""
     from edgekit.data.layout import DatasetLayout
 
     src = DatasetLayout.load(root)
     view = DatasetLayout.create(dest, src.names)
     for split in ("train", "val"):
         images = src.image_paths(split)[: n_train if split == "train" else None]
-        for img in images:
-            for s, d in ((img, view.image_dir(split) / img.name),
-                         (src.label_path(img), view.label_dir(split) / f"{img.stem}.txt")):
-                try:
-                    os.link(s, d)
-                except OSError:
-                    shutil.copyfile(s, d)
+        for r in range(repeat if split == "train" else 1):
+            tag = f"_r{r}" if r else ""
+            for img in images:
+                for s, d in ((img, view.image_dir(split) / f"{img.stem}{tag}{img.suffix}"),
+                             (src.label_path(img), view.label_dir(split) / f"{img.stem}{tag}.txt")):
+                    try:
+                        os.link(s, d)
+                    except OSError:
+                        shutil.copyfile(s, d)
     view.write_data_yaml()
     return dest
 
 
 # -- one student run -----------------------------------------------------------------------------------
 def student_config(args, job: Job) -> Dict:
-    epochs = max(1, round(args.samples / job.size))
+    epochs = max(1, round(args.samples / (job.size * repeats(args, job.size))))
     return {"stages": [{"name": "main", "epochs": epochs, "freeze": 0, "lr0": 0.01, "distill_scale": 1.0}],
-            # nbs=batch: step every batch; cache=ram: decode each JPEG once (runs read the same 100-300 images ~30-100x)
+            # nbs=batch: step every batch; cache=ram: decode each JPEG once (each entry is read ~21x)
             "ultralytics": {"nbs": args.batch, "warmup_epochs": 0, "scale": 0.25, "cache": "ram"},
             "logging": {"wandb": "disabled", "signal_maps_every": epochs}}
 
@@ -225,7 +244,7 @@ class Scheduler:
             cmd += ["--device", "cuda:0", "--seconds", str(self.args.pretrain_seconds),
                     "--stop-at", str(self.t0 + self.args.teacher_by_s),
                     "--n-images", str(self.args.pretrain_images), "--scene-side", str(self.args.imgsz),
-                    "--canvas", str(self.args.imgsz // 2), "--workers", str(max(1, self.args.gen_workers * 3 // 4))]
+                    "--canvas", str(self.args.imgsz // 2), "--workers", str(self.args.pretrain_workers)]
         cmd += self.args.pretrain_args.split()
         with open(self.log_dir / "teacher_pretrain.log", "w") as log:  # the child keeps its own handle
             self.teacher_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -256,7 +275,7 @@ class Scheduler:
 
     def launch(self, job: Job, device: str) -> None:
         job.device = device
-        data = dataset_view(self.data, self.args.work / "views" / job.run_id, job.size)
+        data = dataset_view(self.data, self.args.work / "views" / job.run_id, job.size, repeats(self.args, job.size))
         config = self.args.work / "configs" / f"{job.run_id}.json"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(json.dumps(student_config(self.args, job)))
@@ -265,6 +284,23 @@ class Scheduler:
             job.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env_for(device), cwd=str(REPO))
         job.started = time.time()
         self.log(f"start {job.run_id} on {device}")
+
+    def blocked(self, job: Job, elapsed: float) -> Optional[str]:
+        """Why ``job`` cannot start now: "deadline"/"extras" (never will), "teacher"/"primary" (not yet), or None.
+
+        Extra weights wait until every primary run that could start has started, and start only before
+        ``--extras-by-s`` (the first version let them take the slots and the time the trained-teacher
+        primary runs needed, and the deadline killed those instead)."""
+        if elapsed > self.args.deadline_s:
+            return "deadline"
+        if job.extra and elapsed > self.args.extras_by_s:
+            return "extras"
+        if job.needs_teacher and self.teacher_path is None:
+            return "teacher"
+        if job.extra and any(j.proc is None and j.rc is None and not j.extra
+                             and not (j.needs_teacher and self.teacher_path is None) for j in self.jobs):
+            return "primary"
+        return None
 
     def step(self) -> bool:
         """One scheduling pass; False when nothing is left to wait for."""
@@ -275,13 +311,14 @@ class Scheduler:
                 job.result = read_run(self.args.work / "runs" / job.run_id) if job.rc == 0 else {"error": f"rc {job.rc}"}
                 self.log(f"done  {job.run_id} rc={job.rc} in {job.ended - job.started:.0f}s {job.result.get('map50')}")
         elapsed = time.time() - self.t0
-        late, kill = elapsed > self.args.deadline_s, elapsed > self.args.kill_s
+        kill = elapsed > self.args.kill_s
         for job in self.jobs:
             if job.proc is None and job.rc is None:
-                if late:
-                    job.rc, job.result = -2, {"error": "not started before the deadline"}
-                    continue
-                if job.needs_teacher and self.teacher_path is None:
+                why = self.blocked(job, elapsed)
+                if why in ("deadline", "extras"):
+                    job.rc, job.result = -2, {"error": "not started before the deadline" if why == "deadline"
+                                              else "extra weight: no time left after the primary runs"}
+                if why:
                     continue
                 device = max(self.devices, key=self.free_slots)
                 if self.free_slots(device) > 0:
@@ -374,15 +411,14 @@ def write_results(result: Dict, out: Path) -> Path:
     md += ["", f"**{result['verdict']}**", ""]
     t = result.get("teacher") or {}
     if t.get("val_patch_metrics"):
-        md += [f"Teacher pretraining: {t['train']['images_per_s']} img/s, {t['train']['steps']} steps, "
-               f"{t['train']['epochs']} epochs over {t['config']['n_images']} images in {t['train']['train_s']} s; "
-               f"held-out patch presence F1 {t['val_patch_metrics']['presence_f1']} (random init "
-               f"{t['random_init_patch_metrics']['presence_f1']}), centre-patch class accuracy "
-               f"{t['val_patch_metrics']['centre_class_acc']} (random init "
-               f"{t['random_init_patch_metrics']['centre_class_acc']}); on whole {c['imgsz']} px scenes (the "
-               f"students' grid) F1 {t.get('val_full_scene_patch_metrics', {}).get('presence_f1')}, accuracy "
-               f"{t.get('val_full_scene_patch_metrics', {}).get('centre_class_acc')}; both layouts load through the resolver, "
-               f"max feature difference vs the trained model {t['loading']['max_abs_diff_vs_trained']}.", ""]
+        tr, v, r0 = t["train"], t["val_patch_metrics"], t["random_init_patch_metrics"]
+        md += [f"Teacher pretraining: {tr['images_per_s']} img/s, {tr['steps']} steps in {tr['train_s']} s over "
+               f"{tr.get('unique_scenes')} unique {c['imgsz']} px scenes ({tr.get('views_per_scene')} augmented views "
+               f"each; first scenes after {tr.get('waited_for_first_scenes_s')} s); held-out whole-scene patch presence "
+               f"F1 {v['presence_f1']} at p >= 0.5, {v.get('presence_f1_best')} at p >= {v.get('best_threshold')} "
+               f"(random init {r0['presence_f1']} / {r0.get('presence_f1_best')}), centre-patch class accuracy "
+               f"{v['centre_class_acc']} (random init {r0['centre_class_acc']}); both layouts load through the "
+               f"resolver, max feature difference vs the trained model {t['loading']['max_abs_diff_vs_trained']}.", ""]
     failed = [x for r in result["rows"] for x in r["failed"]]
     if failed:
         md += [f"Runs without a result: {', '.join(failed)}", ""]

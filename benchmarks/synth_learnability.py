@@ -45,6 +45,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", choices=("easy", "standard", "hard"), default="standard")
+    p.add_argument("--scene-side", type=int, default=None,
+                   help="easy/hard: draw each --imgsz image as a crop of a scene of this side (its object pixel sizes)")
     p.add_argument("--device", default="cpu", help="cpu or a CUDA index")
     p.add_argument("--out", type=Path, default=None, help="result JSON; a .md table is written beside it")
     p.add_argument("--hyp", nargs="*", default=[], metavar="KEY=VALUE",
@@ -175,7 +177,8 @@ def main(argv: List[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="synth_learnability_") as tmp:
         t0 = time.perf_counter()
         root = generate_obb_dataset(Path(tmp) / "data", args.n_train, args.n_val, args.imgsz, args.seed,
-                                    difficulty=args.difficulty, workers=min(8, os.cpu_count() or 1))
+                                    difficulty=args.difficulty, workers=min(8, os.cpu_count() or 1),
+                                    scene_side=args.scene_side)
         gen_s = time.perf_counter() - t0
         res = train_and_validate(root / "data.yaml", args, Path(tmp) / "runs")
     res["generate_wall_s"] = round(gen_s, 2)
@@ -183,7 +186,7 @@ def main(argv: List[str]) -> int:
         "benchmark": "synth_learnability",
         "command": shlex.join(["python", "benchmarks/synth_learnability.py", *argv]),
         "config": {**{k: getattr(args, k) for k in ("epochs", "imgsz", "n_train", "n_val", "batch", "workers", "seed",
-                                                     "difficulty", "device")},
+                                                     "difficulty", "scene_side", "device")},
                    "hyp": parse_hyp(args.hyp, args.batch)},
         "result": res,
         "machine": facts,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Distillation-gain study in one call (the lead's GPU run: <= 7.5 min on 2 H200s, hard stop at 440 s):
-#   hard synthetic data -> teacher pretraining (benchmarks/teacher_pretrain.py, first GPU) while the
-#   no-distillation and random-teacher students run on the other GPU(s) -> trained-teacher students on
-#   every GPU -> results table (benchmarks/distill_gain.py).
+#   hard synthetic data -> teacher pretraining (benchmarks/teacher_pretrain.py, first GPU, ~230 s, scenes
+#   streamed from 6 processes) while the 12 no-distillation and random-teacher primary students run on the
+#   other GPU -> the 6 trained-teacher primary students over every GPU (~240-360 s) -> the extra weight only
+#   if it can start by 265 s -> results table (benchmarks/distill_gain.py). Plan: docs/distillation.md.
 # Usage: bash benchmarks/gpu/issue14.sh OUT_DIR [extra distill_gain.py args, e.g. --smoke-cpu]
 # OUT_DIR receives at most 6 files: gpus.txt, distill_gain.log, distill_gain_<device>.{json,md},
 # teacher_pretrain.json and issue14_bundle.tar.gz (signal maps, every run's log and reports).

@@ -81,7 +81,7 @@ def _stats(difficulty: str, imgsz: int = 320, n: int = 30):
 def test_hard_has_smaller_denser_objects_and_the_look_alikes() -> None:
     easy, standard, hard = _stats("easy"), _stats("standard"), _stats("hard")
     assert hard[0] > 2 * standard[0] > 2 * easy[0]  # denser
-    assert hard[1] < 0.6 * standard[1] and easy[1] >= standard[1]  # smaller
+    assert hard[1] < 0.4 * standard[1] and easy[1] >= standard[1]  # much smaller (round 2: ~12-75 px at 640)
     assert hard[2] == set(range(len(HARD_CLASS_NAMES))) and standard[2] == set(range(len(OBB_CLASS_NAMES)))
 
 
@@ -109,3 +109,30 @@ def test_cli_difficulty_option(tmp_path: Path) -> None:
     assert "hard" in res.output and len(yaml.safe_load((tmp_path / "d" / "data.yaml").read_text())["names"]) == 7
     bad = CliRunner().invoke(cli, ["data", "synth", "obb", "--out", str(tmp_path / "e"), "--difficulty", "nope"])
     assert bad.exit_code == 2
+
+
+def test_hard_decoys_are_class_outlines_without_markings_clear_of_the_objects() -> None:
+    from edgekit.data.synth.difficulty import PROFILES, _draw_body_only, _place_decoys
+    from edgekit.data.synth.shapes import ObjectSpec, draw_object
+
+    rng = np.random.default_rng(0)
+    ground = np.full((640, 640, 3), 100.0, np.float32)
+    obj = ObjectSpec(2, 320.0, 320.0, 30.0, 15.0, 0.3, (200.0, 200.0, 200.0), (20.0, 20.0, 20.0))
+    decoys = _place_decoys(rng, ground, 40, 640.0, PROFILES["hard"], [obj])
+    assert 25 <= len(decoys) <= 40 and {d.class_id for d in decoys} == set(range(len(HARD_CLASS_NAMES)))
+    assert all(np.hypot(d.cx - 320, d.cy - 320) > 0.7 * (d.radius() + obj.radius()) for d in decoys)
+    # faded towards the grey ground: the body is closer to it than the usual contrasting colour (>= 70 apart)
+    assert np.median([abs(np.mean(d.body) - 100.0) for d in decoys]) < 60
+    marked, plain = ground.copy(), ground.copy()
+    draw_object(marked, obj)
+    _draw_body_only(plain, obj)
+    differ = np.abs(marked - plain).max(-1) > 1
+    assert 0 < differ.sum() < 0.5 * (np.abs(plain - ground).max(-1) > 1).sum()  # only the markings differ
+
+
+def test_scene_side_dataset_option(tmp_path: Path) -> None:
+    root = generate_obb_dataset(tmp_path / "d", n_train=2, n_val=1, imgsz=128, progress=False, difficulty="hard",
+                                scene_side=640)
+    assert len(list((root / "images" / "train").iterdir())) == 2
+    with pytest.raises(ConfigError):
+        generate_obb_dataset(tmp_path / "e", n_train=2, n_val=1, imgsz=128, progress=False, scene_side=640)

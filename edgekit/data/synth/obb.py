@@ -64,11 +64,14 @@ def _check_args(n_train: int, n_val: int, imgsz: int, frame_size: Optional[int] 
 
 
 def _write_image(root: Path, seed: int, imgsz: int, frame_size: Optional[int], difficulty: str, side: int,
-                 task: Tuple[int, str, int]) -> Optional[str]:
+                 scene_side: Optional[int], task: Tuple[int, str, int]) -> Optional[str]:
     """Render and write one image and its label; the image's file name if it could not be written."""
     split_index, split, i = task
     rng = np.random.default_rng([seed, split_index, i])
-    scene = render_large_obb_scene(rng, frame_size) if frame_size else render_difficulty_scene(rng, imgsz, difficulty)
+    if frame_size:
+        scene = render_large_obb_scene(rng, frame_size)
+    else:
+        scene = render_difficulty_scene(rng, imgsz, difficulty, scene_side)
     stem = f"{split}_{i:06d}"
     if not cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), scene.image,
                        [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
@@ -90,7 +93,7 @@ def _pool(workers: int) -> Iterator[Optional[ProcessPoolExecutor]]:
 
 def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int = 50, imgsz: int = 320,
                          seed: int = 0, *, progress: bool = True, frame_size: Optional[int] = None,
-                         difficulty: str = "standard", workers: int = 0) -> Path:
+                         difficulty: str = "standard", workers: int = 0, scene_side: Optional[int] = None) -> Path:
     """Render a synthetic aerial OBB dataset into ``out`` and return its root.
 
     The tree is staged next to ``out`` and renamed into place when complete (an earlier dataset of
@@ -105,12 +108,17 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
     seed). ``difficulty`` (:mod:`~edgekit.data.synth.difficulty`): ``standard`` (default) is the original
     scene, byte for byte; ``easy`` fewer, larger, cleaner objects; ``hard`` small dense objects, two
     look-alike classes (so data.yaml names seven classes), decoys, occlusion, blur and uneven light.
+    ``scene_side`` (easy/hard only) draws each image as a crop of a scene of that side (object pixel
+    sizes of that scene at a smaller ``imgsz``; benchmarks use it for cheap calibration runs).
 
     >>> root = generate_obb_dataset("/tmp/synth_obb", n_train=8, n_val=2, imgsz=128, progress=False)
     >>> sorted(p.name for p in root.iterdir())
     ['data.yaml', 'images', 'labels']
     """
     _check_args(n_train, n_val, imgsz, frame_size, difficulty)
+    if scene_side is not None and difficulty == "standard":
+        raise ConfigError("scene_side with difficulty=standard: standard scenes are drawn at imgsz",
+                          "leave out scene_side, or use difficulty easy or hard")
     side = frame_size or imgsz
     final_root = prepare_output(out, WRITER)
     counts = {"train": n_train, "val": n_val}
@@ -120,7 +128,7 @@ def generate_obb_dataset(out: Union[str, Path], n_train: int = 200, n_val: int =
         for split in SPLITS:
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "labels" / split).mkdir(parents=True)
-        job = partial(_write_image, tmp, seed, imgsz, frame_size, difficulty, side)
+        job = partial(_write_image, tmp, seed, imgsz, frame_size, difficulty, side, scene_side)
         with _pool(workers) as pool:
             for failed in (pool.map(job, tasks, chunksize=8) if pool else map(job, tasks)):
                 if failed:

@@ -28,10 +28,28 @@ def test_plan_has_every_arm_size_seed_and_extra_weights_only_at_the_smallest_siz
     assert {(j.arm, j.size, j.weight) for j in jobs if j.arm == "trained"} == {
         ("trained", 100, 2.0), ("trained", 100, 6.0), ("trained", 300, 2.0)}
     assert all(j.needs_teacher == (j.arm == "trained") for j in jobs)
-    first_trained = min(i for i, j in enumerate(jobs) if j.needs_teacher)
-    assert not any(j.needs_teacher for j in jobs[:first_trained]) and all(j.needs_teacher for j in jobs[first_trained:])
-    # the extra weight (6) goes last within each group: a deadline drops it first
-    assert [j.weight for j in jobs[first_trained:]] == [2.0] * 6 + [6.0] * 3
+    # primary runs (weight 2 at every size) first: teacher-free ones, then trained; the extra weight 6 last
+    assert {(j.arm, j.weight, j.extra) for j in jobs[:12]} == {("none", 0.0, False), ("random", 2.0, False)}
+    assert [(j.arm, j.weight) for j in jobs[12:18]] == [("trained", 2.0)] * 6
+    assert [(j.arm, j.weight, j.extra) for j in jobs[18:]] == [("random", 6.0, True)] * 3 + [("trained", 6.0, True)] * 3
+
+
+def test_extra_weights_wait_for_the_primary_runs_and_give_up_after_their_deadline(bench, tmp_path) -> None:
+    args = bench.parse_args(["--work", str(tmp_path)])
+    jobs = bench.plan_jobs(args)
+    sched = bench.Scheduler(args, jobs, tmp_path, tmp_path)
+    extra_random = next(j for j in jobs if j.extra and not j.needs_teacher)
+    trained = next(j for j in jobs if j.needs_teacher and not j.extra)
+    assert sched.blocked(trained, 10.0) == "teacher"
+    assert sched.blocked(extra_random, 10.0) == "primary"  # none/random primaries not started yet
+    for j in jobs:
+        if not j.extra and not j.needs_teacher:
+            j.rc = 0  # every teacher-free primary ran
+    assert sched.blocked(extra_random, 10.0) is None  # the trained primaries cannot start yet: no reason to wait
+    sched.teacher_path = tmp_path / "t.safetensors"
+    assert sched.blocked(extra_random, 10.0) == "primary" and sched.blocked(trained, 10.0) is None
+    assert sched.blocked(extra_random, args.extras_by_s + 1) == "extras"
+    assert sched.blocked(trained, args.deadline_s + 1) == "deadline"
 
 
 def test_student_commands_differ_only_in_the_distillation_arm(bench, tmp_path) -> None:
@@ -46,7 +64,9 @@ def test_student_commands_differ_only_in_the_distillation_arm(bench, tmp_path) -
     shared = set(cmds["none"]) - {"distillation.enabled=false", "--run-id", "none-x"}
     assert shared <= set(cmds["trained"]) and "device=0" in shared and "seed=1" in shared
     cfg = bench.student_config(args, bench.Job("none", 100, 0, 0.0, "n", False))
-    assert cfg["stages"][0]["epochs"] == 64 and bench.student_config(args, bench.Job("none", 300, 0, 0.0, "n", False)
+    # 100 images are listed 3x, so both sizes train 21 epochs of 300 entries: the same images seen, same epochs
+    assert bench.repeats(args, 100) == 3 and bench.repeats(args, 300) == 1
+    assert cfg["stages"][0]["epochs"] == 21 and bench.student_config(args, bench.Job("none", 300, 0, 0.0, "n", False)
                                                                      )["stages"][0]["epochs"] == 21
 
 
@@ -63,6 +83,13 @@ def test_dataset_view_takes_the_first_images_and_every_val_image(bench, tmp_path
     assert Path(data["path"]) == view and len(data["names"]) == 7
     src, dst = root / "images" / "val" / "val_000001.jpg", view / "images" / "val" / "val_000001.jpg"
     assert dst.read_bytes() == src.read_bytes()
+    rep = bench.dataset_view(root, tmp_path / "rep", 2, repeat=3)
+    names = sorted(p.name for p in (rep / "labels" / "train").iterdir())
+    assert names == ["train_000000.txt", "train_000000_r1.txt", "train_000000_r2.txt",
+                     "train_000001.txt", "train_000001_r1.txt", "train_000001_r2.txt"]
+    assert len(list((rep / "images" / "val").iterdir())) == 2
+    assert (rep / "labels" / "train" / "train_000001_r2.txt").read_text() == (
+        root / "labels" / "train" / "train_000001.txt").read_text()
 
 
 def _job(bench, arm, size, seed, map50, weight=2.0):
