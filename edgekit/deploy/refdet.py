@@ -172,8 +172,8 @@ class RefDetDetector(Detector):
         return self._embedding
 
     # ---- the frame stages --------------------------------------------------------------------------
-    def prepare(self, frame_bgr: np.ndarray) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
-        feed, info = super().prepare(frame_bgr)
+    def prepare(self, frame_bgr: np.ndarray, reuse: bool = False) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
+        feed, info = super().prepare(frame_bgr, reuse)
         embedding = self._embedding
         if embedding is None:
             raise ModelError("no target is set for the RefDet detector",

@@ -27,13 +27,30 @@ FORMAT = 1
 PathLike = Union[str, Path]
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and arrays as tensors, recursively: a numpy object
+    pickles as a class reference that :func:`edgekit.checkpoints.safe_load` (rightly) refuses, so one
+    metric computed in numpy would make the file unloadable."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 def checkpoint_bytes(model_state: Dict[str, torch.Tensor], model_config: RefDetModelConfig, imgsz: int, epoch: int,
                      stage: int, **extra: Any) -> bytes:
     """The serialised checkpoint (see the module docstring); ``extra`` adds keys (metrics, resume state)."""
     ckpt: Dict[str, Any] = {"edgekit_task": TASK, "format": FORMAT, "model_config": model_config.model_dump(mode="json"),
                             "model": {k: v.detach().cpu().clone() for k, v in model_state.items()},
                             "imgsz": int(imgsz), "epoch": int(epoch), "stage": int(stage)}
-    ckpt.update(extra)
+    ckpt.update(_plain(extra))
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     return buf.getvalue()
