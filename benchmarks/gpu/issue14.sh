@@ -5,8 +5,8 @@
 #   other GPU -> the 6 trained-teacher primary students over every GPU (~240-360 s) -> the extra weight only
 #   if it can start by 265 s -> results table (benchmarks/distill_gain.py). Plan: docs/distillation.md.
 # Usage: bash benchmarks/gpu/issue14.sh OUT_DIR [extra distill_gain.py args, e.g. --smoke-cpu]
-# OUT_DIR receives at most 6 files: gpus.txt, distill_gain.log, distill_gain_<device>.{json,md},
-# teacher_pretrain.json and issue14_bundle.tar.gz (signal maps, every run's log and reports).
+# OUT_DIR receives at most 7 files: gpus.txt, distill_gain.log, distill_gain_<device>.{json,md},
+# teacher_pretrain.json, issue14_signal_maps.tar.gz and issue14_bundle.tar.gz (logs and reports).
 set -uo pipefail
 out=${1:?usage: issue14.sh OUT_DIR [distill_gain.py args]}
 shift
@@ -41,7 +41,13 @@ if [[ " $* " != *" --smoke-cpu "* ]] && [ -n "${devices:-}" ] && [ "$SECONDS" -l
 fi
 cp "$work"/results/distill_gain_*.json "$work"/results/distill_gain_*.md "$out/" 2>/dev/null
 cp "$work/teacher/teacher_pretrain.json" "$out/" 2>/dev/null
+# The signal maps in their own archive: a call returns files of at most 16 MiB, and run 2's single
+# bundle (maps + every run's logs and reports) was 38 MB, so nothing of it came back.
+( cd "$work" && tar czf "$out/issue14_signal_maps.tar.gz" $(ls -d runs/*/signal_maps 2>/dev/null) 2>/dev/null )
 ( cd "$work" && tar czf "$out/issue14_bundle.tar.gz" results logs teacher/teacher_pretrain.json \
-    $(ls -d runs/*/reports runs/*/signal_maps 2>/dev/null) 2>/dev/null )
+    $(ls -d runs/*/reports 2>/dev/null) 2>/dev/null )
+for f in "$out"/issue14_*.tar.gz; do
+  [ "$(stat -c %s "$f")" -le 16000000 ] || echo "WARNING: $f is over the 16 MiB a call returns" >&2
+done
 tail -n 30 "$out/distill_gain.log"
 ls -la "$out"
