@@ -89,7 +89,10 @@ def test_fatal_runtime_error_makes_ready_503(media):
     def broken(feed):
         raise RuntimeError("device lost")
 
-    d.service._detector.infer = broken  # a runtime failure in the middle of serving
+    # a runtime failure in the middle of serving (the pipelined loop submits to the device, the
+    # sequential one infers: break both)
+    d.service._detector.infer = broken
+    d.service._detector.submit = broken
     try:
         wait_for(lambda: d.service.done.is_set())
         assert d.service.state == "failed" and d.service.exit_code == 3 and "device lost" in d.service.error
