@@ -254,7 +254,15 @@ def _parity(bundle: Any, detector: Any, s: BenchSettings) -> ParityResult:
     if s.uint8_input:
         return ParityResult(status="skipped", note="golden feeds are float tensors; run without --uint8-input")
     try:
-        report = bundle.check_golden(detector.runner, s.precision)
+        graphs = getattr(detector, "golden_runners", None)  # RefDet: its encoder is checked too, at its own precision
+        if graphs is not None:
+            from edgekit.deploy.bundle import encoder_precision
+
+            report = bundle.check_golden_graphs({role: (runner, s.precision if role == "fp32" else
+                                                        encoder_precision(s.backend))
+                                                 for role, runner in graphs().items()})
+        else:
+            report = bundle.check_golden(detector.runner, s.precision)
     except EdgekitError as e:
         return ParityResult(status="skipped", note=e.format())
     summary = {k: v for k, v in report.items() if k != "images"}

@@ -73,6 +73,13 @@ def build(bundle: Path, precision: str, int8_source: str, dla_core: Optional[int
     result = build_from_bundle(opened, options, progress=log, force=force, calib_images=images)
     click.echo(f"{'reused' if result.reused else 'built'} {result.plan_path}")
     click.echo(f"sidecar {result.sidecar_path}")
+    if opened.task == "refdet":  # its reference encoder: always FP16 (edgekit.deploy.bundle.encoder_precision)
+        from edgekit.deploy.bundle import ENCODER_ROLE, encoder_precision
+
+        enc = build_from_bundle(opened, options.model_copy(update={"precision": encoder_precision("tensorrt"),
+                                                                   "dla_core": None, "int8_source": "auto"}),
+                                progress=log, force=force, role=ENCODER_ROLE)
+        click.echo(f"{'reused' if enc.reused else 'built'} {enc.plan_path} ({ENCODER_ROLE})")
 
 
 def _trtexec_line(bundle: Any, options: Any, trt_version: Optional[str]) -> list:

@@ -7,8 +7,10 @@ says how to preprocess, how to decode, and the sha256 of every file. Export writ
 (:func:`verify_bundle_files`) before building an engine. Unknown keys are errors, and a manifest
 from a newer edgekit is refused rather than half-understood.
 
-Roles in ``models`` are free-form names ("fp32", "int8_qdq"; RefDet has "reference_encoder"
-and "detector"); every model file and calibration file must also appear in ``files``.
+Roles in ``models`` are the names of :data:`edgekit.core.vocab.MODEL_ROLES`: a one-graph detector
+has "fp32" (+ "int8_qdq"); RefDet adds "reference_encoder" (its per-frame graph is "fp32"), and its
+export's reference photos (``references``) are the default target. Every model file, calibration
+file and reference photo must also appear in ``files``.
 """
 
 from __future__ import annotations
@@ -183,6 +185,9 @@ class BundleManifest(StrictModel):
     provenance: Provenance = Field(default_factory=Provenance)
     target: Optional[str] = None  # the device the bundle was exported for, e.g. "jetson-xavier-nx"
     tiling: Optional[TilingPlan] = None  # sliced inference by default (edgekit.deploy.tiling); None: whole frames
+    # RefDet: the reference photos (bundle-relative, e.g. references/img_1.jpg) of the default target, which
+    # bench and the daemon use until a target is set (edgekit.deploy.refdet). Empty for other tasks.
+    references: List[str] = Field(default_factory=list)
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -197,12 +202,19 @@ class BundleManifest(StrictModel):
             _relative_file(name)
         return v
 
+    @field_validator("references")
+    @classmethod
+    def _references_inside_bundle(cls, v: List[str]) -> List[str]:
+        for name in v:
+            _relative_file(name)
+        return v
+
     def referenced_files(self) -> List[str]:
         """Files the manifest points at (models, calibration), which ``files`` must hash."""
         names = [m.file for m in self.models.values()]
         if self.calibration is not None:
             names += [self.calibration.cache, self.calibration.sidecar]
-        return names
+        return names + list(self.references)
 
 
 def file_sha256(path: Union[str, os.PathLike], chunk_size: int = 1 << 20) -> str:

@@ -112,4 +112,28 @@ def decode(raw: np.ndarray, spec: PostprocessSpec) -> List[Detections]:
     return decode_obb(raw, spec) if spec.task == "obb" else decode_detect(raw, spec)
 
 
-__all__ = ["PostprocessSpec", "decode_obb", "decode_detect", "decode", "xywh_to_xyxy"]
+def decode_refdet(raw: np.ndarray, spec: PostprocessSpec = PostprocessSpec(task="detect")) -> List[Detections]:
+    """RefDet's per-frame output (B, 5, A): ``cx, cy, w, h, score`` (one class, "is the target") ->
+    one Detections per image as ``xywhr`` rows with angle 0 and class 0 (the RefDet convention).
+
+    Thresholds and NMS are :func:`decode_detect`'s (greedy IoU NMS on the axis-aligned boxes).
+
+    >>> raw = np.zeros((1, 5, 2), np.float32)
+    >>> raw[0, :, 0] = (20, 20, 10, 6, 0.8)
+    >>> decode_refdet(raw)[0].boxes.tolist()
+    [[20.0, 20.0, 10.0, 6.0, 0.0]]
+    """
+    batch = _batched(raw, 5, "RefDet")
+    if batch.shape[1] != 5:
+        raise ModelError(f"RefDet output must be (B, 5, A) (cx, cy, w, h, score), got shape {np.shape(raw)}",
+                         "export the per-frame graph of a RefDet model (edgekit export)")
+    out = []
+    for dets in decode_detect(batch, spec.model_copy(update={"task": "detect"})):
+        b = dets.boxes.astype(np.float32)
+        xywhr = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1],
+                          np.zeros(len(b), np.float32)], 1) if len(b) else np.zeros((0, 5), np.float32)
+        out.append(Detections(xywhr, dets.scores, np.zeros(len(b), np.int64)))
+    return out
+
+
+__all__ = ["PostprocessSpec", "decode_obb", "decode_detect", "decode", "decode_refdet", "xywh_to_xyxy"]

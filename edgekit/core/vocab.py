@@ -49,7 +49,8 @@ SIMPLIFIERS: Tuple[str, ...] = get_args(Simplifier)
 
 # --- bundles and the device ---------------------------------------------------------------------
 #: Roles of the models in a bundle (``manifest.json`` ``models`` keys). A one-graph detector
-#: ships ``fp32`` (+ ``int8_qdq``); RefDet ships ``reference_encoder`` + ``detector``.
+#: ships ``fp32`` (+ ``int8_qdq``); RefDet ships ``reference_encoder`` plus its per-frame graph as
+#: ``fp32`` (+ ``int8_qdq``). ``detector`` names a per-frame graph of other multi-graph exports.
 ModelRole = Literal["fp32", "int8_qdq", "reference_encoder", "detector"]
 MODEL_ROLES: Tuple[str, ...] = get_args(ModelRole)
 

@@ -6,7 +6,8 @@ that escapes the bundle through a link, a missing golden set, or a model whose r
 (read from the file, :mod:`edgekit.core.onnx_io`) disagrees with the manifest's letterbox. Each
 refusal is one line naming the file. Then it exposes what the device needs: model roles and paths,
 the calibration cache in TensorRT's own vocabulary, the engine optimisation profile, the golden
-set, a ready :class:`~edgekit.deploy.detector.Detector`, and the engine cache directory.
+set, a ready :class:`~edgekit.deploy.detector.Detector` (for a RefDet bundle a
+:class:`~edgekit.deploy.refdet.RefDetDetector`), and the engine cache directory.
 
 >>> with Bundle.open("runs/demo/bundle").detector("onnxruntime") as det:  # doctest: +SKIP
 ...     dets = det(cv2.imread("frame.jpg"))
@@ -38,6 +39,14 @@ _REEXPORT = "re-export the bundle (edgekit export)"
 # Which bundle model each (backend, precision) runs. TensorRT FP16 builds from the FP32 graph;
 # TensorRT INT8 from the Q/DQ graph (or FP32 + calibration cache: decided by the engine builder).
 _ONNX_ROLE = {("onnxruntime", "fp32"): "fp32", ("onnxruntime", "int8"): "int8_qdq"}
+ENCODER_ROLE = "reference_encoder"  # RefDet's reference encoder: FP32 ONNX, built FP16 on TensorRT, never INT8
+
+
+def encoder_precision(backend: str) -> str:
+    """The precision a RefDet bundle's reference encoder runs at on ``backend`` (whatever the frames run at):
+    TensorRT builds it FP16 (runs once per target; INT8 would cost accuracy for no frame-rate gain),
+    ONNX Runtime runs the FP32 file."""
+    return "fp16" if backend == "tensorrt" else "fp32"
 
 
 class CalibrationInfo(NamedTuple):
@@ -112,12 +121,13 @@ class Bundle:
             raise ModelError(f"{entry.file} has inputs {sorted(real)} but {MANIFEST_NAME} says {sorted(declared)}",
                              _REEXPORT)
         h, w = self.manifest.preprocess.imgsz
+        own_size = role == ENCODER_ROLE  # reference photos have their own input size, not the frames'
         for name, t in real.items():
             want = declared[name]
             if t.dtype != want.dtype or len(t.shape) != len(want.shape):
                 raise ModelError(f"{entry.file} input '{name}' is {t.dtype}{list(t.shape)} but {MANIFEST_NAME} says "
                                  f"{want.dtype}{list(want.shape)}", _REEXPORT)
-            if _is_image(t.shape) and tuple(t.shape[2:]) != (h, w) and all(isinstance(d, int) for d in t.shape[2:]):
+            if not own_size and _is_image(t.shape) and tuple(t.shape[2:]) != (h, w) and all(isinstance(d, int) for d in t.shape[2:]):
                 raise ModelError(f"{entry.file} input '{name}' is {t.shape[2]}x{t.shape[3]} but the manifest's "
                                  f"letterbox imgsz is {h}x{w}", _REEXPORT + " at one --imgsz")
 
@@ -207,10 +217,21 @@ class Bundle:
         return self.root / "engines"
 
     # ---- running it ----------------------------------------------------------------------------
-    def runner(self, backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Any:
-        """A runner (not activated) for this bundle's model on ``backend`` at ``precision``."""
+    def runner(self, backend: str = "onnxruntime", precision: str = "fp32", role: Optional[str] = None,
+               **options: Any) -> Any:
+        """A runner (not activated) for this bundle's model on ``backend`` at ``precision``.
+
+        ``role``: another graph than the frame detector's (RefDet's ``reference_encoder``), run from its
+        own FP32 file (TensorRT: an engine of ``precision`` built from it).
+        """
         from .runners import create_runner
 
+        if role is not None and role not in ("fp32", "int8_qdq"):
+            if precision == "int8":
+                raise ConfigError(f"the '{role}' graph does not run INT8", "run it at fp32 or fp16")
+            if backend == "tensorrt":
+                return self._tensorrt_runner(precision, role=role, **options)
+            return create_runner(backend, self.model_path(role), **options)
         if backend == "tensorrt":
             return self._tensorrt_runner(precision, **options)
         if backend == "torch":
@@ -228,12 +249,12 @@ class Bundle:
             options.setdefault("name", f"{self.model(role).file} (uint8 input)")
         return create_runner(backend, model, **options)
 
-    def _tensorrt_runner(self, precision: str, **options: Any) -> Any:
+    def _tensorrt_runner(self, precision: str, role: Optional[str] = None, **options: Any) -> Any:
         from edgekit.deploy.tensorrt import EngineBuildOptions, TensorRTRunner, build_from_bundle
 
         trt_module = options.pop("trt_module", None)
         build = EngineBuildOptions(precision=precision, **options)
-        result = build_from_bundle(self, build, trt_module=trt_module)
+        result = build_from_bundle(self, build, trt_module=trt_module, role=role)
         return TensorRTRunner(result.plan_path, trt_module=trt_module)
 
     def detector(self, backend: str = "onnxruntime", precision: str = "fp32", *, tile: Optional[int] = None,
@@ -243,6 +264,11 @@ class Bundle:
         Sliced inference (:class:`~edgekit.deploy.tiling.TiledDetector`) when ``tile`` is given, or
         by default when the manifest declares a tiling plan; ``tile=0`` runs whole frames regardless.
         """
+        if self.task == "refdet":
+            if tile:
+                raise ConfigError("sliced inference (--tile) is not available for RefDet bundles",
+                                  "run whole frames (leave --tile out)")
+            return self._refdet_detector(backend, precision, **options)
         det = self._frame_detector(backend, precision, **options)
         plan = self.manifest.tiling
         if tile == 0 or (tile is None and plan is None):
@@ -268,6 +294,37 @@ class Bundle:
                         postprocess=self.manifest.postprocess, input_name=input_name,
                         output_name=entry.outputs[0].name)
 
+    def _refdet_detector(self, backend: str, precision: str, **options: Any) -> Any:
+        """Both graphs of a RefDet bundle: the per-frame one at ``precision``, the encoder at
+        :func:`encoder_precision`; the bundle's reference photos are the default target."""
+        from edgekit.core.letterbox import LetterboxSpec
+
+        from .refdet import RefDetDetector, read_reference_images
+
+        if options.get("uint8_input"):
+            raise ConfigError("--uint8-input is not available for RefDet bundles", "drop --uint8-input")
+        frame = self.model(_ONNX_ROLE.get((backend, precision), "fp32") if backend != "tensorrt" else "fp32")
+        encoder = self.model(ENCODER_ROLE)
+        images = [t.name for t in frame.inputs if len(t.shape) == 4]
+        others = [t.name for t in frame.inputs if len(t.shape) != 4]
+        if len(images) != 1 or len(others) != 1 or len(encoder.inputs) != 1:
+            raise ModelError(f"{frame.file} must take one image and one embedding input and {encoder.file} one "
+                             f"image, got {[t.name for t in frame.inputs]} and {[t.name for t in encoder.inputs]}",
+                             _REEXPORT)
+        ref_size = encoder.inputs[0].shape[2:]
+        if not all(isinstance(d, int) for d in ref_size):
+            raise ModelError(f"{encoder.file} input has no static size ({ref_size})", _REEXPORT)
+        ref_spec = LetterboxSpec(**dict(self.manifest.preprocess.model_dump(), imgsz=tuple(ref_size)))
+        refs = [self.root / name for name in self.manifest.references]
+        enc_options = {k: v for k, v in options.items() if k in ("providers", "intra_op_threads", "trt_module")}
+        return RefDetDetector(
+            self.runner(backend, precision, **options),
+            self.runner(backend, encoder_precision(backend), role=ENCODER_ROLE, **enc_options),
+            letterbox=self.manifest.preprocess, postprocess=self.manifest.postprocess, reference_letterbox=ref_spec,
+            input_name=images[0], embedding_name=others[0], output_name=frame.outputs[0].name,
+            encoder_input=encoder.inputs[0].name, encoder_output=encoder.outputs[0].name,
+            default_references=(lambda: read_reference_images(refs)) if refs else None)
+
     def check_parity(self, backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Dict[str, Any]:
         """Run the golden inputs on this machine's ``backend`` and compare with the host's reference outputs.
 
@@ -275,25 +332,50 @@ class Bundle:
         (:data:`edgekit.core.parity.DEVICE_TOLERANCES`; INT8 on detections only). Returns the
         report; ``report["passed"]`` is the verdict.
         """
-        with self.runner(backend, precision, **options) as runner:
-            report = self.check_golden(runner, precision)
+        if self.task == "refdet":
+            enc_precision = encoder_precision(backend)
+            enc_options = {k: v for k, v in options.items() if k in ("providers", "intra_op_threads", "trt_module")}
+            with self.runner(backend, precision, **options) as frames, \
+                    self.runner(backend, enc_precision, role=ENCODER_ROLE, **enc_options) as encoder:
+                report = self.check_golden_graphs({"fp32": (frames, precision), ENCODER_ROLE: (encoder, enc_precision)})
+        else:
+            with self.runner(backend, precision, **options) as runner:
+                report = self.check_golden(runner, precision)
         report["backend"] = backend
         return report
 
-    def check_golden(self, runner: Any, precision: str) -> Dict[str, Any]:
-        """The golden check on an already active ``runner`` (bench reuses the runner it measures)."""
+    def check_golden(self, runner: Any, precision: str, role: Optional[str] = None) -> Dict[str, Any]:
+        """The golden check on an already active ``runner`` (bench reuses the runner it measures).
+
+        ``role``: which graph's golden cases (default: the graph whose golden inputs are the runner's
+        inputs, else the first with outputs). Detections are compared for the frame graph only.
+        """
         from edgekit.core.parity import check_golden
-        from edgekit.core.postprocess import decode
+        from edgekit.core.postprocess import decode, decode_refdet
 
         golden = self.golden()
-        role = next((r for r in golden.roles if self.has(r) and self.model(r).outputs), golden.roles[0])
+        if role is None:
+            role = _golden_role(golden, runner) or next(
+                (r for r in golden.roles if self.has(r) and self.model(r).outputs), golden.roles[0])
         output = self.model(role).outputs[0].name
+        decode_fn = decode_refdet if self.task == "refdet" else decode
 
         def decoder(outputs: Dict[str, Any], spec: Any) -> Any:
-            return decode(outputs[output], spec)
+            return decode_fn(outputs[output], spec)
 
-        return check_golden(runner, golden, precision, decoder=decoder if self.task in ("obb", "detect") else None,
+        detects = self.task in ("obb", "detect") or (self.task == "refdet" and role != ENCODER_ROLE)
+        return check_golden(runner, golden, precision, decoder=decoder if detects else None,
                             role=role, post=self.manifest.postprocess)
+
+    def check_golden_graphs(self, runners: Dict[str, Tuple[Any, str]]) -> Dict[str, Any]:
+        """The golden check of several graphs (``{role: (active runner, precision)}``): the frame graph's
+        report at the top level, every graph's under ``graphs``; ``passed`` only if all pass."""
+        reports = {role: self.check_golden(runner, precision, role=role) for role, (runner, precision) in runners.items()}
+        primary = next((r for role, r in reports.items() if role != ENCODER_ROLE), next(iter(reports.values())))
+        out = dict(primary)
+        out["graphs"] = {role: {k: v for k, v in r.items() if k != "images"} for role, r in reports.items()}
+        out["passed"] = all(r["passed"] for r in reports.values())
+        return out
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.root)!r}, task={self.task!r}, roles={self.roles})"
@@ -303,4 +385,14 @@ def _is_image(shape: Tuple[Any, ...]) -> bool:
     return len(shape) == 4 and shape[1] in (1, 3)
 
 
-__all__ = ["Bundle", "CalibrationInfo", "ENGINE_CACHE_ENV"]
+def _golden_role(golden: Any, runner: Any) -> Optional[str]:
+    """The golden role whose feeds have exactly ``runner``'s input names (None if not one)."""
+    try:
+        names = set(runner.input_metadata())
+    except Exception:  # noqa: BLE001 - an inactive or foreign runner: fall back to the default role
+        return None
+    found = [r for r in golden.roles if set(golden.cases_for(r)[0].inputs) == names]
+    return found[0] if len(found) == 1 else None
+
+
+__all__ = ["Bundle", "CalibrationInfo", "ENGINE_CACHE_ENV", "ENCODER_ROLE", "encoder_precision"]

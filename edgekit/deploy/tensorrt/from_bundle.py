@@ -23,12 +23,22 @@ FP32_ROLE, QDQ_ROLE = "fp32", "int8_qdq"
 
 
 def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int, have_images: bool = False,
-                        ) -> Tuple[Path, EngineBuildOptions, Optional[Path]]:
+                        role: Optional[str] = None) -> Tuple[Path, EngineBuildOptions, Optional[Path]]:
     """(ONNX to build, options with the INT8 source and profiles resolved, calibration cache or None).
 
     ``have_images``: calibration images will be given, so a calibration-cache build needs no cache.
+    ``role``: a graph other than the frame detector's (RefDet's ``reference_encoder``): built from its
+    own FP32 file at FP32/FP16, never INT8.
     """
     check_version(options, major)
+    if role is not None and role not in (FP32_ROLE, QDQ_ROLE):
+        if options.precision == "int8":
+            raise ConfigError(f"the '{role}' graph is not built INT8", "build it at fp16 (or fp32)")
+        profile = bundle.engine_profile(role) or {}
+        profiles = options.profiles or {name: ShapeProfile(min=tuple(s[0]), opt=tuple(s[1]), max=tuple(s[2]))
+                                        for name, s in profile.items()}
+        return Path(bundle.model_path(role)), options.model_copy(update={"int8_source": "auto",
+                                                                         "profiles": profiles}), None
     roles = list(bundle.roles)
     calibration = getattr(bundle, "calibration", None)
     source = options.int8_source if options.precision == "int8" else "auto"
@@ -61,16 +71,18 @@ def bundle_build_inputs(bundle: Any, options: EngineBuildOptions, major: int, ha
 
 def build_from_bundle(bundle: Any, options: EngineBuildOptions, progress: Optional[Callable[[str], None]] = None,
                       force: bool = False, trt_module: Any = None, device: Optional[DeviceInfo] = None,
-                      calib_images: Any = None) -> EngineResult:
-    """Build the engine for ``bundle`` into ``bundle.engine_cache_dir`` (or reuse the one already there)."""
+                      calib_images: Any = None, role: Optional[str] = None) -> EngineResult:
+    """Build the engine for ``bundle`` (its ``role`` graph, default the frame detector) into
+    ``bundle.engine_cache_dir`` (or reuse the one already there)."""
     trt = import_tensorrt(trt_module)
-    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt), calib_images is not None)
+    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt), calib_images is not None,
+                                                     role=role)
     return build_engine(onnx_path, bundle.engine_cache_dir, resolved, calib_cache=cache, progress=progress,
                         force=force, trt_module=trt, calib_images=calib_images, device=device)
 
 
 def find_engine(bundle: Any, options: EngineBuildOptions, trt_module: Any = None,
-                device: Optional[DeviceInfo] = None) -> Optional[Path]:
+                device: Optional[DeviceInfo] = None, role: Optional[str] = None) -> Optional[Path]:
     """The already-built plan for ``bundle`` + ``options`` on this device and TensorRT, or None."""
     from edgekit.calib.cache import read_cache
     from edgekit.core.manifest import file_sha256
@@ -78,7 +90,7 @@ def find_engine(bundle: Any, options: EngineBuildOptions, trt_module: Any = None
     from .keys import engine_key, key_fields, plan_name, reusable
 
     trt = import_tensorrt(trt_module)
-    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt))
+    onnx_path, resolved, cache = bundle_build_inputs(bundle, options, trt_major(trt), role=role)
     device = device or device_info()
     source = resolved.int8_source if resolved.precision == "int8" else None
     algorithm = None
