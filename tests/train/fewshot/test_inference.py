@@ -258,3 +258,75 @@ def test_cli_errors_are_one_line(case: str, synth: Path, tmp_path: Path):
     else:
         _one_line_error(_edgekit("eval", "refdet", tmp_path / "nothing", "--data", synth, "--out", tmp_path / "e"), 1,
                         "does not exist")
+
+
+# -- a real (toy) two-graph RefDet bundle: ONNX Runtime through Bundle.detector() ---------------------
+def _write_refdet_root(root: Path, videos: Dict[str, Tuple[tuple, List[np.ndarray], Dict[int, list]]]) -> Path:
+    """A RefDet root by hand: {video_id: (target colour, frames, {frame: [x1, y1, x2, y2]})}."""
+    from tests.deploy.refdet_bundles import photo
+
+    entries = []
+    for vid, (colour, frames, boxes) in videos.items():
+        sample = root / "samples" / vid
+        (sample / "object_images").mkdir(parents=True)
+        cv2.imwrite(str(sample / "object_images" / "img_1.jpg"), photo(colour))
+        writer = cv2.VideoWriter(str(sample / "drone_video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 64))
+        for f in frames:
+            writer.write(f)
+        writer.release()
+        entries.append({"video_id": vid, "annotations": [{"bboxes": [
+            dict(zip(("frame", "x1", "y1", "x2", "y2"), [i, *b])) for i, b in sorted(boxes.items())]}]})
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "annotations.json").write_text(json.dumps(entries))
+    return root
+
+
+def test_eval_and_predict_a_refdet_bundle(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from tests.deploy.refdet_bundles import BLUE, CELL, GREY, RED, frame_with, write_refdet_bundle
+
+    bundle = write_refdet_bundle(tmp_path / "bundle")  # its default target is RED: eval must set each video's own
+    grey = np.full((64, 64, 3), GREY, np.uint8)
+    blue_at = frame_with(BLUE, (1, 2))  # the toy model boxes a (CELL-2) x (CELL-4) box in the matching cell
+    both = frame_with(RED, (3, 0))
+    both[CELL:2 * CELL, 2 * CELL:3 * CELL] = BLUE
+    cell = [2 * CELL, CELL, 3 * CELL, 2 * CELL]  # the annotated box: the whole (1, 2) cell
+    data = _write_refdet_root(tmp_path / "data", {
+        "blue": (BLUE, [blue_at, blue_at, grey, both], {0: cell, 1: cell, 3: cell}),
+        "red": (RED, [both, grey], {0: [0, 3 * CELL, CELL, 4 * CELL]}),
+    })
+    out = tmp_path / "eval"
+    res = _edgekit("eval", "refdet", bundle, "--data", data, "--out", out, "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = json.loads((out / "eval.json").read_text())
+    assert doc["model_kind"] == "bundle" and doc["frames"] == 6
+    iou = (CELL - 2) * (CELL - 4) / CELL ** 2  # the toy box inside the annotated cell: 168 / 256
+    for vid in ("blue", "red"):
+        m = doc["per_video"][vid]
+        assert m["ap50"] == 1.0 and m["recall"] == 1.0, (vid, m)
+        assert m["st_iou"] == pytest.approx(iou, abs=1e-6), (vid, m)  # no box on the target-free frames
+    assert doc["overall"]["map50"] == 1.0
+
+    refs = [tmp_path / "data" / "samples" / "blue" / "object_images" / "img_1.jpg"]
+    video = tmp_path / "data" / "samples" / "blue" / "drone_video.mp4"
+    res = _edgekit("predict", "refdet", bundle, "--refs", *refs, "--video", video, "--out", tmp_path / "pred",
+                   "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    preds = read_predictions(tmp_path / "pred" / "predictions.json")
+    assert preds.conf == 0.25 and preds.imgsz == 64  # the bundle's own threshold
+    assert [len(i.boxes) for i in preds.images] == [1, 1, 0, 1]
+    assert preds.images[3].boxes[0] == pytest.approx([2.5 * CELL, 1.5 * CELL, CELL - 2, CELL - 4, 0.0])
+    assert (tmp_path / "pred" / "video.mp4").stat().st_size > 0
+
+
+def test_an_obb_bundle_is_not_a_refdet_model(tmp_path: Path, monkeypatch):
+    import edgekit.deploy.bundle as bundle_mod
+
+    class ObbBundle:  # what Bundle.open gives for an OBB export: only its task matters here
+        task = "obb"
+
+    (tmp_path / "manifest.json").write_text("{}")
+    monkeypatch.setattr(bundle_mod.Bundle, "open", staticmethod(lambda path: ObbBundle()))
+    with pytest.raises(ModelError, match="is a 'obb' bundle, not a RefDet one"):
+        load_refdet(tmp_path)
