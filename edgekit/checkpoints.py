@@ -4,7 +4,8 @@ A ``.pt`` file is a pickle, and unpickling may call any function the file names.
 checkpoints with ``torch.load(weights_only=True)`` (PyTorch's restricted unpickler: tensors, plain
 containers and numbers) plus :data:`ALLOWED_GLOBALS`, the few Ultralytics/torch classes a YOLOv8-OBB
 checkpoint is built from (found by listing the globals of ``YOLO("yolov8n-obb.yaml").save()`` and
-of edgekit training's mid-run ``last.pt`` and stripped ``best.pt`` with
+of edgekit training's mid-run ``last.pt`` and stripped ``best.pt``, plus the two classes a
+``yolov8n.pt`` adds (``DetectionModel``, ``Detect``), with
 ``torch.serialization.get_unsafe_globals_in_checkpoint``; ``tests/robustness/test_safe_load.py``
 keeps that list honest). Anything else is refused in one line naming the file and the global.
 ``trust=True`` (the ``--trust-checkpoint`` flag) is the explicit opt-out for files the user trusts.
@@ -44,7 +45,9 @@ ALLOWED_GLOBALS = (
     "ultralytics.nn.modules.block.SPPF",
     "ultralytics.nn.modules.conv.Concat",
     "ultralytics.nn.modules.conv.Conv",
+    "ultralytics.nn.modules.head.Detect",  # yolov8n.pt, loaded into the RefDet detector (model.weights)
     "ultralytics.nn.modules.head.OBB",
+    "ultralytics.nn.tasks.DetectionModel",
     "ultralytics.nn.tasks.OBBModel",
     "ultralytics.utils.IterableSimpleNamespace",  # the training args inside a mid-run checkpoint
 )

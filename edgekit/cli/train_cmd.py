@@ -1,13 +1,14 @@
-"""``edgekit train``: training commands (``obb``: YOLOv8-OBB with DINOv3 feature distillation).
+"""``edgekit train``: training commands (``obb``: YOLOv8-OBB with DINOv3 feature distillation; ``refdet``: the
+few-shot reference detector).
 
 Thin: parse options, build the typed config (CLI ``key=value`` > config file > defaults), call
-:func:`edgekit.train.obb.train_obb`, print where the run went. Heavy imports happen inside the command.
+:func:`edgekit.train.obb.train_obb` or :func:`edgekit.train.fewshot.api.train_refdet`, print where the run went. Heavy imports happen inside the command.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import click
 
@@ -65,19 +66,109 @@ def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, trust_
         click.echo("final: " + ", ".join(f"{k.split('/', 1)[1]}={v:.4f}" for k, v in sorted(metrics.items())))
 
 
-def check_override_shape(overrides: Tuple[str, ...]) -> None:
+@train.command("refdet", context_settings={"ignore_unknown_options": True})
+@click.option("--data", default=None, help="RefDet root, or a root with train/ (and val/ or test/ for validation).")
+@click.option("--stage", type=click.Choice(["1", "2", "3"]), default=None,
+              help="1 base detection, 2 episodic meta-learning (default), 3 triplet fine-tuning from a stage-2 checkpoint.")
+@click.option("--weights", default=None, help="RefDet checkpoint to start from (stage 3: the stage-2 best.pt).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--imgsz", type=click.IntRange(min=32), default=None, help="Frame side (multiple of 32).")
+@click.option("--device", default=None, help="cpu, cuda or a GPU index.")
+@click.option("--use-triplet", is_flag=True, default=None, help="Stage 3: add the triplet loss.")
+@click.option("--triplet-ratio", type=click.FloatRange(0, 1), default=None,
+              help="Stage 3: triplet share of the metric loss (contrastive weights x (1 - ratio)).")
+@click.option("--negative-strategy", type=click.Choice(["background", "cross_class", "mixed"]), default=None,
+              help="Triplet negatives.")
+@click.option("--save-interval", type=click.IntRange(min=0), default=None,
+              help="Also keep checkpoints/epoch<NNN>.pt every N epochs (0: never).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML or JSON config (keys: docs/refdet.md).")
+@click.option("--run-id", default=None, help="Run directory name under `project` (default: a fresh id).")
+@click.option("--resume", is_flag=True, help="Continue the run from checkpoints/last.pt (exactly: same batches, same state).")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Load --weights/last.pt/model.weights without the class allow-list (it may run code).")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit (nothing is trained).")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def refdet(data: Optional[str], stage: Optional[str], weights: Optional[str], epochs: Optional[int],
+           imgsz: Optional[int], device: Optional[str], use_triplet: Optional[bool], triplet_ratio: Optional[float],
+           negative_strategy: Optional[str], save_interval: Optional[int], config_path: Optional[Path],
+           run_id: Optional[str], resume: bool, trust_checkpoint: bool, print_config: bool,
+           overrides: Tuple[str, ...]) -> None:
+    """Few-shot reference detector: YOLOv8n + DINOv2 reference encoder + fusion, trained on episodes.
+
+    OVERRIDES are key=value (dotted for nested keys, e.g. episode.n_way=4 loss.cpe_weight=0.2); every key is
+    in docs/refdet.md. Flags win over overrides, overrides over --config. `--run-id ID --resume` without
+    --config continues with the run's reports/config_resolved.yaml.
+    """
+    check_override_shape(overrides, "train refdet", refdet_suggest)
+    from edgekit.train.fewshot.config import load_refdet_config
+    from edgekit.train.run import check_run_id
+
+    if run_id is not None:
+        check_run_id(run_id)
+    flags = {"data": data, "stage": int(stage) if stage else None, "weights": weights, "epochs": epochs,
+             "imgsz": imgsz, "device": device, "use_triplet": use_triplet, "triplet_ratio": triplet_ratio,
+             "negative_strategy": negative_strategy, "save_interval": save_interval}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if resume and config_path is None and run_id:
+        config_path = _saved_config(overrides, run_id, has_data="data" in flags or any(o.startswith("data=") for o in overrides))
+    cfg = load_refdet_config(config_path, overrides, flags)
+    if print_config:
+        from edgekit.core.config import dump_config
+
+        click.echo(dump_config(cfg), nl=False)
+        return
+    from edgekit.train.fewshot.api import train_refdet
+
+    result = train_refdet(cfg, run_id=run_id, resume=resume, trust_checkpoint=trust_checkpoint)
+    click.echo(f"run: {result.run_dir}")
+    click.echo(f"best: {result.best}")
+    shown = {k: v for k, v in result.final_metrics.items() if k in ("ap50", "st_iou", "val_loss", "train_loss")}
+    if shown:
+        click.echo("final: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+
+
+def _saved_config(overrides: Tuple[str, ...], run_id: str, has_data: bool) -> Optional[Path]:
+    """The run's own resolved config for `--run-id ID --resume` without --config."""
+    project = next((o.split("=", 1)[1] for o in overrides if o.startswith("project=")), "runs")
+    saved = Path(project) / run_id / "reports" / "config_resolved.yaml"
+    if not saved.is_file() and not has_data:
+        from edgekit.core.errors import ConfigError
+
+        raise ConfigError(f"nothing to resume: {saved} does not exist", "check --run-id and project=, or pass --config")
+    return saved if saved.is_file() else None
+
+
+def refdet_suggest(name: str, value: str) -> str:
+    """The override that sets what ``--name value`` meant for `train refdet`."""
+    from edgekit.core.config import closest_key
+    from edgekit.train.fewshot.config import RefDetTrainConfig
+
+    key = name.replace("-", "_")
+    if key in RefDetTrainConfig.model_fields:
+        return f"{key}={value}"
+    for section, info in RefDetTrainConfig.model_fields.items():
+        if key in getattr(info.annotation, "model_fields", {}):
+            return f"{section}.{key}={value}"
+    hint = closest_key(key, list(RefDetTrainConfig.model_fields))
+    return f"{hint}={value}" if hint else f"{key}={value} with a key from docs/refdet.md"
+
+
+def check_override_shape(overrides: Tuple[str, ...], command: str = "train obb",
+                         suggest: Optional[Callable[[str, str], str]] = None) -> None:
     """Usage error (exit 2) for an override that is not key=value, e.g. ``--epochs 3``, naming the key to write."""
+    suggest = suggest or suggest_override
     for i, item in enumerate(overrides):
         if item.startswith("-"):
             name, _, value = item.lstrip("-").partition("=")
             nxt = overrides[i + 1] if i + 1 < len(overrides) else ""
             if not value and nxt and "=" not in nxt and not nxt.startswith("-"):
                 value = nxt
-            raise click.UsageError(f"{item.split('=', 1)[0]} is not an option of `train obb`; config keys are "
-                                   f"key=value overrides: write {suggest_override(name, value or '...')}")
+            raise click.UsageError(f"{item.split('=', 1)[0]} is not an option of `{command}`; config keys are "
+                                   f"key=value overrides: write {suggest(name, value or '...')}")
         if "=" not in item:
             raise click.UsageError(f"override '{item}' is not key=value; write e.g. imgsz=320 "
-                                   "(every key: docs/config.md, or --print-config)")
+                                   f"(every key: {'docs/refdet.md' if 'refdet' in command else 'docs/config.md'}, or --print-config)")
 
 
 def suggest_override(name: str, value: str) -> str:

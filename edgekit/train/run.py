@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from edgekit.core.atomic import write_json_atomic, write_text_atomic
 from edgekit.core.errors import ConfigError
-from edgekit.core.outdir import owned_by, write_marker
+from edgekit.core.outdir import owned_by, prepare_output, write_marker
 
 PathLike = Union[str, "os.PathLike[str]"]
 WRITER = "train"  # the run directory's output marker (edgekit.core.outdir)
@@ -210,5 +210,60 @@ def update_run_meta(run: RunDir, **fields: Any) -> Dict[str, Any]:
     return meta
 
 
-__all__ = ["RunDir", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
+# -- starting and resuming a run (every refusal happens before anything is written) -------------------
+def flatten_config(d: Dict[str, Any], prefix: str = "", opaque: Sequence[str] = ()) -> Dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; mappings under an ``opaque`` key stay one value."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and k not in opaque:
+            out.update(flatten_config(v, key + ".", opaque))
+        else:
+            out[key] = v
+    return out
+
+
+def check_resume_config(saved: Dict[str, Any], new: Dict[str, Any], run: RunDir, mutable: Sequence[str],
+                        opaque: Sequence[str] = ()) -> None:
+    """ConfigError naming the first key of ``new`` that differs from the run's saved config (both as
+    ``model_dump(mode="json")``), except keys under ``mutable`` (where and how fast the run executes).
+    A resume continues what was started; a silently changed config would make config_resolved.yaml lie."""
+    old, cur = flatten_config(saved, opaque=opaque), flatten_config(new, opaque=opaque)
+    for key in sorted(set(old) | set(cur)):
+        if key.split(".")[0] in mutable or key in mutable or old.get(key) == cur.get(key):
+            continue
+        raise ConfigError(f"--resume with a changed config: {key} is {cur.get(key)!r}, the run "
+                          f"{run.run_id} was started with {old.get(key)!r} ({run.config_resolved})",
+                          "resume with the run's own config (drop the change), or start a new --run-id")
+
+
+def restartable(run: RunDir) -> bool:
+    """A run of ours killed before its first checkpoint: nothing trained, so it restarts from scratch."""
+    return owned_by(run.root, WRITER) and not run.last.exists() and not run.best.exists()
+
+
+def plan_run(run: RunDir, resume: bool, sources: Sequence[PathLike],
+             on_resume: Callable[[RunDir], Dict[str, Any]]) -> tuple:
+    """``(resume?, state)`` for starting ``run``: ``on_resume(run)`` reads and checks last.pt's state (and the
+    config) when resuming; a new run never goes into a directory edgekit did not write nor into/around the
+    ``sources`` (the dataset), and never over a run that has checkpoints."""
+    import logging
+
+    state: Dict[str, Any] = {}
+    if resume and not run.last.exists() and restartable(run):
+        logging.getLogger(__name__).warning("run %s was stopped before its first checkpoint: restarting it from "
+                                            "epoch 0", run.root)
+        resume = False
+    elif resume:
+        if not run.last.exists():
+            raise ConfigError(f"nothing to resume: {run.last} does not exist", "start the run without --resume")
+        state = on_resume(run)
+    elif run.last.exists():
+        raise ConfigError(f"run {run.root} already has checkpoints", "pass --resume, or a new --run-id")
+    if not resume:
+        prepare_output(run.root, WRITER, flag="--run-id", sources=list(sources))
+    return resume, state
+
+
+__all__ = ["RunDir", "flatten_config", "check_resume_config", "restartable", "plan_run", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
            "host_info", "read_run_meta", "update_run_meta"]

@@ -1,4 +1,4 @@
-"""The few-shot reference detector (RefDet): losses and episodic data (the model and stages come later).
+"""The few-shot reference detector (RefDet): losses, episodic data, model (model.py) and checkpoints (checkpoint.py).
 
 Submodules import torch (losses) or OpenCV (data) and are imported explicitly, not from here.
 """

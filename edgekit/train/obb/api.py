@@ -20,10 +20,8 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.config import dump_config
 from edgekit.core.errors import ConfigError, EdgekitError, ModelError
-from edgekit.core.outdir import owned_by, prepare_output
 
 from ..run import (
-    WRITER,
     RunDir,
     append_jsonl,
     check_run_id,
@@ -31,9 +29,11 @@ from ..run import (
     host_info,
     keep_jsonl,
     new_run_id,
+    plan_run,
     read_jsonl,
     update_run_meta,
 )
+from ..run import check_resume_config as _check_resume_config
 from .config import ObbTrainConfig
 from .preflight import check_ultralytics_keys, held_ultralytics_log, preflight, translate_stage_error
 
@@ -200,17 +200,6 @@ def _finish_interrupted_stage(cfg: ObbTrainConfig, run: RunDir, index: int, data
 RESUME_MUTABLE = ("device", "workers", "project", "data", "logging", "teacher.cuda_graph", "save_period")
 
 
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and k != "model_kwargs" and k != "ultralytics":
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def check_resume_config(cfg: ObbTrainConfig, run: RunDir) -> None:
     """ConfigError naming the first key that differs from the run's config_resolved.yaml.
 
@@ -225,13 +214,7 @@ def check_resume_config(cfg: ObbTrainConfig, run: RunDir) -> None:
         saved = ObbTrainConfig.model_validate(read_mapping(run.config_resolved)).model_dump(mode="json")
     except Exception:  # an unreadable or outdated report: nothing to compare against
         return
-    old, new = _flatten(saved), _flatten(cfg.model_dump(mode="json"))
-    for key in sorted(set(old) | set(new)):
-        if key.split(".")[0] in RESUME_MUTABLE or key in RESUME_MUTABLE or old.get(key) == new.get(key):
-            continue
-        raise ConfigError(f"--resume with a changed config: {key} is {new.get(key)!r}, the run "
-                          f"{run.run_id} was started with {old.get(key)!r} ({run.config_resolved})",
-                          "resume with the run's own config (drop the change), or start a new --run-id")
+    _check_resume_config(saved, cfg.model_dump(mode="json"), run, RESUME_MUTABLE, opaque=("model_kwargs", "ultralytics"))
 
 
 def remove_stale_temps(run: RunDir) -> None:
@@ -262,11 +245,6 @@ def read_resume_state(run: RunDir, trust: bool = False) -> Dict[str, Any]:
     return dict(state)
 
 
-def _restartable(run: RunDir) -> bool:
-    """A run of ours killed before its first checkpoint: nothing trained, so it restarts from scratch."""
-    return owned_by(run.root, WRITER) and not run.last.exists() and not run.best.exists()
-
-
 def _check_student(cfg: ObbTrainConfig, trust: bool) -> None:
     """A student .pt is loaded safely once here, so an unsafe or corrupt one fails before the run exists."""
     from edgekit.checkpoints import safe_load
@@ -283,19 +261,14 @@ def _plan_run(cfg: ObbTrainConfig, run_id: str, resume: bool, dataset: Path,
               trust: bool) -> Tuple[RunDir, bool, Dict[str, Any]]:
     """(run, resume?, last.pt state): every refusal happens here, before anything is written."""
     existing = RunDir(Path(cfg.project) / run_id)
-    state: Dict[str, Any] = {}
-    if resume and not existing.last.exists() and _restartable(existing):
-        LOG.warning("run %s was stopped before its first checkpoint: restarting it from epoch 0", existing.root)
-        resume = False
-    elif resume:
-        if not existing.last.exists():
-            raise ConfigError(f"nothing to resume: {existing.last} does not exist", "start the run without --resume")
-        state = read_resume_state(existing, trust)
-        check_resume_config(cfg, existing)
-    elif existing.last.exists():
-        raise ConfigError(f"run {existing.root} already has checkpoints", "pass --resume, or a new --run-id")
-    if not resume:  # a new run never goes into a directory edgekit did not write, nor into/around the dataset
-        prepare_output(existing.root, WRITER, flag="--run-id", sources=[dataset])
+
+    def on_resume(run: RunDir) -> Dict[str, Any]:
+        state = read_resume_state(run, trust)
+        check_resume_config(cfg, run)
+        return state
+
+    resume, state = plan_run(existing, resume, [dataset], on_resume)
+    if not resume:
         _check_student(cfg, trust)
     return existing, resume, state
 

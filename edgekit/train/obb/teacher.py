@@ -1,9 +1,7 @@
 """The frozen DINOv3 teacher: weight resolution, construction and patch-feature extraction.
 
-Weights come from local files only (no downloads): ``artifacts/models/dino/`` is searched for the
-usual names (timm, Hugging Face and Meta's original release names), in timm's or Meta's key layout,
-``.pth`` or ``.safetensors``. timm converts Meta's layout through its ``checkpoint_filter_fn`` when
-loading via ``pretrained_cfg_overlay=dict(file=...)``. The teacher is a plain object held beside
+Weights come from local files only (no downloads): ``artifacts/models/dino/`` is searched by the resolver
+shared with the RefDet reference encoder (``edgekit/train/weights.py``). The teacher is a plain object held beside
 the trainer, never a submodule of the student, so it stays out of checkpoints, EMA, the optimizer
 and the DDP wrapper.
 
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from edgekit.core.errors import ConfigError, ModelError
+from edgekit.train.weights import resolve_timm_weights, weight_candidates
 
 from .config import TeacherConfig
 
@@ -29,54 +28,10 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-# timm architecture -> the prefix of Meta's original checkpoint names (dinov3_vits16_pretrain_lvd1689m-08c60483.pth).
-_META_PREFIX = {
-    "vit_small_patch16_dinov3": "dinov3_vits16",
-    "vit_small_plus_patch16_dinov3": "dinov3_vits16plus",
-    "vit_base_patch16_dinov3": "dinov3_vitb16",
-    "vit_large_patch16_dinov3": "dinov3_vitl16",
-    "vit_huge_plus_patch16_dinov3": "dinov3_vith16plus",
-    "vit_7b_patch16_dinov3": "dinov3_vit7b16",
-}
-_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-
-
-def weight_candidates(name: str, weights_dir: Path) -> List[Path]:
-    """Every path (or glob pattern) searched for ``name``'s weights, in priority order."""
-    arch, _, tag = name.partition(".")
-    d = Path(weights_dir)
-    out: List[Path] = []
-    for stem in dict.fromkeys([name, arch]):  # the tagged name first, then the bare architecture
-        out += [d / f"{stem}{s}" for s in _SUFFIXES]
-        out += [d / stem / f for f in ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")]
-    prefix = _META_PREFIX.get(arch.replace("_qkvb", ""))
-    if prefix:
-        out.append(d / (f"{prefix}_pretrain_{tag}*.pth" if tag else f"{prefix}_pretrain_*.pth"))
-    return out
-
 
 def resolve_teacher_weights(cfg: TeacherConfig) -> Optional[Path]:
     """The weights file for ``cfg``; None for ``weights: random``; ModelError listing every path searched."""
-    if cfg.weights == "random":
-        return None
-    if cfg.weights != "auto":
-        path = Path(cfg.weights).expanduser()
-        if not path.is_file():
-            raise ModelError(f"teacher.weights file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""),
-                             f"put the {cfg.name} weights there or set teacher.weights: auto")
-        return path
-    searched = weight_candidates(cfg.name, Path(cfg.weights_dir))
-    for cand in searched:
-        if "*" in cand.name:
-            hits = sorted(cand.parent.glob(cand.name)) if cand.parent.is_dir() else []
-            if hits:
-                return hits[0]
-        elif cand.is_file():
-            return cand
-    raise ModelError(
-        f"no weights for teacher {cfg.name}; searched: {', '.join(str(p) for p in searched)}",
-        f"copy the DINOv3 weights (timm or Meta layout) into {cfg.weights_dir}/, or set teacher.weights: PATH "
-        "(teacher.weights: random only for tests)")
+    return resolve_timm_weights(cfg.name, cfg.weights, cfg.weights_dir, "teacher.weights", "the DINOv3 weights")
 
 
 def create_teacher_model(cfg: TeacherConfig, weights: Optional[Path]):
