@@ -65,7 +65,7 @@ if [ -n "$PY38" ]; then
   # onnxruntime/onnx: the last lines with cp38 wheels, standing in for JetPack's own builds.
   "$venv/bin/python" -m pip install -q "numpy<1.24" "pydantic>=2.5,<2.11" pyyaml click tqdm \
       "opencv-python-headless<4.11" "onnxruntime<1.20" "onnx<1.18" "polygraphy==0.49.26" pytest pytest-timeout \
-      "fastapi>=0.110,<0.125" "uvicorn>=0.29,<0.34" "websockets>=12,<14" prometheus-client httpx "paho-mqtt>=2,<3"
+      "fastapi>=0.110,<0.125" "uvicorn>=0.29,<0.34" "websockets>=12,<14" prometheus-client httpx "paho-mqtt>=2,<3" python-multipart
   device_tests=()
   # tests/jetson: parsing and command lines (the loopback-sshd tests already run a Python 3.8 device).
   for t in tests/core tests/cli/test_root.py tests/cli/test_engine_cli.py tests/deploy tests/bench \

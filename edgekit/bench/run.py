@@ -259,7 +259,7 @@ def _parity(bundle: Any, detector: Any, s: BenchSettings) -> ParityResult:
             from edgekit.deploy.bundle import encoder_precision
 
             report = bundle.check_golden_graphs({role: (runner, s.precision if role == "fp32" else
-                                                        encoder_precision(s.backend))
+                                                        encoder_precision(s.backend, bundle.model(role)))
                                                  for role, runner in graphs().items()})
         else:
             report = bundle.check_golden(detector.runner, s.precision)

@@ -39,6 +39,8 @@ def info(path: str, as_json: bool) -> None:
         e = b.model(role)
         ins = ", ".join(f"{t.name}{list(t.shape)} {t.dtype}" for t in e.inputs)
         click.echo(f"model       {role:<10} {e.file}  ({ins}; opset {e.opset})")
+    if m.references:
+        click.echo(f"references  {len(m.references)} photo(s) of the default target: {', '.join(m.references)}")
     c = b.calibration
     if c is not None:
         click.echo(f"calibration {c.cache.name}: {c.trt_algorithm} (ranges by {c.method}, {c.n_images} images, "
@@ -63,10 +65,14 @@ def check(path: str, backend: str, precision: str, as_json: bool) -> None:
     report = Bundle.open(path).check_parity(backend, precision)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
-    det = report.get("detections") or {}
-    click.echo(f"parity {backend}/{precision} on {report['n_images']} golden inputs: raw max abs "
-               f"{report['raw']['max_abs']:.3g}, detections {det.get('matched', 0)}/{det.get('n_ref', 0)} matched -> "
-               f"{'pass' if report['passed'] else 'FAIL'}")
+    for role, r in (report.get("graphs") or {"": report}).items():  # RefDet: each of its two graphs
+        det = r.get("detections") or {}
+        what = {"": "", "fp32": "per-frame graph "}.get(role, f"{role} ")
+        click.echo(f"parity {what}{backend}/{r.get('precision', precision)} on {r['n_images']} golden inputs: raw max "
+                   f"abs {r['raw']['max_abs']:.3g}, detections {det.get('matched', 0)}/{det.get('n_ref', 0)} matched "
+                   f"-> {'pass' if r['passed'] else 'FAIL'}")
     if not report["passed"]:
-        raise ModelError(f"{path} does not reproduce its golden outputs on {backend}/{precision}: "
-                         f"{failure_line(report)}", "rebuild the engine on this device, or re-export the bundle")
+        failed = [(role, r) for role, r in (report.get("graphs") or {"": report}).items() if not r["passed"]]
+        why = "; ".join(f"{role + ': ' if role else ''}{failure_line(r)}" for role, r in failed)
+        raise ModelError(f"{path} does not reproduce its golden outputs on {backend}/{precision}: {why}",
+                         "rebuild the engine on this device, or re-export the bundle")

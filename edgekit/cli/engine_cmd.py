@@ -76,7 +76,8 @@ def build(bundle: Path, precision: str, int8_source: str, dla_core: Optional[int
     if opened.task == "refdet":  # its reference encoder: always FP16 (edgekit.deploy.bundle.encoder_precision)
         from edgekit.deploy.bundle import ENCODER_ROLE, encoder_precision
 
-        enc = build_from_bundle(opened, options.model_copy(update={"precision": encoder_precision("tensorrt"),
+        entry = opened.model(ENCODER_ROLE)
+        enc = build_from_bundle(opened, options.model_copy(update={"precision": encoder_precision("tensorrt", entry),
                                                                    "dla_core": None, "int8_source": "auto"}),
                                 progress=log, force=force, role=ENCODER_ROLE)
         click.echo(f"{'reused' if enc.reused else 'built'} {enc.plan_path} ({ENCODER_ROLE})")

@@ -21,6 +21,9 @@ from edgekit.core.vocab import CALIB_METHODS, FLOAT_SCOPES, SIMPLIFIERS, TARGETS
 @click.option("--dynamic", is_flag=True, help="Dynamic batch/height/width axes.")
 @click.option("--fp16", is_flag=True, help="Record/build an FP16 engine (model.onnx itself stays FP32).")
 @click.option("--int8", is_flag=True, help="Also write model.int8.qdq.onnx, a calibration cache and the INT8 accuracy report.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="The dataset: RefDet videos (root, or train/ + test/) for a RefDet checkpoint, the YOLO-OBB "
+                   "root (data.yaml) for an OBB one. Default: the run's dataset.")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None,
               help="Folder of calibration images. Default: the run's dataset, train split.")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default=CALIB_METHODS[0], show_default=True,
@@ -46,16 +49,16 @@ from edgekit.core.vocab import CALIB_METHODS, FLOAT_SCOPES, SIMPLIFIERS, TARGETS
 @click.option("--tile-batch", type=int, default=None,
               help="Tiles per engine call (with --tile; > 1 needs --dynamic: the engine profile covers it).")
 def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: bool, int8: bool,
-           calib_data: Optional[Path], calib_method: str, calib_size: int, int8_float_scope: str, simplifier: str, target: str,
+           data: Optional[Path], calib_data: Optional[Path], calib_method: str, calib_size: int, int8_float_scope: str, simplifier: str, target: str,
            engine: bool, out: Optional[Path], no_parity_gate: bool, max_int8_drop: Optional[float],
            val_size: Optional[int], conf: float, quiet: bool, trust_checkpoint: bool, tile: Optional[int],
            tile_overlap: Optional[int], tile_batch: Optional[int]) -> None:
-    """Export RUN_DIR (runs/<id>/) or an Ultralytics OBB CHECKPOINT to a verified deploy bundle."""
+    """Export RUN_DIR (runs/<id>/) or a CHECKPOINT (Ultralytics OBB, or RefDet with --data) to a verified deploy bundle."""
     from edgekit.export import export_model
 
     options = build_export_options({
         "source": source, "imgsz": imgsz, "opset": opset, "dynamic": dynamic, "fp16": fp16, "int8": int8,
-        "calib_data": calib_data, "calib_method": calib_method, "calib_size": calib_size, "int8_float_scope": int8_float_scope,
+        "data": data, "calib_data": calib_data, "calib_method": calib_method, "calib_size": calib_size, "int8_float_scope": int8_float_scope,
         "simplifier": simplifier,
         "target": target, "engine": engine, "out": out, "parity_gate": not no_parity_gate,
         "max_int8_drop": max_int8_drop, "val_size": val_size, "conf": conf, "trust_checkpoint": trust_checkpoint,
@@ -78,7 +81,7 @@ def export(source: Path, imgsz: Optional[int], opset: int, dynamic: bool, fp16: 
 # the user typed, not the internal field. Fields missing here are library-only (ExportOptions(...)).
 FIELD_FLAGS: Dict[str, str] = {
     "source": "SOURCE", "imgsz": "--imgsz", "opset": "--opset", "dynamic": "--dynamic", "fp16": "--fp16",
-    "int8": "--int8", "calib_data": "--calib-data", "calib_method": "--calib-method", "calib_size": "--calib-size",
+    "int8": "--int8", "data": "--data", "calib_data": "--calib-data", "calib_method": "--calib-method", "calib_size": "--calib-size",
     "int8_float_scope": "--int8-float-scope", "simplifier": "--simplifier", "target": "--target",
     "engine": "--engine", "out": "--out", "parity_gate": "--no-parity-gate", "max_int8_drop": "--max-int8-drop",
     "val_size": "--val-size", "conf": "--conf", "trust_checkpoint": "--trust-checkpoint", "tile_plan": "--tile",

@@ -93,6 +93,9 @@ class ModelEntry(StrictModel):
     outputs: List[TensorSpec]
     opset: Optional[int] = None
     profile: Dict[str, ShapeRange] = Field(default_factory=dict)
+    # The precision TensorRT builds this graph at whatever the frames run at (RefDet's reference_encoder:
+    # "fp16"); None: the precision asked for.
+    engine_precision: Optional[Literal["fp32", "fp16"]] = None
 
     @field_validator("file")
     @classmethod

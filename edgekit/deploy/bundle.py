@@ -42,11 +42,13 @@ _ONNX_ROLE = {("onnxruntime", "fp32"): "fp32", ("onnxruntime", "int8"): "int8_qd
 ENCODER_ROLE = "reference_encoder"  # RefDet's reference encoder: FP32 ONNX, built FP16 on TensorRT, never INT8
 
 
-def encoder_precision(backend: str) -> str:
+def encoder_precision(backend: str, entry: Optional[ModelEntry] = None) -> str:
     """The precision a RefDet bundle's reference encoder runs at on ``backend`` (whatever the frames run at):
-    TensorRT builds it FP16 (runs once per target; INT8 would cost accuracy for no frame-rate gain),
-    ONNX Runtime runs the FP32 file."""
-    return "fp16" if backend == "tensorrt" else "fp32"
+    TensorRT builds it at the manifest's ``engine_precision`` (export writes "fp16": it runs once per target,
+    INT8 would cost accuracy for no frame-rate gain), ONNX Runtime runs the FP32 file."""
+    if backend != "tensorrt":
+        return "fp32"
+    return (entry.engine_precision if entry is not None else None) or "fp16"
 
 
 class CalibrationInfo(NamedTuple):
@@ -319,7 +321,7 @@ class Bundle:
         enc_options = {k: v for k, v in options.items() if k in ("providers", "intra_op_threads", "trt_module")}
         return RefDetDetector(
             self.runner(backend, precision, **options),
-            self.runner(backend, encoder_precision(backend), role=ENCODER_ROLE, **enc_options),
+            self.runner(backend, encoder_precision(backend, encoder), role=ENCODER_ROLE, **enc_options),
             letterbox=self.manifest.preprocess, postprocess=self.manifest.postprocess, reference_letterbox=ref_spec,
             input_name=images[0], embedding_name=others[0], output_name=frame.outputs[0].name,
             encoder_input=encoder.inputs[0].name, encoder_output=encoder.outputs[0].name,
@@ -333,7 +335,7 @@ class Bundle:
         report; ``report["passed"]`` is the verdict.
         """
         if self.task == "refdet":
-            enc_precision = encoder_precision(backend)
+            enc_precision = encoder_precision(backend, self.model(ENCODER_ROLE))
             enc_options = {k: v for k, v in options.items() if k in ("providers", "intra_op_threads", "trt_module")}
             with self.runner(backend, precision, **options) as frames, \
                     self.runner(backend, enc_precision, role=ENCODER_ROLE, **enc_options) as encoder:

@@ -52,6 +52,7 @@ class GraphSpec:
     input_names: Tuple[str, ...]
     output_names: Tuple[str, ...]
     detections: bool = True  # whether its outputs decode into Detections (parity on detections)
+    engine_precision: Optional[str] = None  # a fixed TensorRT build precision (RefDet's encoder: "fp16")
 
     def __post_init__(self) -> None:
         if self.role not in MODEL_ROLES or self.role == "int8_qdq":  # int8_qdq is export's, from the detection graph
@@ -112,6 +113,19 @@ class ExportAdapter(abc.ABC):
             return None
         raise ConfigError(f"{type(self).__name__} gives no calibration feeds for {graph.filename}, whose inputs "
                           f"are {list(graph.input_names)}", "implement ExportAdapter.calibration_feeds for the task")
+
+    def choose_images(self, options: Any, source: Any, ckpt: LoadedCheckpoint, imgsz: int) -> Any:
+        """The task's own :class:`~edgekit.export.context.ExportImages`; None: the pipeline's choice
+        (a YOLO dataset's val split and a calibration image folder)."""
+        return None
+
+    def calibration_set(self, ctx: Any) -> Any:
+        """The task's own INT8 calibration set (size, ``data_hash()``, images); None: ``--calib-data`` images."""
+        return None
+
+    def manifest_extras(self, ctx: Any, bundle: Path) -> Dict[str, Any]:
+        """Files the task adds to the bundle and the manifest keys naming them (RefDet: its default target)."""
+        return {}
 
     def int8_excluded_nodes(self, graph: GraphSpec, onnx_path: Path, float_scope: str) -> Optional[List[str]]:
         """Nodes of ``graph`` that stay float in the Q/DQ model; None: the Ultralytics head rule of
@@ -205,7 +219,8 @@ def get_adapter(task: str) -> ExportAdapter:
 
 
 def load_checkpoint(path: Path, trust: bool = False) -> LoadedCheckpoint:
-    """Load an Ultralytics checkpoint; a corrupt or foreign file is a one-line :class:`ModelError`.
+    """Load an Ultralytics checkpoint (or a RefDet one, :mod:`edgekit.export.refdet`); a corrupt or
+    foreign file is a one-line :class:`ModelError`.
 
     Loaded restricted (``edgekit.checkpoints``): a file naming anything outside the allow-list is
     refused unless ``trust`` (``--trust-checkpoint``).
@@ -213,6 +228,10 @@ def load_checkpoint(path: Path, trust: bool = False) -> LoadedCheckpoint:
     from edgekit.checkpoints import guarded_loading
 
     path = Path(path)
+    from .refdet import is_refdet_checkpoint, load_refdet
+
+    if is_refdet_checkpoint(path):
+        return load_refdet(path, trust)
     try:
         from ultralytics.nn.tasks import load_checkpoint as ul_load
 

@@ -91,7 +91,7 @@ def manifest_dict(ctx: ExportContext, bundle: Path, results: ExportResults) -> D
         golden=GoldenEntry(dir=results.golden.dir, n=results.golden.cases, tolerances=golden_tolerances()),
         provenance=Provenance(run_id=ctx.source.run_id, git_sha=git_sha(), versions=versions(),
                               source_checkpoint=str(ctx.source.checkpoint)),
-        target=ctx.options.target, tiling=ctx.options.tile_plan,
+        target=ctx.options.target, tiling=ctx.options.tile_plan, **results.manifest_extras,
     )
     return manifest.model_dump(mode="json")
 
@@ -127,7 +127,7 @@ def model_entry(path: Path, graph: GraphSpec, feed: Optional[Mapping[str, Any]] 
             shape = [int(d) for d in feed[spec.name].shape]
             profile[spec.name] = batch_profile(shape, spec.shape, batch)
     return ModelEntry(file=path.name, inputs=input_specs, outputs=specs(model.graph.output), opset=opset,
-                      profile=profile)
+                      profile=profile, engine_precision=graph.engine_precision)
 
 
 def batch_profile(shape: list, dims: list, batch: int = 1):

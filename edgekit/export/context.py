@@ -155,6 +155,7 @@ class ExportResults:
     engine: EngineStageResult
     int8: Optional[Int8Result] = None
     seconds: float = 0.0
+    manifest_extras: Dict[str, Any] = field(default_factory=dict)  # task-specific manifest keys (RefDet: references)
 
     def primary_parity(self) -> ParityResult:
         """The detection graph's parity (the report's ``parity`` key, as for a one-graph export)."""

@@ -29,6 +29,9 @@ class ExportOptions(StrictModel):
     fp16: bool = False  # engine precision flag for the device build; model.onnx stays FP32
     int8: bool = False
     calib_data: Optional[Path] = None  # default: the dataset's train split (val is kept for the accuracy check)
+    # The dataset: RefDet videos (a RefDet root, or train/ + test/ of them) for a RefDet checkpoint, the
+    # YOLO-OBB root (data.yaml) for an OBB one. Default: the run's dataset.
+    data: Optional[Path] = None
     calib_method: CalibMethod = "minmax"
     calib_size: int = Field(64, ge=1)
     int8_float_scope: FloatScope = "head"  # what stays float in model.int8.qdq.onnx

@@ -44,9 +44,10 @@ def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportRes
         detector = parity[ctx.detection_graph().role]
         int8 = stages.int8_artifacts(ctx, bundle, calib, detector) if calib is not None else None
         golden = stages.golden(ctx, bundle, parity, int8)
+        extras = ctx.adapter.manifest_extras(ctx, bundle)
         engine = stages.engine(ctx, bundle)
         results = ExportResults(onnx=onnx, parity=parity, golden=golden, engine=engine, int8=int8,
-                                seconds=round(time.perf_counter() - start, 2))
+                                seconds=round(time.perf_counter() - start, 2), manifest_extras=extras)
         report = stages.write_report_and_manifest(ctx, bundle, results)
     return ExportResult(bundle_dir=out, report=report, summary_rows=stages.summary_rows(results, out))
 
@@ -64,7 +65,9 @@ def prepare(options: ExportOptions, log: Log) -> ExportContext:
     if imgsz % STRIDE:
         raise ConfigError(f"--imgsz {imgsz} is not a multiple of the model stride {STRIDE}",
                           f"pass --imgsz {((imgsz + STRIDE - 1) // STRIDE) * STRIDE}")
-    images = choose_images(options, source, ckpt)
+    if options.data is not None and ckpt.task != "refdet":
+        source = obb_dataset_source(options.data, source)
+    images = adapter.choose_images(options, source, ckpt, imgsz) or choose_images(options, source, ckpt)
     post = PostprocessSpec(conf=options.conf, iou=options.iou, task="obb" if ckpt.task == "obb" else "detect")
     return ExportContext(options, source, ckpt, adapter, imgsz, images, post, log)
 
@@ -102,6 +105,23 @@ def choose_images(options: ExportOptions, source: ExportSource, ckpt: LoadedChec
     return ExportImages(parity=parity[: options.parity_images], calib_dir=Path(calib_dir) if calib_dir else None,
                         val=labelled, val_labels=[layout.label_path(p) for p in labelled] if labelled else [],
                         nc=len(layout.names) if layout is not None else len(ckpt.names))
+
+
+def obb_dataset_source(data: Path, source: ExportSource) -> ExportSource:
+    """``--data`` for a YOLO-OBB checkpoint: its dataset root (data.yaml), never RefDet videos."""
+    from dataclasses import replace
+
+    from edgekit.data.formats.refdet import is_refdet_root
+
+    data = Path(data)
+    if not data.exists():
+        raise DataError(f"--data {data} does not exist", "pass the dataset root holding data.yaml")
+    if is_refdet_root(data) or any(is_refdet_root(d) for d in data.iterdir() if d.is_dir()):
+        raise DataError(f"--data {data} holds RefDet videos, but {source.checkpoint} is an OBB checkpoint",
+                        "pass the YOLO-OBB dataset root (data.yaml) the checkpoint was trained on")
+    if not (data / "data.yaml").is_file() and data.suffix not in (".yaml", ".yml"):
+        raise DataError(f"--data {data} has no data.yaml", "pass the YOLO-OBB dataset root holding data.yaml")
+    return replace(source, dataset_root=data)
 
 
 def default_bundle_dir(source: ExportSource) -> Path:

@@ -45,6 +45,9 @@ def int8_filename(graph: GraphSpec) -> str:
 def calibration_set(ctx: ExportContext):
     from edgekit.calib.dataset import CalibrationSet
 
+    own = ctx.adapter.calibration_set(ctx)
+    if own is not None:
+        return own
     o = ctx.options
     calib = CalibrationSet.from_dir(ctx.images.calib_dir, ctx.adapter.letterbox_spec(ctx.imgsz), size=o.calib_size,
                                     min_images=min(o.calib_min_images, o.calib_size), seed=o.seed)

@@ -58,3 +58,35 @@ def test_tampered_bundle_is_refused_before_running(tmp_path):
 def test_bad_choice_is_a_usage_error(tmp_path):
     res = _run("check", write_test_bundle(tmp_path / "b"), "--backend", "torch")
     assert res.returncode == 2
+
+
+def test_info_and_check_cover_both_graphs_of_a_refdet_bundle(tmp_path):
+    from tests.deploy.refdet_bundles import encoder_graph, write_refdet_bundle
+
+    b = write_refdet_bundle(tmp_path / "r")
+    res = _run("info", b)
+    assert res.returncode == 0, res.stderr
+    assert "reference_encoder" in res.stdout and "references  2 photo(s) of the default target" in res.stdout
+    res = _run("check", b)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("parity")]
+    assert len(lines) == 2 and all(ln.endswith("pass") for ln in lines), res.stdout
+    assert any(ln.startswith("parity reference_encoder onnxruntime/fp32 on 2") for ln in lines)
+    assert any(ln.startswith("parity per-frame graph onnxruntime/fp32 on 2") for ln in lines)
+
+    # an encoder that computes something else: exit 1, one line naming the graph
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(encoder_graph(tmp_path / "enc.onnx")))
+    proj = next(i for i in m.graph.initializer if i.name == "proj")
+    proj.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(proj), "proj"))
+    onnx.save(m, str(b / "reference_encoder.onnx"))
+    from edgekit.core.manifest import describe_files, load_manifest, write_manifest
+
+    manifest = load_manifest(b)
+    write_manifest(manifest.model_copy(update={"files": describe_files(b, list(manifest.files))}), b)
+    res = _run("check", b)
+    assert res.returncode == 1
+    errors = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and "reference_encoder: raw max abs error" in errors[0], res.stderr

@@ -150,7 +150,7 @@ def write_refdet_bundle(root: Path, imgsz: int = 64, ref_size: int = 32, default
     manifest = BundleManifest(
         task="refdet", classes=["target"], target="x86", preprocess=spec,
         postprocess=PostprocessSpec(task="detect", conf=0.25, iou=0.5),
-        models={"reference_encoder": ModelEntry(file="reference_encoder.onnx",
+        models={"reference_encoder": ModelEntry(file="reference_encoder.onnx", engine_precision="fp16",
                                                 inputs=[TensorSpec(name="refs", shape=[1, 3, ref_size, ref_size])],
                                                 outputs=[TensorSpec(name="embedding", shape=[1, DIM])], opset=17),
                 "fp32": ModelEntry(file="model.onnx", inputs=[TensorSpec(name="images", shape=[1, 3, imgsz, imgsz]),

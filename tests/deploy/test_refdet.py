@@ -147,6 +147,9 @@ def test_tensorrt_builds_the_encoder_fp16_from_its_own_graph(refdet_bundle):
 
     bundle = Bundle.open(refdet_bundle)
     assert encoder_precision("tensorrt") == "fp16" and encoder_precision("onnxruntime") == "fp32"
+    entry = bundle.model("reference_encoder")
+    assert entry.engine_precision == "fp16" and encoder_precision("tensorrt", entry) == "fp16"
+    assert encoder_precision("tensorrt", entry.model_copy(update={"engine_precision": "fp32"})) == "fp32"
     onnx_path, resolved, cache = bundle_build_inputs(bundle, EngineBuildOptions(precision="fp16"), 8,
                                                      role="reference_encoder")
     assert onnx_path.name == "reference_encoder.onnx" and cache is None

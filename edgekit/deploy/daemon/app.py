@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from edgekit import __version__
-from edgekit.core.errors import ConfigError, ModelError
+from edgekit.core.errors import ConfigError, DataError, ModelError
 
 from .config import is_loopback
 from .live_page import LIVE_PAGE
@@ -100,6 +100,44 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def _target_call(fn: Callable[..., Dict[str, Any]], *args: Any) -> Dict[str, Any]:
+    """A /references call: a bad photo is 400, a bundle without references 409, no model yet 503."""
+    try:
+        return fn(*args)
+    except DataError as e:
+        raise HTTPException(400, e.format()) from None
+    except ConfigError as e:
+        raise HTTPException(409, e.format()) from None
+    except ModelError as e:
+        raise HTTPException(503, e.format()) from None
+
+
+async def _uploaded_images(request: Request) -> List[Any]:
+    """The decoded images of a multipart POST /references (field ``images``, 1-3 files); 400 in one line otherwise."""
+    import cv2
+    import numpy as np
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(400, "POST /references takes multipart/form-data with 1-3 files under 'images' "
+                                 "(curl -F images=@ref1.jpg -F images=@ref2.jpg ...)")
+    try:
+        form = await request.form(max_files=8, max_fields=8)
+    except Exception as e:  # noqa: BLE001 - the multipart parser's own errors: a malformed body
+        raise HTTPException(400, f"malformed multipart body: {str(e).splitlines()[0][:120] if str(e) else e}") from None
+    files = [f for f in form.getlist("images") if hasattr(f, "read")]
+    if not 1 <= len(files) <= 3:
+        raise HTTPException(400, f"got {len(files)} files under 'images', the target needs 1 to 3 reference photos")
+    images = []
+    for i, f in enumerate(files, 1):
+        data = await f.read()
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if img is None:
+            raise HTTPException(400, f"images[{i}] ({f.filename or 'unnamed'}, {len(data)} bytes) is not a decodable "
+                                     "image: send JPEG or PNG photos")
+        images.append(img)
+    return images
+
+
 def create_app(service: Service, token: Optional[str]) -> Any:
     app = FastAPI(title="edgekit serve", version=__version__,
                   description="On-device detection service: health, Prometheus metrics, detections "
@@ -152,6 +190,26 @@ def create_app(service: Service, token: Optional[str]) -> Any:
             raise HTTPException(400, e.format()) from None
         except ModelError as e:
             raise HTTPException(409 if "already running" in str(e) else 404, e.format()) from None
+
+    @app.get("/references", tags=["references"])
+    def references() -> Dict[str, Any]:
+        """RefDet bundles: which target is set (the bundle default or custom photos)."""
+        return _target_call(service.references)
+
+    @app.post("/references", tags=["references"])
+    async def set_references(request: Request) -> Dict[str, Any]:
+        """RefDet bundles: multipart form with 1-3 image files under ``images``; they become the target."""
+        require(request, always=True)
+        images = await _uploaded_images(request)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_target_call, service.set_references, images)
+
+    @app.delete("/references", tags=["references"])
+    def clear_references(request: Request) -> Dict[str, Any]:
+        """RefDet bundles: back to the bundle's default target."""
+        require(request, always=True)
+        return _target_call(service.clear_references)
 
     @app.get("/", response_class=HTMLResponse, tags=["live"])
     def page(request: Request) -> HTMLResponse:

@@ -148,6 +148,33 @@ class Service:
     def model_info(self) -> Dict[str, Any]:
         return dict(self._model_info)
 
+    # ---- the RefDet target (POST/GET/DELETE /references) ----------------------------------------------
+    def _refdet(self) -> Any:
+        det = self._detector
+        if det is None:
+            raise ModelError("the model is not loaded yet", "wait for /health/ready")
+        if not hasattr(det, "set_target"):
+            raise ConfigError(f"bundle {self._model_info.get('name')} (task {self._model_info.get('task')}) takes no "
+                              "references", "serve a RefDet bundle to set a target")
+        return det
+
+    def references(self) -> Dict[str, Any]:
+        """Which target the served RefDet bundle looks for (``source``: "bundle default" or "custom")."""
+        return {"model": self._model_info.get("name"), "target": self._refdet().target}
+
+    def set_references(self, images: List[np.ndarray]) -> Dict[str, Any]:
+        """Make the object in ``images`` (1-3 BGR photos) the target; frames prepared from now on use it.
+        A bad photo raises a DataError and leaves the old target."""
+        self._refdet().set_target(images)
+        log.info("target set from %d reference photo(s)", len(images))
+        return self.references()
+
+    def clear_references(self) -> Dict[str, Any]:
+        """Back to the bundle's default target (its export's reference photos)."""
+        self._refdet().reset_target()
+        log.info("target reset to the bundle default")
+        return self.references()
+
     def resolve_model(self, name: str) -> Path:
         """``name`` as a bundle directory directly inside the models directory, or a ConfigError."""
         if not _NAME.match(name or ""):
