@@ -254,7 +254,11 @@ class GoldenSet:
     def roles(self) -> List[str]:
         return list(dict.fromkeys(c.role for c in self.cases))
 
-    def tolerance(self, precision: str) -> Tolerance:
+    def tolerance(self, precision: str, role: Optional[str] = None) -> Tolerance:
+        """The device tolerance of ``precision``; a graph may have its own under ``"<role>:<precision>"``
+        (RefDet's reference encoder: an L2-normalised embedding, far tighter than a detector's boxes)."""
+        if role is not None and f"{role}:{precision}" in self.tolerances:
+            return self.tolerances[f"{role}:{precision}"]
         if precision not in self.tolerances:
             raise ModelError(f"{self.root / GOLDEN_FILE} has no tolerance for precision '{precision}'",
                              f"use one of {', '.join(self.tolerances)}, or {_REEXPORT}")
@@ -386,9 +390,9 @@ def check_golden(runner: Any, golden: GoldenSet, precision: str, decoder: Option
     bundle manifest's postprocess spec to decode as the device does. Returns :func:`summarize`'s
     report plus ``precision`` and ``role``; ``report["passed"]`` is the verdict.
     """
-    tol = golden.tolerance(precision)
     post = post or PostprocessSpec(conf=golden.conf)
     cases = golden.cases_for(role)
+    tol = golden.tolerance(precision, cases[0].role)
     images = [compare_outputs(case.reference(precision), runner.infer(dict(case.inputs)), tol, decoder, post,
                               case.image) for case in cases]
     report = summarize(images, tol, f"golden:{precision}", getattr(runner, "name", type(runner).__name__))

@@ -31,8 +31,8 @@ import numpy as np
 
 from edgekit.core.detections import Detections
 from edgekit.core.errors import DataError, ModelError
-from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xywhr
-from edgekit.core.postprocess import PostprocessSpec, decode_refdet
+from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xyxy
+from edgekit.core.postprocess import PostprocessSpec, decode_refdet, xywh_to_xyxy
 
 from .detector import Detector
 from .runners.base import Runner
@@ -52,6 +52,17 @@ def combine_embeddings(embeddings: Sequence[np.ndarray]) -> np.ndarray:
     L2-normalised again, as ``(1, D)`` float32 (the contract of the model's ``encode``)."""
     rows = [l2_normalise(np.asarray(e, np.float32).reshape(1, -1)) for e in embeddings]
     return l2_normalise(np.mean(np.concatenate(rows, 0), axis=0, keepdims=True))
+
+
+def to_frame(dets: Detections, info: LetterboxInfo) -> Detections:
+    """Network-pixel RefDet detections (xywhr, angle 0) -> frame pixels, boxes clipped to the frame
+    (as the torch predictor of ``edgekit.train.fewshot`` maps them, so both report the same boxes)."""
+    if len(dets) == 0:
+        return dets
+    b = unletterbox_xyxy(xywh_to_xyxy(dets.boxes[:, :4]), info)
+    xywhr = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1],
+                      np.zeros(len(b), np.float32)], 1)
+    return Detections(xywhr, dets.scores, dets.class_ids)
 
 
 def read_reference_images(paths: Sequence[Path]) -> List[np.ndarray]:
@@ -172,14 +183,12 @@ class RefDetDetector(Detector):
 
     def decode(self, outputs: Dict[str, np.ndarray], info: LetterboxInfo) -> Detections:
         raw = outputs[self.output_name] if self.output_name else next(iter(outputs.values()))
-        dets = decode_refdet(raw, self.postprocess)[0]
-        if len(dets) == 0:
-            return dets
-        return Detections(unletterbox_xywhr(dets.boxes, info), dets.scores, dets.class_ids)
+        return to_frame(decode_refdet(raw, self.postprocess)[0], info)
 
     def golden_runners(self) -> Dict[str, Runner]:
         """The runner of each graph by model role, for the bundle's golden check."""
         return {"reference_encoder": self.encoder, "fp32": self.runner}
 
 
-__all__ = ["RefDetDetector", "combine_embeddings", "l2_normalise", "read_reference_images", "MAX_REFERENCES"]
+__all__ = ["RefDetDetector", "combine_embeddings", "l2_normalise", "read_reference_images", "to_frame",
+           "MAX_REFERENCES"]

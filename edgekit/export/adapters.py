@@ -76,6 +76,7 @@ class ExportAdapter(abc.ABC):
     """Model-specific export knowledge for one task."""
 
     task: str = ""
+    default_iou: Optional[float] = None  # the task's NMS IoU for the manifest when the options leave it unset
 
     @abc.abstractmethod
     def graphs(self) -> List[GraphSpec]:
@@ -122,6 +123,10 @@ class ExportAdapter(abc.ABC):
     def calibration_set(self, ctx: Any) -> Any:
         """The task's own INT8 calibration set (size, ``data_hash()``, images); None: ``--calib-data`` images."""
         return None
+
+    def golden_tolerances(self) -> Dict[str, Any]:
+        """Device tolerances of the task's own graphs (``"<role>:<precision>"`` -> Tolerance), added to golden.json."""
+        return {}
 
     def manifest_extras(self, ctx: Any, bundle: Path) -> Dict[str, Any]:
         """Files the task adds to the bundle and the manifest keys naming them (RefDet: its default target)."""

@@ -68,7 +68,8 @@ def prepare(options: ExportOptions, log: Log) -> ExportContext:
     if options.data is not None and ckpt.task != "refdet":
         source = obb_dataset_source(options.data, source)
     images = adapter.choose_images(options, source, ckpt, imgsz) or choose_images(options, source, ckpt)
-    post = PostprocessSpec(conf=options.conf, iou=options.iou, task="obb" if ckpt.task == "obb" else "detect")
+    iou = options.iou if "iou" in options.model_fields_set or adapter.default_iou is None else adapter.default_iou
+    post = PostprocessSpec(conf=options.conf, iou=iou, task="obb" if ckpt.task == "obb" else "detect")
     return ExportContext(options, source, ckpt, adapter, imgsz, images, post, log)
 
 

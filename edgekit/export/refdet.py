@@ -125,15 +125,16 @@ class FrameSample:
         return f"{self.split}-{self.video_id}-f{self.frame:06d}"
 
 
-def data_splits(data: Path) -> Tuple[Path, Path]:
-    """(evaluation root, calibration root) of a RefDet dataset; one root serves both."""
+def data_splits(data: Path, origin: str = "--data") -> Tuple[Path, Path]:
+    """(evaluation root, calibration root) of a RefDet dataset; one root serves both. ``origin`` says
+    where the path came from in errors (``--data``, or the run's config)."""
     from edgekit.data.formats.refdet import find_refdet_roots
 
     data = Path(data)
     if not data.exists():
-        raise DataError(f"--data {data} does not exist", _DATA_FIX)
+        raise DataError(f"{origin} {data} does not exist", _DATA_FIX)
     if (data / "data.yaml").is_file() or data.suffix in (".yaml", ".yml"):
-        raise DataError(f"--data {data} is a YOLO dataset, not RefDet videos", _DATA_FIX)
+        raise DataError(f"{origin} {data} is a YOLO dataset, not RefDet videos", _DATA_FIX)
     roots = find_refdet_roots(data)  # a one-line DataError when there is none
     by_name = {r.name: r for r in roots}
     evaluation = next((by_name[s] for s in EVAL_SPLITS if s in by_name), roots[-1] if len(roots) > 1 else roots[0])
@@ -213,6 +214,7 @@ class RefDetAdapter(ExportAdapter):
     """RefDet's two graphs; see the module docstring."""
 
     task = "refdet"
+    default_iou = 0.5  # the torch predictor's NMS IoU (edgekit.train.fewshot.predict), unless --iou/iou= says
     ENCODER = GraphSpec("reference_encoder", "reference_encoder.onnx", ("refs",), ("embedding",), detections=False,
                         engine_precision="fp16")
     FRAMES = GraphSpec("fp32", "model.onnx", ("images", "embedding"), ("output0",))
@@ -279,12 +281,12 @@ class RefDetAdapter(ExportAdapter):
             if on:
                 raise ConfigError(f"{flag} is not available for RefDet exports (both graphs take one image at a time)",
                                   f"leave {flag} out")
-        data = options.data or run_data_dir(source)
+        data, origin = (options.data, "--data") if options.data is not None else run_data_dir(source)
         if data is None:
             hint = " (--calib-data is an image folder; a RefDet export needs videos with reference photos)" \
                 if options.calib_data is not None else ""
             raise DataError(f"a RefDet export needs its dataset and {source.checkpoint} names none{hint}", _DATA_FIX)
-        eval_root, calib_root = data_splits(Path(data))
+        eval_root, calib_root = data_splits(Path(data), origin)
         self.eval_frames = RefDetFrames(eval_root, eval_root.name)
         self.calib_frames = self.eval_frames if calib_root == eval_root else RefDetFrames(calib_root, calib_root.name)
         parity = self._register(self.eval_frames, self.eval_frames.pick(options.parity_images, options.seed, 0.75))
@@ -347,12 +349,25 @@ class RefDetAdapter(ExportAdapter):
     def decode(self, outputs: Dict[str, np.ndarray], post: PostprocessSpec) -> List[Detections]:
         return decode_refdet(outputs[self.FRAMES.output_names[0]], post)
 
+    def to_image_space(self, dets: Detections, info: LetterboxInfo) -> Detections:
+        from edgekit.deploy.refdet import to_frame
+
+        return to_frame(dets, info)
+
     def ground_truth(self, image_path: Path, label_path: Path, info: LetterboxInfo) -> Detections:
         frames, s = self._sample(image_path)
         b = frames.boxes(s).astype(np.float32)
         xywhr = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1],
                           np.zeros(len(b), np.float32)], 1) if len(b) else np.zeros((0, 5), np.float32)
         return Detections(xywhr, np.ones(len(b), np.float32), np.zeros(len(b), np.int64))
+
+    def golden_tolerances(self) -> Dict[str, Any]:
+        """The encoder's output is a unit vector (entries ~D^-1/2), not pixels: the detectors' device
+        tolerances (FP16 atol 0.5) would pass anything. Engineering defaults, not measured on a device."""
+        from edgekit.core.parity import Tolerance
+
+        return {"reference_encoder:fp32": Tolerance(atol=1e-3, rtol=1e-3),
+                "reference_encoder:fp16": Tolerance(atol=1e-2, rtol=5e-2)}
 
     # -- the bundle's default target ---------------------------------------------------------------
     def manifest_extras(self, ctx: Any, bundle: Path) -> Dict[str, Any]:
@@ -390,24 +405,34 @@ def target_dependent_nodes(onnx_path: Path, input_name: str, keep_convs: bool = 
     return names
 
 
-def run_data_dir(source: Any) -> Optional[Path]:
-    """The dataset a RefDet run trained on (``data`` in its resolved config), if the run says."""
+def run_data_dir(source: Any) -> Tuple[Optional[Path], str]:
+    """(the dataset a RefDet run trained on, where that was read) from ``data`` in its resolved config.
+
+    A relative path is the one training was given: tried against the working directory, then the run's
+    parent directories; the first that exists wins (else the working-directory one, for the error).
+    """
     from edgekit.core.config import read_mapping
 
     if source.run_dir is None:
-        return None
-    for cfg in (source.run_dir / "config_resolved.yaml", source.run_dir / "reports" / "config_resolved.yaml"):
-        if cfg.is_file():
-            try:
-                data = read_mapping(cfg).get("data")
-            except ConfigError:
-                return None
-            if isinstance(data, dict):
-                data = data.get("root") or data.get("path") or data.get("data")
-            if isinstance(data, str) and data:
-                p = Path(data).expanduser()
-                return p if p.is_absolute() else cfg.parent / p
-    return None
+        return None, "--data"
+    for cfg in (source.run_dir / "reports" / "config_resolved.yaml", source.run_dir / "config_resolved.yaml"):
+        if not cfg.is_file():
+            continue
+        try:
+            data = read_mapping(cfg).get("data")
+        except ConfigError:
+            return None, "--data"
+        if isinstance(data, dict):
+            data = data.get("root") or data.get("path") or data.get("data")
+        if not isinstance(data, str) or not data:
+            continue
+        p = Path(data).expanduser()
+        origin = f"the dataset (data: in {cfg})"
+        if p.is_absolute():
+            return p, origin
+        bases = [Path.cwd(), source.run_dir.parent, source.run_dir.parent.parent, cfg.parent]
+        return next((b / p for b in bases if (b / p).exists()), p), origin
+    return None, "--data"
 
 
 __all__ = ["RefDetAdapter", "RefDetCalibration", "RefDetFrames", "FrameSample", "TorchGraphRunner",

@@ -205,7 +205,10 @@ def golden(ctx: ExportContext, bundle: Path, parity: Dict[str, ParityResult], in
             if int8 is not None and int8.role == role:
                 outputs["int8"] = int8.golden_outputs[i]
             cases.append(GoldenCase(image=p.golden_images[i], inputs=feed, outputs=outputs, role=role))
-    write_golden(bundle / GOLDEN_DIR, cases, conf=ctx.post.conf)
+    from edgekit.core.parity import DEVICE_TOLERANCES
+
+    write_golden(bundle / GOLDEN_DIR, cases, conf=ctx.post.conf,
+                 tolerances={**DEVICE_TOLERANCES, **ctx.adapter.golden_tolerances()})
     return GoldenResult(dir=GOLDEN_DIR, cases=len(cases), roles=list(parity))
 
 

@@ -144,7 +144,11 @@ def write_refdet_bundle(root: Path, imgsz: int = 64, ref_size: int = 32, default
                      for i, (f, o) in enumerate(zip(ref_feeds, ref_out))]
             cases += [GoldenCase(f"frame_{i}.png", f, {"fp32": det.infer(f)}, role="fp32")
                       for i, f in enumerate(det_feeds)]
-        write_golden(root / "golden", cases)
+        from edgekit.core.parity import DEVICE_TOLERANCES, Tolerance
+
+        write_golden(root / "golden", cases, tolerances={  # as export writes them (RefDetAdapter.golden_tolerances)
+            **DEVICE_TOLERANCES, "reference_encoder:fp32": Tolerance(atol=1e-3, rtol=1e-3),
+            "reference_encoder:fp16": Tolerance(atol=1e-2, rtol=5e-2)})
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     cells = (imgsz // CELL) ** 2
     manifest = BundleManifest(

@@ -158,3 +158,33 @@ def test_tensorrt_builds_the_encoder_fp16_from_its_own_graph(refdet_bundle):
     assert frame_path.name == "model.onnx" and set(frame_opts.profiles) == {"images", "embedding"}
     with pytest.raises(ConfigError, match="not built INT8"):
         bundle_build_inputs(bundle, EngineBuildOptions(precision="int8"), 8, role="reference_encoder")
+
+
+def test_the_encoder_is_judged_on_its_own_tolerance(refdet_bundle, tmp_path):
+    """An embedding 0.02 off everywhere passes the detectors' FP32 tolerance (atol 0.05) but not the encoder's."""
+    import shutil
+
+    from edgekit.core.parity import read_golden
+    from edgekit.deploy.bundle import Bundle
+
+    bad = tmp_path / "off"
+    shutil.copytree(refdet_bundle, bad)
+    golden = read_golden(bad / "golden")
+    assert golden.tolerance("fp32", "reference_encoder").atol == 1e-3 and golden.tolerance("fp32", "fp32").atol == 0.05
+    for f in (bad / "golden").glob("fp32_*.embedding.npy"):
+        np.save(str(f), np.load(str(f)) + 0.02)
+    report = Bundle.open(bad, verify=False).check_parity("onnxruntime", "fp32")
+    assert not report["graphs"]["reference_encoder"]["passed"] and report["graphs"]["fp32"]["passed"]
+    assert report["graphs"]["reference_encoder"]["tolerance"]["atol"] == 1e-3
+
+
+def test_to_frame_unletterboxes_and_clips_like_the_torch_predictor():
+    from edgekit.core.detections import Detections
+    from edgekit.core.letterbox import LetterboxInfo
+    from edgekit.deploy.refdet import to_frame
+
+    info = LetterboxInfo(0.5, (0.0, 16.0), (64, 128))  # a 64x128 frame in a 64x64 input
+    dets = Detections(np.array([[4.0, 30.0, 12.0, 8.0, 0.0]]), np.array([0.9]), np.array([0]))
+    out = to_frame(dets, info)  # x from -2..10 net px -> -4..20 frame px, clipped to 0..20
+    np.testing.assert_allclose(out.boxes, [[10.0, 28.0, 20.0, 16.0, 0.0]])
+    assert len(to_frame(Detections.empty(), info)) == 0

@@ -53,6 +53,7 @@ def test_bundle_has_both_graphs_parity_golden_and_the_default_target(exported, r
 
     m = load_manifest(exported)
     assert m.task == "refdet" and m.classes == ["target"] and m.postprocess.task == "detect"
+    assert m.postprocess.iou == 0.5  # the torch predictor's NMS IoU by default
     assert set(m.models) == {"reference_encoder", "fp32", "int8_qdq"}
     assert [t.name for t in m.models["fp32"].inputs] == ["images", "embedding"]
     assert m.models["reference_encoder"].inputs[0].shape == [1, 3, refdet_toy.REF_SIZE, refdet_toy.REF_SIZE]
@@ -68,6 +69,7 @@ def test_bundle_has_both_graphs_parity_golden_and_the_default_target(exported, r
     assert parity["graphs"]["fp32"]["detections"]["n_ref"] > 0  # detections compared, not vacuous
     golden = read_golden(exported / "golden")
     assert golden.roles == ["reference_encoder", "fp32"]
+    assert golden.tolerance("fp16", "reference_encoder").atol == 1e-2  # the encoder's own, not the detectors' 0.5
     assert set(golden.cases_for("fp32")[0].inputs) == {"images", "embedding"}
     assert set(golden.cases_for("fp32")[0].outputs) == {"fp32", "int8"}
     assert set(golden.cases_for("reference_encoder")[0].outputs) == {"fp32"}  # never INT8
@@ -173,6 +175,36 @@ def test_a_real_refdet_checkpoint_exports_and_runs_on_the_device_detector(tmp_pa
     bundle = Bundle.open(out)
     assert bundle.model("reference_encoder").inputs[0].shape == [1, 3, 28, 28]
     assert bundle.check_parity("onnxruntime", "fp32")["passed"]
+    # the device detector computes what the torch predictor computes: the same target embedding and raw outputs
+    from edgekit.deploy.refdet import read_reference_images
+    from edgekit.train.fewshot.checkpoint import load_refdet_checkpoint
+    from edgekit.train.fewshot.predict import RefDetPredictor
+
+    refs = read_reference_images([out / r for r in bundle.manifest.references])
+    frame = np.random.default_rng(0).integers(0, 255, (48, 96, 3), dtype=np.uint8)
+    predictor = RefDetPredictor(load_refdet_checkpoint(ckpt)[0], 64)
     with bundle.detector() as det:
         assert det.embedding.shape == (1, cfg.embed_dim)
-        det(np.full((64, 96, 3), 90, np.uint8))
+        np.testing.assert_allclose(det.set_target(refs), predictor.set_target(refs).numpy(), atol=1e-5)
+        feed, _ = det.prepare(frame)
+        np.testing.assert_allclose(det.infer(feed)["output0"], predictor.raw(frame)[0], atol=1e-3, rtol=1e-4)
+
+
+def test_a_run_directory_exports_from_the_dataset_its_config_names(monkeypatch, tmp_path, refdet_data):
+    import yaml
+
+    run = refdet_data.parent / "runs" / "refdet-run"  # data: as training was given it, relative to where it ran
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "reports").mkdir()
+    refdet_toy.install(monkeypatch, run / "checkpoints" / "best.pt")
+    (run / "reports" / "config_resolved.yaml").write_text(yaml.safe_dump({"data": "nowhere", "imgsz": 64}))
+    res = CliRunner().invoke(cli, ["export", str(run), "--target", "x86", "--quiet"])
+    assert res.exit_code == 1 and isinstance(res.exception, DataError)
+    assert "the dataset (data: in" in str(res.exception) and "nowhere does not exist" in str(res.exception)
+    (run / "reports" / "config_resolved.yaml").write_text(yaml.safe_dump({"data": refdet_data.name, "imgsz": 64}))
+    res = CliRunner().invoke(cli, ["export", str(run), "--target", "x86", "--quiet"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    from edgekit.core.manifest import load_manifest
+
+    m = load_manifest(run / "bundle")
+    assert m.task == "refdet" and m.provenance.run_id == "refdet-run" and len(m.references) >= 1
