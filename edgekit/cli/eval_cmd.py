@@ -77,29 +77,14 @@ def refdet(model: Path, data: Path, out: Path, conf: float, stride: int, device:
            trust_checkpoint: bool, no_progress: bool) -> None:
     """MODEL: runs/<id>, a RefDet .pt checkpoint or a RefDet bundle directory."""
     from edgekit.core.outdir import prepare_output, staged_output
-    from edgekit.train.fewshot.evaluate import evaluate_videos, format_table, plot_pr_curve
-    from edgekit.train.fewshot.inference import (
-        EVAL_MODEL_CONF,
-        evaluate_on_data,
-        load_refdet,
-        refdet_eval_root,
-    )
+    from edgekit.train.fewshot.evaluate import format_table
+    from edgekit.train.fewshot.inference import evaluate_model, write_eval_outputs
 
     target = prepare_output(out, REFDET_WRITER, sources=[model, data])
-    refdet_eval_root(data)  # a wrong --data fails here, before the model loads
-    loaded = load_refdet(model, device=device, trust=trust_checkpoint, conf=EVAL_MODEL_CONF, backend=backend,
-                         precision=precision)
-    run = evaluate_on_data(loaded.predictor, data, stride=stride, progress=not no_progress)
-    report = evaluate_videos(run.videos, conf=conf)
-    doc = {"model": loaded.source, "model_kind": loaded.kind, "imgsz": loaded.imgsz, "data": str(run.root),
-           "stride": stride, "model_conf": EVAL_MODEL_CONF, "frames": run.frames, "seconds": round(run.seconds, 3),
-           "fps": round(run.frames / run.seconds, 2) if run.seconds > 0 else None, **report.to_dict()}
+    report, doc = evaluate_model(model, data, conf=conf, stride=stride, device=device, trust=trust_checkpoint,
+                                 backend=backend, precision=precision, progress=not no_progress)
     with staged_output(target, REFDET_WRITER) as stage:
-        png = plot_pr_curve(report, stage / "pr_curve.png")
-        doc["plots"] = {"pr_curve": png.name if png else None}
-        if png is None:
-            doc["notes"] = ["matplotlib is not installed: no PR-curve PNG (pip install 'edgekit[train]')"]
-        (stage / "eval.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        write_eval_outputs(report, doc, stage)
     click.echo(format_table(report))
     o = report.overall
 
@@ -107,5 +92,5 @@ def refdet(model: Path, data: Path, out: Path, conf: float, stride: int, device:
         return "-" if v is None else f"{v:.4f}"
 
     click.echo(f"mAP50 {fmt(o.map50)} (mean over videos)  AP50 {fmt(o.ap50)} (all frames)  P {fmt(o.precision)}  "
-               f"R {fmt(o.recall)}  ST-IoU {fmt(o.st_iou)}  at conf {conf:g}, {run.frames} frames")
+               f"R {fmt(o.recall)}  ST-IoU {fmt(o.st_iou)}  at conf {conf:g}, {doc['frames']} frames")
     click.echo(f"-> {target / 'eval.json'}")

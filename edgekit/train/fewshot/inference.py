@@ -27,7 +27,7 @@ import numpy as np
 from edgekit.core.errors import ConfigError, DataError, ModelError
 from edgekit.core.predictions import ImagePredictions, PredictionsFile
 
-from .evaluate import VideoDetections
+from .evaluate import RefDetReport, VideoDetections, evaluate_videos, plot_pr_curve
 
 PathLike = Union[str, Path]
 CLASS_NAMES = ["target"]
@@ -200,6 +200,35 @@ def evaluate_on_data(predictor: Any, data: PathLike, stride: int = 1, progress: 
     return EvalRun(root, videos, total, time.perf_counter() - start)
 
 
+def evaluate_model(source: PathLike, data: PathLike, conf: float = 0.25, stride: int = 1, device: str = "cpu",
+                   trust: bool = False, backend: str = "onnxruntime", precision: str = "fp32",
+                   progress: bool = True) -> Tuple[RefDetReport, Dict[str, Any]]:
+    """``edgekit eval refdet``: the model of ``source`` on ``data`` -> (report, the eval.json document).
+
+    The model runs at :data:`EVAL_MODEL_CONF` (AP ranks every box); ``conf`` applies to P, R and ST-IoU.
+    """
+    refdet_eval_root(data)  # a wrong --data fails here, before the model loads
+    loaded = load_refdet(source, device=device, trust=trust, conf=EVAL_MODEL_CONF, backend=backend,
+                         precision=precision)
+    run = evaluate_on_data(loaded.predictor, data, stride=stride, progress=progress)
+    report = evaluate_videos(run.videos, conf=conf)
+    doc = {"model": loaded.source, "model_kind": loaded.kind, "imgsz": loaded.imgsz, "data": str(run.root),
+           "stride": stride, "model_conf": EVAL_MODEL_CONF, "frames": run.frames, "seconds": round(run.seconds, 3),
+           "fps": round(run.frames / run.seconds, 2) if run.seconds > 0 else None, **report.to_dict()}
+    return report, doc
+
+
+def write_eval_outputs(report: RefDetReport, doc: Dict[str, Any], directory: Path) -> Path:
+    """``eval.json`` and ``pr_curve.png`` into ``directory`` (an edgekit-owned one); returns eval.json."""
+    from edgekit.core.atomic import write_json_atomic
+
+    png = plot_pr_curve(report, directory / "pr_curve.png")
+    doc = dict(doc, plots={"pr_curve": png.name if png else None})
+    if png is None:
+        doc["notes"] = ["matplotlib is not installed: no PR-curve PNG (pip install 'edgekit[train]')"]
+    return write_json_atomic(directory / "eval.json", doc)
+
+
 # -- prediction on one video ----------------------------------------------------------------------
 def check_video(video: PathLike) -> Any:
     """The video's :class:`~edgekit.data.formats.media.VideoInfo`; DataError when OpenCV cannot decode it."""
@@ -272,5 +301,5 @@ def _thresholds(predictor: Any) -> Tuple[Optional[float], Optional[float]]:
 
 
 __all__ = ["LoadedRefDet", "load_refdet", "load_refdet_predictor", "activated", "read_references",
-           "refdet_eval_root", "EvalRun", "evaluate_on_data", "check_video", "predict_video", "CLASS_NAMES", "MAX_REFERENCES",
+           "refdet_eval_root", "EvalRun", "evaluate_on_data", "evaluate_model", "write_eval_outputs", "check_video", "predict_video", "CLASS_NAMES", "MAX_REFERENCES",
            "EVAL_MODEL_CONF"]
