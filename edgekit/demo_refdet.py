@@ -19,8 +19,9 @@ RUN_IDS = ("refdet-stage2", "refdet-stage3")
 PROFILES: Dict[str, Dict[str, Any]] = {
     "quick": {"n_train": 3, "n_test": 2, "frames": 16, "imgsz": 64, "encoder_depth": 1, "ref_size": 28,
               "epochs": (1, 1), "episodes": (2, 2), "bench_iterations": 20},
-    # measured on a busy shared 2-core host, torch on 1 thread: stage 2 ~60 s (val AP50 0 -> 0.44 at its 4th
-    # epoch), the whole part ~100 s; test mAP50 0.11 (scores still under conf 0.25: P/R/ST-IoU 0 there)
+    # Measured on a busy shared 2-core host, torch on 1 thread: the whole part 73 s wall (57 s CPU), stage 2
+    # 47 s (val AP50 0 -> 0.44 at its 4th epoch); test-target mAP50 0.07, nothing right at conf 0.25 yet
+    # (P/R/ST-IoU 0 there): the part shows the stages working, the GPU benchmark shows the accuracy.
     "standard": {"n_train": 6, "n_test": 2, "frames": 32, "imgsz": 128, "encoder_depth": 2, "ref_size": 56,
                  "epochs": (4, 1), "episodes": (40, 20), "bench_iterations": 50},
 }
