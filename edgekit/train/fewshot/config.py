@@ -136,6 +136,9 @@ class RefDetTrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     validation: ValConfig = Field(default_factory=ValConfig)
     save_interval: int = Field(default=0, ge=0)  # also keep checkpoints/epoch<NNN>.pt every N epochs; 0 = never
+    # Wall-clock budget of training (s): stop after the epoch that reaches it, the LR schedule follows the elapsed
+    # share of it (then a resume is not step-exact); 0 = off, epochs alone decide.
+    max_time_s: float = Field(default=0.0, ge=0.0)
     project: str = "runs"  # directory holding the run directories
 
     @field_validator("stage")
@@ -196,5 +199,12 @@ def load_refdet_config(path: Optional[Path] = None, overrides: Sequence[str] = (
     return build_config(RefDetTrainConfig, data, f"{source} (with overrides)" if path and overrides else source)
 
 
-__all__ = ["RefDetTrainConfig", "EpisodeConfig", "AugmentConfig", "LossConfig", "OptimConfig", "ValConfig",
+def config_table() -> str:
+    """The Markdown table of every key (docs/refdet.md holds it between ``<!-- config-table -->`` markers)."""
+    from edgekit.core.config_doc import model_rows, render_table
+
+    return render_table(model_rows(RefDetTrainConfig))
+
+
+__all__ = ["config_table", "RefDetTrainConfig", "EpisodeConfig", "AugmentConfig", "LossConfig", "OptimConfig", "ValConfig",
            "load_refdet_config", "STAGES", "LR_GROUPS"]

@@ -73,11 +73,12 @@ def build_optimizer(model: RefDetModel, cfg: RefDetTrainConfig) -> torch.optim.O
     return torch.optim.AdamW(param_groups, lr=o.lr0, betas=(0.9, 0.999))
 
 
-def lr_factor(step: int, total: int, warmup: int, lrf: float) -> float:
-    """Linear warmup over ``warmup`` steps, then cosine from 1 to ``lrf`` at ``total``."""
+def lr_factor(step: int, total: int, warmup: int, lrf: float, time_share: float = 0.0) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine from 1 to ``lrf`` at ``total`` steps (or at the end of
+    the time budget, ``time_share`` = elapsed / budget, whichever comes first)."""
     if warmup and step < warmup:
         return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    t = min(1.0, max((step - warmup) / max(1, total - warmup), time_share))
     return lrf + (1 - lrf) * 0.5 * (1 + math.cos(math.pi * t))
 
 
@@ -115,6 +116,7 @@ class RefDetTrainer:
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.start_epoch, self.step, self.best_fitness = 0, 0, None
         self.amp = bool(cfg.optim.amp and self.device.type == "cuda")
+        self.t_start = time.perf_counter()
         if resume:
             self._restore(resume)
 
@@ -188,7 +190,8 @@ class RefDetTrainer:
         o = self.cfg.optim
         if o.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], o.grad_clip)
-        factor = lr_factor(self.step, self.total_steps, o.warmup_steps, o.lrf)
+        share = (time.perf_counter() - self.t_start) / self.cfg.max_time_s if self.cfg.max_time_s else 0.0
+        factor = lr_factor(self.step, self.total_steps, o.warmup_steps, o.lrf, share)
         for g in self.optimizer.param_groups:
             g["lr"] = o.lr0 * g["lr_mult"] * factor
         self.optimizer.step()
@@ -197,15 +200,18 @@ class RefDetTrainer:
         if self.ema is not None:
             self.ema.update(self.model)
 
-    def _loader(self, epoch: int):
+    def _batches(self):
+        """One iterator over every remaining epoch's batches: worker processes (and their frame caches) live for
+        the whole run instead of restarting each epoch."""
         e = self.cfg.episode.episodes_per_epoch
-        stream = EpisodeStream(self.batcher, epoch * e, e)
+        stream = EpisodeStream(self.batcher, self.start_epoch * e, (self.cfg.epochs - self.start_epoch) * e)
         if self.cfg.workers == 0:
             return (stream[i] for i in range(len(stream)))
-        return torch.utils.data.DataLoader(stream, batch_size=None, shuffle=False, num_workers=self.cfg.workers,
-                                           pin_memory=self.device.type == "cuda", prefetch_factor=4)
+        return iter(torch.utils.data.DataLoader(stream, batch_size=None, shuffle=False, num_workers=self.cfg.workers,
+                                                pin_memory=self.device.type == "cuda", prefetch_factor=4,
+                                                persistent_workers=False))
 
-    def train_epoch(self, epoch: int) -> Dict[str, Any]:
+    def train_epoch(self, epoch: int, batches=None) -> Dict[str, Any]:
         from tqdm import tqdm
 
         cfg, acc = self.cfg, self.cfg.optim.accumulate
@@ -215,7 +221,9 @@ class RefDetTrainer:
         if cfg.encoder_frozen:
             self.model.encoder.eval()
         sums: Dict[str, float] = {}
-        bar = tqdm(self._loader(epoch), total=e, desc=f"stage {cfg.stage} epoch {epoch + 1}/{cfg.epochs}",
+        if batches is None:  # a single epoch on its own (tests): its batches only
+            batches = iter(EpisodeStream(self.batcher, epoch * e, e)[i] for i in range(e))
+        bar = tqdm((next(batches) for _ in range(e)), total=e, desc=f"stage {cfg.stage} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not self.progress, dynamic_ncols=True, leave=False)
         t0 = time.perf_counter()
         for i, batch in enumerate(bar):
@@ -268,8 +276,10 @@ class RefDetTrainer:
     def fit(self, on_epoch=None) -> Dict[str, Any]:
         """Train the remaining epochs; returns the last validation record (or train record without validation)."""
         last: Dict[str, Any] = {}
+        self.t_start = time.perf_counter()
+        batches = self._batches()
         for epoch in range(self.start_epoch, self.cfg.epochs):
-            train = self.train_epoch(epoch)
+            train = self.train_epoch(epoch, batches)
             append_jsonl(self.run.train_metrics, {"epoch": epoch, "stage": self.cfg.stage, **train})
             if self.val_set:
                 val = self.validate()
@@ -283,6 +293,9 @@ class RefDetTrainer:
                      ", ".join(f"{k}={v:.4f}" for k, v in last.items() if isinstance(v, float)))
             if on_epoch is not None:
                 on_epoch(epoch, last)
+            if self.cfg.max_time_s and time.perf_counter() - self.t_start >= self.cfg.max_time_s:
+                LOG.info("time budget max_time_s=%g reached after epoch %d", self.cfg.max_time_s, epoch + 1)
+                break
         return last
 
 

@@ -73,7 +73,8 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(stage2_run):
         train_refdet(load_refdet_config(None, over), run_id="cut", progress=False, on_epoch=_stop_after_first)
     cut = full.run_dir.parent / "cut"
     assert [r["epoch"] for r in read_jsonl(cut / "reports/train_metrics.jsonl")] == [0]
-    resumed = train_refdet(load_refdet_config(None, over), run_id="cut", resume=True, progress=False)
+    # resumed with a worker process building the batches: the same batches as the main process builds
+    resumed = train_refdet(load_refdet_config(None, [*over, "workers=1"]), run_id="cut", resume=True, progress=False)
     assert _losses(resumed.run_dir) == _losses(full.run_dir)
     a, b = read_jsonl(full.run_dir / "reports/val_metrics.jsonl"), read_jsonl(cut / "reports/val_metrics.jsonl")
     assert [r["val_loss"] for r in a] == [r["val_loss"] for r in b]
@@ -144,3 +145,29 @@ def test_cli_flags_print_config_and_one_line_errors(fewshot_root, tmp_path):
     assert res.returncode == 1 and "is not a RefDet dataset" in res.stderr and len(res.stderr.strip().splitlines()) <= 2
     res = _cli("--data", str(fewshot_root), "--n-way", "3")
     assert res.returncode == 2 and "episode.n_way=3" in res.stderr
+
+
+def test_predictor_sets_a_target_and_returns_frame_pixel_detections(stage2_run, fewshot_root):
+    import cv2
+
+    from edgekit.train.fewshot.checkpoint import load_refdet_checkpoint
+    from edgekit.train.fewshot.predict import RefDetPredictor
+
+    _, full = stage2_run
+    model, meta = load_refdet_checkpoint(full.best)
+    pred = RefDetPredictor(model, meta["imgsz"], conf=0.0, iou=0.5)
+    sample = next((fewshot_root / "test" / "samples").iterdir())
+    emb = pred.set_target([cv2.imread(str(p)) for p in sorted((sample / "object_images").glob("*.jpg"))])
+    assert emb.shape == (1, model.embedding_dim)
+    frame = np.random.default_rng(0).integers(0, 255, (96, 144, 3), dtype=np.uint8)
+    dets = pred(frame)
+    assert len(dets) > 0 and dets.boxes.shape[1] == 5 and np.all(dets.boxes[:, 4] == 0) and np.all(dets.class_ids == 0)
+    xyxy = dets.xyxy
+    assert xyxy[:, [0, 2]].min() >= 0 and xyxy[:, [0, 2]].max() <= 144 and xyxy[:, [1, 3]].max() <= 96
+
+
+def test_docs_list_every_config_key():
+    from edgekit.train.fewshot.config import config_table
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "refdet.md").read_text(encoding="utf-8")
+    assert config_table() in doc, "docs/refdet.md's config table is stale: regenerate it (command in the doc)"
