@@ -155,3 +155,28 @@ def test_table_and_pr_curve(tmp_path: Path):
     assert "mAP50 over videos 0.500" in text
     png = plot_pr_curve(report, tmp_path / "pr.png")
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_agrees_with_the_trainers_validation_metrics_on_one_target_per_frame(seed):
+    """The trainer's small validator (valmetrics.py) and `eval refdet` must not drift apart; they differ only
+    where a value is undefined (valmetrics says 0, eval says None) and with several boxes per frame."""
+    from edgekit.train.fewshot import valmetrics
+
+    rng = np.random.default_rng(seed)
+    preds, gts = [], []
+    for _ in range(40):
+        g = rng.uniform(0, 50, 2)
+        gt_f = gt([*g, *(g + rng.uniform(5, 20, 2))]) if rng.random() < 0.7 else NONE
+        k = int(rng.integers(0, 4))
+        centre = gt_f[0, :2] if len(gt_f) else rng.uniform(0, 50, 2)
+        jitter = rng.normal(0, 3, (k, 4))
+        rows = [[*(centre + jitter[i, :2]), *(centre + 12 + jitter[i, 2:]), rng.uniform(0.01, 1)] for i in range(k)]
+        preds.append(dets(*rows) if rows else dets())
+        gts.append(gt_f)
+    conf = 0.3
+    mine = evaluate_videos([video("v", list(zip(preds, gts)))], conf=conf).overall
+    theirs = valmetrics.average_precision([(p.xyxy, p.scores) for p in preds], gts, conf=conf)
+    assert mine.ap50 == pytest.approx(theirs["ap50"]) and mine.recall == pytest.approx(theirs["recall"])
+    assert mine.precision == pytest.approx(theirs["precision"])
+    assert mine.st_iou == pytest.approx(valmetrics.video_st_iou([(p.xyxy, p.scores) for p in preds], gts, conf))
