@@ -127,7 +127,7 @@ def model_entry(path: Path, graph: GraphSpec, feed: Optional[Mapping[str, Any]] 
             shape = [int(d) for d in feed[spec.name].shape]
             profile[spec.name] = batch_profile(shape, spec.shape, batch)
     return ModelEntry(file=path.name, inputs=input_specs, outputs=specs(model.graph.output), opset=opset,
-                      profile=profile, engine_precision=graph.engine_precision)
+                      profile=profile, engine_precision=getattr(graph, "engine_precision", None))
 
 
 def batch_profile(shape: list, dims: list, batch: int = 1):

@@ -147,3 +147,14 @@ def test_parity_gate_fails_beyond_tolerance_and_keeps_no_bundle(obb_run_dir, tmp
         assert kept.report["engine"]["built"] is False
         assert "tensorrt not importable" in kept.report["engine"]["note"]
 
+
+
+def test_data_of_the_wrong_kind_for_an_obb_checkpoint_is_one_line(obb_run_dir, tmp_path):
+    refdet = tmp_path / "refdet"
+    (refdet / "annotations").mkdir(parents=True)
+    (refdet / "annotations" / "annotations.json").write_text("[]")
+    res = _invoke(obb_run_dir, "--data", refdet, "--out", tmp_path / "b")
+    _assert_one_line_error(res, DataError, "holds RefDet videos, but")
+    res = _invoke(obb_run_dir, "--data", tmp_path / "missing", "--out", tmp_path / "b")
+    _assert_one_line_error(res, DataError, "does not exist")
+    assert not (tmp_path / "b").exists()
