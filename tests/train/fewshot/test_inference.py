@@ -330,3 +330,22 @@ def test_an_obb_bundle_is_not_a_refdet_model(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(bundle_mod.Bundle, "open", staticmethod(lambda path: ObbBundle()))
     with pytest.raises(ModelError, match="is a 'obb' bundle, not a RefDet one"):
         load_refdet(tmp_path)
+
+
+def test_outputs_follow_the_output_dir_policy(oracle_cli, synth: Path, tmp_path: Path):
+    sample = synth / "test" / "samples" / "test_000_container"
+    predict = ["predict", "refdet", str(tmp_path / "m.pt"), "--refs", str(sample / "object_images" / "img_1.jpg"),
+               "--video", str(sample / "drone_video.mp4"), "--no-progress", "--no-video"]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    res = CliRunner().invoke(cli, [*predict, "--out", str(foreign)])
+    assert isinstance(res.exception, DataError) and "edgekit did not write it" in str(res.exception)
+    assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]
+    out = tmp_path / "pred"
+    for _ in range(2):  # a re-run replaces its own earlier output
+        assert CliRunner().invoke(cli, [*predict, "--out", str(out)]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == [".edgekit-output.json", "predictions.json"]
+    res = CliRunner().invoke(cli, ["eval", "refdet", str(tmp_path / "m.pt"), "--data", str(synth), "--out",
+                                   str(synth / "test" / "eval"), "--no-progress"])
+    assert isinstance(res.exception, DataError) and "inside the source" in str(res.exception)
