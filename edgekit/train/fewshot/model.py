@@ -132,6 +132,21 @@ def load_yolo_weights(det: nn.Module, path: Union[str, Path], trust: bool = Fals
     return len(fit), len(own)
 
 
+def small_box_prior(head: nn.Module, decay: float = 0.5) -> None:
+    """Start the DFL box branch at boxes about 3 strides wide instead of Ultralytics' 15.
+
+    Ultralytics sets every bin's logit to 2.0 (uniform: 7.5 grid units per side, a 480 px box at stride 32).
+    Against small targets that leaves the task-aligned assigner with CIoU <= 0 (clamped to 0) for every
+    candidate, so positives flicker and vanish. Logits ``-decay * bin`` put the expected side near
+    ``1 / (e^decay - 1)`` = 1.5 grid units: the boxes overlap their objects from the first step.
+    """
+    if head.reg_max <= 1:
+        return
+    bins = -decay * torch.arange(head.reg_max, dtype=torch.float)
+    for branch in head.cv2:
+        branch[-1].bias.data.copy_(bins.repeat(4))
+
+
 class FusionBlock(nn.Module):
     """Conditions one neck scale ``x [B,C,h,w]`` on the target embedding ``e [B,D]``.
 
@@ -174,6 +189,8 @@ class RefDetModel(nn.Module):
         if load_weights and cfg.weights:
             loaded, total = load_yolo_weights(det, cfg.weights, trust=trust)
             LOG.info("model.weights %s: %d of %d detector tensors loaded", cfg.weights, loaded, total)
+        else:
+            small_box_prior(det.model[-1])
         self.layers = det.model[:-1]  # backbone + neck (Ultralytics modules with .f/.i routing)
         self.head = det.model[-1]  # Detect(nc=1), strides set by the build
         self.save = set(det.save)
@@ -300,6 +317,6 @@ def export_detector(model: RefDetModel, path: Union[str, Path], imgsz: Union[int
     return _export(DetectorGraph(model), args, Path(path), ["images", "embedding"], "output0")
 
 
-__all__ = ["RefDetModelConfig", "RefDetModel", "FusionBlock", "ReferenceEncoderGraph", "DetectorGraph",
+__all__ = ["RefDetModelConfig", "RefDetModel", "FusionBlock", "small_box_prior", "ReferenceEncoderGraph", "DetectorGraph",
            "build_encoder", "build_yolo", "load_yolo_weights", "resolve_encoder_weights", "export_reference_encoder",
            "export_detector", "DEFAULT_ENCODER", "DEFAULT_DINOV2_DIR", "OPSET"]

@@ -154,3 +154,11 @@ def test_onnx_export_of_both_graphs_matches_torch(model, tmp_path):
     np.testing.assert_allclose(emb, t_emb.numpy(), atol=1e-4)
     assert out.shape == (1, 5, 84)
     np.testing.assert_allclose(out, t_out.numpy(), atol=1e-3, rtol=1e-3)
+
+
+def test_scratch_head_starts_with_boxes_of_a_few_strides():
+    """Ultralytics' uniform DFL init (7.5 grid units a side) leaves small targets without positives."""
+    m = RefDetModel(RefDetModelConfig(**TINY))
+    probs = torch.softmax(m.head.cv2[0][-1].bias.view(4, 16), 1)
+    side = float((probs * torch.arange(16.0)).sum(1).mean())
+    assert 1.0 < side < 2.0
