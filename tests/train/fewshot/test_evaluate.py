@@ -180,3 +180,13 @@ def test_agrees_with_the_trainers_validation_metrics_on_one_target_per_frame(see
     assert mine.ap50 == pytest.approx(theirs["ap50"]) and mine.recall == pytest.approx(theirs["recall"])
     assert mine.precision == pytest.approx(theirs["precision"])
     assert mine.st_iou == pytest.approx(valmetrics.video_st_iou([(p.xyxy, p.scores) for p in preds], gts, conf))
+
+
+def test_the_trainers_validation_metrics_are_python_numbers():
+    """They go into checkpoints; a numpy scalar there makes safe_load refuse the checkpoint (weights_only)."""
+    from edgekit.train.fewshot import valmetrics
+
+    far = [20.0, 20.0, 30.0, 30.0]  # a false positive above conf: its numpy False made the sum a numpy int
+    out = valmetrics.average_precision([(np.array([BOX, far]), np.array([0.9, 0.8]))], [gt(BOX)], conf=0.5)
+    assert (out["precision"], out["recall"], out["ap50"]) == (0.5, 1.0, 1.0)
+    assert all(type(v) in (float, int) for v in out.values()), {k: type(v) for k, v in out.items()}
