@@ -1,6 +1,6 @@
 """RefDet end to end on CPU, through the CLI: synth -> train stage 2 -> train stage 3 -> eval -> export
-(INT8) -> bench the bundle -> predict from the bundle, and the same video predicted from the run
-(PyTorch) and from the bundle (ONNX Runtime) must agree.
+(INT8) -> eval the bundle -> bench it -> predict from it; the run (PyTorch) and the bundle (ONNX
+Runtime) must score alike and find the same boxes on the same video.
 
 Tiny on purpose (a 1-block DINOv2 at 28 px, 64 px frames, two episodes per stage): this proves the
 stages fit together, not that the model learns (benchmarks/ does that on the GPU machine).
@@ -75,6 +75,12 @@ def test_synth_train_2_3_eval_export_bench_predict(tmp_path: Path, one_thread):
         "--out", bundle, "--quiet")
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["task"] == "refdet" and set(manifest["models"]) == {"reference_encoder", "fp32", "int8_qdq"}
+
+    _ok("eval", "refdet", bundle, "--data", data, "--out", tmp_path / "eval_bundle", "--no-progress")
+    on_ort = json.loads((tmp_path / "eval_bundle" / "eval.json").read_text())
+    assert on_ort["model_kind"] == "bundle"
+    for key in ("ap50", "map50", "st_iou", "n_gt"):  # the deployed graphs score as the checkpoint does
+        assert on_ort["overall"][key] == pytest.approx(doc["overall"][key], abs=1e-3), key
 
     sample = data / "test" / "samples" / videos[0]
     video = sample / "drone_video.mp4"
