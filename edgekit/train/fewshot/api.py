@@ -75,6 +75,16 @@ def resolve_data(cfg: RefDetTrainConfig) -> Tuple[Path, Optional[Path]]:
     return train, next((c for c in candidates if _is_refdet_root(c)), None)
 
 
+def check_episodes(cfg: RefDetTrainConfig, train_root: Path) -> None:
+    """``episode.n_way`` distinct targets must exist (checked before the run directory is made)."""
+    from edgekit.data.formats.refdet import read_refdet_annotations
+
+    n = sum(1 for v in read_refdet_annotations(train_root) if any(t.bboxes for t in v.annotations))
+    if cfg.episode.n_way > n:
+        raise ConfigError(f"episode.n_way={cfg.episode.n_way} but {train_root} has {n} annotated targets",
+                          f"pass episode.n_way <= {n} or add videos")
+
+
 def check_weights(cfg: RefDetTrainConfig, trust: bool) -> None:
     """Stage 3 needs a stage-2 (or 3) checkpoint; any ``weights`` must be a loadable RefDet checkpoint; without
     ``weights`` the encoder's pretrained file (unless ``random``) must be found."""
@@ -94,6 +104,24 @@ def check_weights(cfg: RefDetTrainConfig, trust: bool) -> None:
     if cfg.stage == 3 and int(ckpt.get("stage", 0)) < 2:
         raise ConfigError(f"stage 3 fine-tunes a stage-2 model but --weights {cfg.weights} is from stage "
                           f"{ckpt.get('stage')}", "train stage 2 first and pass its best.pt")
+
+
+def adopt_checkpoint_model(cfg: RefDetTrainConfig, trust: bool = False) -> RefDetTrainConfig:
+    """With ``weights``, the model is the checkpoint's: its ``model_config`` replaces ``cfg.model`` (so the
+    batches are built for its ``ref_size`` and config_resolved.yaml says what is trained)."""
+    from .checkpoint import read_refdet_checkpoint
+    from .model import RefDetModelConfig
+
+    if not cfg.weights:
+        return cfg
+    try:
+        ckpt = read_refdet_checkpoint(cfg.weights, trust=trust)
+    except ModelError as e:
+        raise ModelError(f"--weights: {e.message}", e.fix) from None
+    model = RefDetModelConfig(**ckpt["model_config"])
+    if model != cfg.model:
+        LOG.info("--weights %s: using its model config (model.* keys of this config are ignored)", cfg.weights)
+    return cfg.model_copy(update={"model": model})
 
 
 def _check_saved_config(cfg: RefDetTrainConfig, run: RunDir) -> None:
@@ -139,6 +167,8 @@ def train_refdet(cfg: RefDetTrainConfig, run_id: Optional[str] = None, resume: b
         raise ConfigError("--resume needs the run to continue", "pass --run-id ID (a directory under project)")
     run_id = check_run_id(run_id) if run_id is not None else new_run_id("refdet")
     train_root, val_root = resolve_data(cfg)
+    cfg = adopt_checkpoint_model(cfg, trust_checkpoint)
+    check_episodes(cfg, train_root)
     existing = RunDir(Path(cfg.project) / run_id)
 
     def on_resume(run: RunDir) -> Dict[str, Any]:
@@ -169,4 +199,5 @@ def train_refdet(cfg: RefDetTrainConfig, run_id: Optional[str] = None, resume: b
     return TrainResult(run.root, run.best, run.last, vals[-1] if vals else {})
 
 
-__all__ = ["TrainResult", "train_refdet", "resolve_data", "check_weights", "read_resume_checkpoint", "RESUME_MUTABLE"]
+__all__ = ["TrainResult", "train_refdet", "resolve_data", "check_weights", "read_resume_checkpoint", "adopt_checkpoint_model",
+           "check_episodes", "RESUME_MUTABLE"]

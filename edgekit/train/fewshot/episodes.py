@@ -59,6 +59,7 @@ class EpisodeBatcher:
         self._dataset: Optional[RefDetDataset] = None
         self._sampler: Optional[EpisodeSampler] = None
         self.labels = {r.video_id: i for i, r in enumerate(self.dataset.records)}
+        _ = self.sampler  # n_way vs the dataset's targets is checked here, not inside a worker process
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)

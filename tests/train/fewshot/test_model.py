@@ -159,6 +159,6 @@ def test_onnx_export_of_both_graphs_matches_torch(model, tmp_path):
 def test_scratch_head_starts_with_boxes_of_a_few_strides():
     """Ultralytics' uniform DFL init (7.5 grid units a side) leaves small targets without positives."""
     m = RefDetModel(RefDetModelConfig(**TINY))
-    probs = torch.softmax(m.head.cv2[0][-1].bias.view(4, 16), 1)
+    probs = torch.softmax(m.head.cv2[0][-1].bias.detach().view(4, 16), 1)
     side = float((probs * torch.arange(16.0)).sum(1).mean())
     assert 1.0 < side < 2.0

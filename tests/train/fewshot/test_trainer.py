@@ -91,8 +91,9 @@ def test_resume_refuses_a_changed_config_and_existing_runs(stage2_run):
 def test_stage3_fine_tunes_a_stage2_checkpoint_with_triplet(stage2_run):
     over, full = stage2_run
     s3 = [*over, "stage=3", f"weights={full.best}", "use_triplet=true", "negative_strategy=mixed", "epochs=1",
-          "episode.episodes_per_epoch=1"]
+          "episode.episodes_per_epoch=1", "model.ref_size=56"]  # the checkpoint's model (ref_size 28) wins
     result = train_refdet(load_refdet_config(None, s3), run_id="s3", progress=False)
+    assert "ref_size: 28" in (result.run_dir / "reports/config_resolved.yaml").read_text()
     rec = read_jsonl(result.run_dir / "reports/train_metrics.jsonl")[0]
     assert rec["stage"] == 3 and np.isfinite(rec["triplet"]) and np.isfinite(rec["supcon"])
     with pytest.raises(ConfigError, match="stage 3 fine-tunes a stage-2 model"):
@@ -122,6 +123,8 @@ def test_bad_inputs_are_one_line_errors_before_anything_is_written(tiny_run, tmp
     with pytest.raises(ModelError, match="model.encoder_weights"):
         train_refdet(load_refdet_config(None, [*tiny_run, "model.encoder_weights=auto",
                                                f"model.encoder_weights_dir={tmp_path / 'no'}"]), run_id="z", progress=False)
+    with pytest.raises(ConfigError, match="n_way=9 but .* has 4 annotated targets"):
+        train_refdet(load_refdet_config(None, [*tiny_run, "episode.n_way=9", "workers=1"]), run_id="w", progress=False)
     with pytest.raises(ConfigError, match="use_triplet is a stage-3 option"):
         load_refdet_config(None, [*tiny_run, "use_triplet=true"])
     assert not (tmp_path / "runs").exists()
