@@ -100,12 +100,15 @@ def load_refdet(source: PathLike, device: str = "cpu", trust: bool = False, conf
 
 
 def load_refdet_predictor(source: PathLike, device: str = "cpu", trust: bool = False, **options: Any) -> Any:
-    """The predictor of a run directory, a ``.pt`` or a bundle directory: ``set_target`` + ``__call__``.
-
-    A bundle's detector must be activated before use (``with activated(p) as p:``); a torch predictor
-    needs nothing. ``options``: ``conf``, ``iou``, ``backend``, ``precision`` (see :func:`load_refdet`).
+    """The predictor of a run directory, a ``.pt`` or a bundle directory, ready to call: ``set_target`` +
+    ``__call__``. A bundle's detector comes activated (its runtime sessions held until
+    ``predictor.__exit__(None, None, None)`` or garbage collection). ``options``: ``conf``, ``iou``,
+    ``backend``, ``precision`` (see :func:`load_refdet`).
     """
-    return load_refdet(source, device=device, trust=trust, **options).predictor
+    predictor = load_refdet(source, device=device, trust=trust, **options).predictor
+    if hasattr(predictor, "__enter__"):
+        predictor = predictor.__enter__() or predictor
+    return predictor
 
 
 @contextlib.contextmanager

@@ -320,6 +320,21 @@ def test_eval_and_predict_a_refdet_bundle(tmp_path: Path):
     assert (tmp_path / "pred" / "video.mp4").stat().st_size > 0
 
 
+def test_load_refdet_predictor_gives_a_bundle_detector_ready_to_call(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from edgekit.train.fewshot.inference import load_refdet_predictor
+    from tests.deploy.refdet_bundles import BLUE, CELL, frame_with, photo, write_refdet_bundle
+
+    det = load_refdet_predictor(write_refdet_bundle(tmp_path / "bundle"), conf=0.5)
+    try:
+        det.set_target([photo(BLUE)])
+        found = det(frame_with(BLUE, (1, 2)))
+        assert len(found) == 1 and found.xywhr[0, :2].tolist() == pytest.approx([2.5 * CELL, 1.5 * CELL])
+    finally:
+        det.__exit__(None, None, None)
+
+
 def test_an_obb_bundle_is_not_a_refdet_model(tmp_path: Path, monkeypatch):
     import edgekit.deploy.bundle as bundle_mod
 
