@@ -4,7 +4,9 @@
 so the demo exercises exactly what users run: synthesise an OBB dataset -> check it -> train the
 distilled YOLOv8-OBB (random DINOv3 teacher: no weights exist offline) -> export ONNX + INT8 Q/DQ
 + calibration cache into a verified deploy bundle -> measure ONNX Runtime CPU latency of the FP32
-and INT8 artifacts through the deploy Runner -> print a summary.
+and INT8 artifacts through the deploy Runner -> serve it briefly. Then the few-shot RefDet part
+(:mod:`edgekit.demo_refdet`): synthesise drone videos -> train stage 2, then stage 3 -> eval on
+targets never seen in training -> export the two-graph bundle -> bench it. Then a summary.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def run_demo(out_dir: Path, profile: str = "standard", seed: int = 0) -> DemoSum
     _latency(summary, bundle, root, out_dir)
     _serve(summary, bundle, root)
 
+    from edgekit.demo_refdet import run_refdet_part
+
+    run_refdet_part(summary, out_dir, profile, seed)
+
     from edgekit.core.atomic import write_json_atomic
 
     write_json_atomic(out_dir / "demo_summary.json", {
@@ -102,9 +108,12 @@ def _prepare_out(out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not owned_by(out_dir, WRITER):
             write_marker(out_dir, WRITER)  # now, not at the end: a killed demo can be re-run
-        old_run = out_dir / "runs" / RUN_ID
-        if old_run.is_dir() and owned_by(old_run, TRAIN_WRITER):  # the earlier demo's run, by its marker
-            shutil.rmtree(str(old_run))
+        from edgekit.demo_refdet import RUN_IDS as REFDET_RUN_IDS
+
+        for run_id in (RUN_ID, *REFDET_RUN_IDS):
+            old_run = out_dir / "runs" / run_id
+            if old_run.is_dir() and owned_by(old_run, TRAIN_WRITER):  # the earlier demo's run, by its marker
+                shutil.rmtree(str(old_run))
     except OSError as e:
         raise (fs_error(e, out_dir) or DataError(f"--out {out_dir} cannot be written: {e.strerror}",
                                                  "pass --out a writable directory")) from None

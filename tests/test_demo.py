@@ -15,7 +15,9 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "edgekit demo: results" in res.stdout
     summary = json.loads((tmp_path / "d" / "demo_summary.json").read_text())
-    assert [s["stage"] for s in summary["stages"]] == ["synth", "check", "train", "export", "bench", "serve"]
+    assert [s["stage"] for s in summary["stages"]] == ["synth", "check", "train", "export", "bench", "serve",
+                                                       "refdet synth", "refdet train 2", "refdet train 3",
+                                                       "refdet eval", "refdet export", "refdet bench"]
     bundle = tmp_path / "d" / "runs" / "demo" / "bundle"
     for name in ("manifest.json", "model.onnx", "model.int8.qdq.onnx", "onnx_parity.json", "export_report.json"):
         assert (bundle / name).is_file(), name
@@ -23,6 +25,9 @@ def test_demo_quick_runs_every_stage_and_writes_a_summary(tmp_path):
     for precision in ("fp32", "int8"):  # the demo ends with `edgekit bench` of its bundle
         assert json.loads((tmp_path / "d" / "bench" / precision / "bench.json").read_text())["schema_version"] == 1
     assert not summary["metrics"]["serve /metrics"].startswith("0 frames")  # then `edgekit serve` for a few seconds
+    # then the few-shot part: RefDet trained, evaluated, exported to two graphs and benched
+    assert summary["metrics"]["RefDet golden parity (both graphs, ORT)"] == "passed"
+    assert json.loads((tmp_path / "d" / "refdet" / "bench" / "bench.json").read_text())["bundle"]["task"] == "refdet"
 
 
 def test_demo_bad_out_fails_in_one_line_before_any_work(tmp_path):

@@ -2,7 +2,8 @@
 
 Runs every stage that exists, in order, on data edgekit makes itself (nothing is downloaded):
 synthesise -> check -> train (distilled OBB, random teacher, CPU) -> export (ONNX, INT8 Q/DQ,
-calibration cache, bundle) and ends with a results summary. The work is done by the stages'
+calibration cache, bundle) -> bench -> serve, then the few-shot RefDet part (synth drone videos ->
+train stage 2 and 3 -> eval -> two-graph export -> bench), and ends with a results summary. The work is done by the stages'
 library functions (``edgekit.demo``); this command only parses options and prints.
 """
 
@@ -20,7 +21,8 @@ import click
               help="quick: a minute-scale smoke run; standard: enough training for meaningful mAP.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(out_dir: Path, profile: str, seed: int) -> None:
-    """Run synth -> check -> train -> export on CPU and print a results summary."""
+    """Run synth -> check -> train -> export -> bench -> serve (OBB), then RefDet's synth -> train -> eval ->
+    export -> bench, on CPU, and print a results summary."""
     from edgekit.core.errors import EdgekitError
     from edgekit.demo import run_demo
 

@@ -1,7 +1,12 @@
-"""``edgekit eval obb --data DIR --predictions P.json``: mAP, per-class AP, P/R and a PR curve.
+"""``edgekit eval obb|refdet``: score predictions (obb) or a model (refdet) on a dataset.
 
-Thin: options -> :mod:`edgekit.train.obb.evaluate` (no torch); results go to ``--out`` (eval.json,
-pr_curve.png, pr_curve_polygon.png), written through edgekit.core.outdir.
+- ``eval obb --data DIR --predictions P.json``: mAP, per-class AP, P/R and a PR curve; thin over
+  :mod:`edgekit.train.obb.evaluate` (no torch).
+- ``eval refdet MODEL --data DIR``: runs a RefDet run, checkpoint or bundle over every video of a RefDet
+  root (each with its own reference photos) and reports AP@0.5, precision, recall and ST-IoU per video
+  and overall (:mod:`edgekit.train.fewshot.evaluate`, definitions in docs/refdet.md "Metrics").
+
+Results go to ``--out`` (eval.json + PR-curve PNGs), written through edgekit.core.outdir.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from typing import Optional
 import click
 
 WRITER = "eval"
+REFDET_WRITER = "eval refdet"
 
 
 @click.group("eval")
 def eval_() -> None:
-    """Score predictions files against a dataset."""
+    """Score predictions (obb) or a model (refdet) against a dataset."""
 
 
 @eval_.command("obb")
@@ -47,4 +53,44 @@ def obb(data: Path, predictions: Path, out: Optional[Path]) -> None:
     u, p = report["ultralytics"], report["polygon"]
     click.echo(f"mAP50 {u['map50']:.4f}  mAP50-95 {u['map50_95']:.4f}  (ProbIoU, Ultralytics' val)  |  "
                f"polygon IoU: mAP50 {p['map50']:.4f}  mAP50-95 {p['map50_95']:.4f}")
+    click.echo(f"-> {target / 'eval.json'}")
+
+
+@eval_.command("refdet")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="RefDet root (samples/ + annotations/), or a dataset root holding test/.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/eval-refdet"),
+              show_default=True, help="Output directory: eval.json, pr_curve.png.")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Confidence threshold of precision, recall and ST-IoU (AP ranks every box the model scores).")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run every Nth frame of each video (ground truth on skipped frames is not scored).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for runs and checkpoints (cpu, cuda).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
+              help="Bundles only: the runtime.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="Bundles only: which graph/engine of the bundle runs.")
+@click.option("--trust-checkpoint", is_flag=True, help="Load the .pt without the class allow-list (only for trusted files).")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+def refdet(model: Path, data: Path, out: Path, conf: float, stride: int, device: str, backend: str, precision: str,
+           trust_checkpoint: bool, no_progress: bool) -> None:
+    """MODEL: runs/<id>, a RefDet .pt checkpoint or a RefDet bundle directory."""
+    from edgekit.core.outdir import prepare_output, staged_output
+    from edgekit.train.fewshot.evaluate import format_table
+    from edgekit.train.fewshot.inference import evaluate_model, write_eval_outputs
+
+    target = prepare_output(out, REFDET_WRITER, sources=[model, data])
+    report, doc = evaluate_model(model, data, conf=conf, stride=stride, device=device, trust=trust_checkpoint,
+                                 backend=backend, precision=precision, progress=not no_progress)
+    with staged_output(target, REFDET_WRITER) as stage:
+        write_eval_outputs(report, doc, stage)
+    click.echo(format_table(report))
+    o = report.overall
+
+    def fmt(v: Optional[float]) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    click.echo(f"mAP50 {fmt(o.map50)} (mean over videos)  AP50 {fmt(o.ap50)} (all frames)  P {fmt(o.precision)}  "
+               f"R {fmt(o.recall)}  ST-IoU {fmt(o.st_iou)}  at conf {conf:g}, {doc['frames']} frames")
     click.echo(f"-> {target / 'eval.json'}")

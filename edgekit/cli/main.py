@@ -28,8 +28,8 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
     "jetson": ("edgekit.cli.jetson_cmd", "jetson", "Drive a Jetson over ssh: info, push, build, bench, setup."),
     "serve": ("edgekit.cli.serve_cmd", "serve", "Serve a bundle's detections: HTTP/WebSocket, metrics, live page."),
     "bench": ("edgekit.cli.bench_cmd", "bench", "Benchmark a bundle: latency, throughput, parity, mAP; compare runs."),
-    "predict": ("edgekit.cli.predict_cmd", "predict", "Run a run/checkpoint/bundle on images or video: predictions JSON."),
-    "eval": ("edgekit.cli.eval_cmd", "eval_", "Score a predictions JSON on a dataset: mAP, per-class AP, PR curve."),
+    "predict": ("edgekit.cli.predict_cmd", "predict", "Run a run/checkpoint/bundle on images or video (obb, refdet): predictions JSON."),
+    "eval": ("edgekit.cli.eval_cmd", "eval_", "Score predictions (obb) or a model (refdet) on a dataset: mAP, P/R, ST-IoU, PR curve."),
     "tune": ("edgekit.cli.tune_cmd", "tune", "Hyper-parameter search with Optuna; writes a ready best.yaml."),
 }
 

@@ -10,6 +10,10 @@ older edgekit) is checked key by key and a wrong one fails in one line naming th
 
 Boxes are in image pixels; ``corners`` follow Ultralytics' ``xyxyxyxy`` order and are informative
 (evaluation uses ``boxes``). ``frame`` is the frame index for video sources (null for images).
+
+``task`` says which model wrote the file: ``obb`` (``edgekit predict obb``) or ``refdet``
+(``edgekit predict refdet``: one class, ``target``; axis-aligned boxes as angle-0 rows; ``references``
+lists the reference photos that set the target).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .detections import Detections
 from .errors import DataError
 
 PREDICTIONS_VERSION = 1
+TASKS = ("obb", "refdet")
 
 
 class ImagePredictions(StrictModel):
@@ -74,21 +79,24 @@ class PredictionsFile(StrictModel):
     """A whole predictions file."""
 
     version: int = PREDICTIONS_VERSION  # file format version (this reader knows 1)
-    task: str = "obb"
+    task: str = "obb"  # one of TASKS
     model: str  # what produced the predictions (checkpoint, run or bundle path)
     names: List[str] = Field(default_factory=list)  # class names, index = class id
     conf: Optional[float] = None  # confidence threshold used (mAP wants a low one, e.g. 0.001)
     iou: Optional[float] = None  # NMS IoU threshold used
     imgsz: Optional[int] = None  # network input side
     multi_label: bool = False  # every class above conf per anchor (as Ultralytics' val), not only the best
+    references: Optional[List[str]] = None  # refdet: the reference photos of the target
     images: List[ImagePredictions] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _known(self) -> PredictionsFile:
         if self.version != PREDICTIONS_VERSION:
             raise ValueError(f"version {self.version} is not known (this edgekit reads version {PREDICTIONS_VERSION})")
-        if self.task != "obb":
-            raise ValueError(f"task must be 'obb', got {self.task!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.references is not None and self.task != "refdet":
+            raise ValueError(f"references belong to refdet predictions, not to task {self.task!r}")
         return self
 
     def write(self, path: Union[str, Path]) -> Path:
@@ -112,4 +120,4 @@ def read_predictions(path: Union[str, Path]) -> PredictionsFile:
     return build_config(PredictionsFile, data, path.name)
 
 
-__all__ = ["PREDICTIONS_VERSION", "ImagePredictions", "PredictionsFile", "read_predictions"]
+__all__ = ["PREDICTIONS_VERSION", "TASKS", "ImagePredictions", "PredictionsFile", "read_predictions"]

@@ -49,7 +49,7 @@ def average_precision(preds: Sequence[Tuple[np.ndarray, np.ndarray]], gts: Seque
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
     ap = float(np.sum((mrec[1:] - mrec[:-1]) * mpre[1:]))
     above = [r for r in records if r[0] >= conf]
-    hits = sum(r[1] for r in above)
+    hits = int(sum(r[1] for r in above))  # Python numbers: these land in checkpoints, which hold no numpy scalar
     return {"ap50": ap, "precision": hits / len(above) if above else 0.0, "recall": hits / n_gt, "n_gt": n_gt}
 
 

@@ -69,6 +69,9 @@ def align(preds: PredictionsFile, images: List[Path], source: str) -> List[Detec
 
 def evaluate_predictions(preds: PredictionsFile, data: Path, source: str = "predictions") -> Dict[str, Any]:
     """Both score variants plus the per-class table; raw MapResults under ``_results`` (not JSON)."""
+    if preds.task != "obb":
+        raise DataError(f"{source} holds {preds.task} predictions; eval obb scores obb ones",
+                        f"score a {preds.task} model with `edgekit eval {preds.task}`")
     names, images, gts = ground_truth(data)
     if preds.names and list(preds.names) != list(names):
         raise DataError(f"{source} names {preds.names} differ from the dataset's {names}",
