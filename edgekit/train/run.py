@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -31,6 +32,16 @@ from edgekit.core.outdir import owned_by, prepare_output, write_marker
 
 PathLike = Union[str, "os.PathLike[str]"]
 WRITER = "train"  # the run directory's output marker (edgekit.core.outdir)
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run's artifacts are and its final validation metrics (OBB and RefDet alike)."""
+
+    run_dir: Path
+    best: Path
+    last: Path
+    final_metrics: Dict[str, Any] = field(default_factory=dict)
 
 
 def new_run_id(prefix: str = "obb") -> str:
@@ -265,5 +276,5 @@ def plan_run(run: RunDir, resume: bool, sources: Sequence[PathLike],
     return resume, state
 
 
-__all__ = ["RunDir", "flatten_config", "check_resume_config", "restartable", "plan_run", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
+__all__ = ["TrainResult", "RunDir", "flatten_config", "check_resume_config", "restartable", "plan_run", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
            "host_info", "read_run_meta", "update_run_meta"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -20,6 +19,7 @@ from edgekit.data.formats.refdet import ANNOTATIONS
 
 from ..run import (
     RunDir,
+    TrainResult,
     check_resume_config,
     check_run_id,
     git_sha,
@@ -39,17 +39,9 @@ VERSIONED = ("torch", "ultralytics", "timm", "numpy", "opencv-python-headless")
 RESUME_MUTABLE = ("device", "workers", "project", "data", "val", "cache_size", "save_interval")
 
 
-@dataclass
-class TrainResult:
-    """Where a finished run's artifacts are and its last validation record."""
-
-    run_dir: Path
-    best: Path
-    last: Path
-    final_metrics: Dict[str, Any] = field(default_factory=dict)
-
-
 def _is_refdet_root(path: Path) -> bool:
+    # the annotations file, not format's is_refdet_root (which also takes a bare samples/ folder):
+    # training needs the boxes
     return (path / ANNOTATIONS).is_file()
 
 

@@ -13,7 +13,6 @@ import logging
 import os
 import platform
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
@@ -23,6 +22,7 @@ from edgekit.core.errors import ConfigError, EdgekitError, ModelError
 
 from ..run import (
     RunDir,
+    TrainResult,
     append_jsonl,
     check_run_id,
     git_sha,
@@ -40,16 +40,6 @@ from .preflight import check_ultralytics_keys, held_ultralytics_log, preflight, 
 LOG = logging.getLogger(__name__)
 VERSIONED = ("torch", "torchvision", "ultralytics", "timm", "numpy", "opencv-python-headless", "wandb", "mlflow",
              "tensorboard")
-
-
-@dataclass
-class TrainResult:
-    """Where a finished run's artifacts are and the best checkpoint's final validation metrics."""
-
-    run_dir: Path
-    best: Path
-    last: Path
-    final_metrics: Dict[str, Any] = field(default_factory=dict)
 
 
 def plan_stages(state: Dict[str, Any], n_stages: int) -> Tuple[int, bool]:
