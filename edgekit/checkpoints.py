@@ -26,7 +26,7 @@ import pickle
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Union
+from typing import Any, Callable, Iterator, List, Optional, Union
 
 from edgekit.core.errors import ModelError
 
@@ -66,6 +66,18 @@ def allowed_globals() -> List[Any]:
         except (ImportError, AttributeError):
             continue
     return out
+
+
+def refused_pickle(e: BaseException) -> Optional[str]:
+    """What a ``weights_only`` load refused (e.g. ``posix.system``), or None when ``e`` is another error.
+
+    For loaders edgekit does not own (timm's): their message ends in torch's advice to retry with
+    ``weights_only=False``, which no edgekit flag does and which would run the file's code."""
+    text = str(e)
+    if "weights_only" not in text and "GLOBAL" not in text:
+        return None
+    m = _GLOBAL_RE.search(text) or re.search(r"Unsupported globals?: ([\w.]+)", text)
+    return m.group(1) if m else "pickled objects"
 
 
 def _refusal(path: Union[str, Path], e: BaseException) -> ModelError:
