@@ -74,10 +74,16 @@ def refused_pickle(e: BaseException) -> Optional[str]:
     For loaders edgekit does not own (timm's): their message ends in torch's advice to retry with
     ``weights_only=False``, which no edgekit flag does and which would run the file's code."""
     text = str(e)
-    if "weights_only" not in text and "GLOBAL" not in text:
+    if ("weights_only" not in text and "GLOBAL" not in text) or _not_a_pickle(e):
         return None
     m = _GLOBAL_RE.search(text) or re.search(r"Unsupported globals?: ([\w.]+)", text)
     return m.group(1) if m else "pickled objects"
+
+
+def _not_a_pickle(e: BaseException) -> bool:
+    """torch's weights_only unpickler stopped at a byte that is no pickle opcode (a photo, a text file):
+    the file is no checkpoint at all, not one naming a forbidden class."""
+    return "Unsupported operand" in str(e) and not _GLOBAL_RE.search(str(e))
 
 
 def _refusal(path: Union[str, Path], e: BaseException) -> ModelError:
@@ -103,7 +109,7 @@ def _restricted_load(load: Callable[..., Any], f: Any, *args: Any, **kwargs: Any
         try:
             return load(f, *args, **kwargs)
         except pickle.UnpicklingError as e:
-            raise _refusal(where, e) from None
+            raise (_corrupt(where, e) if _not_a_pickle(e) else _refusal(where, e)) from None
         except (RuntimeError, EOFError, ValueError) as e:
             if "weights_only" in str(e) or "GLOBAL" in str(e):
                 raise _refusal(where, e) from None
