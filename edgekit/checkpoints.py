@@ -124,6 +124,9 @@ def safe_load(path: Union[str, Path], trust: bool = False, map_location: Any = "
     import torch
 
     path = Path(path)
+    if path.is_dir():  # a run or a bundle given where a .pt file is read
+        raise ModelError(f"checkpoint {path} is a directory, not a .pt file",
+                         f"pass the file itself (e.g. {path}/checkpoints/best.pt for a run)")
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist", "check the path")
     load = _original_load[0] if _original_load else torch.load

@@ -144,3 +144,12 @@ def test_a_file_that_is_no_pickle_is_called_so_not_refused_as_code(tmp_path: Pat
         torch.load(str(path), weights_only=True)
     except Exception as raw:  # noqa: BLE001 - torch's own error, as timm passes it on
         assert refused_pickle(raw) is None
+
+
+def test_a_directory_given_as_checkpoint_is_called_a_directory(tmp_path: Path) -> None:
+    from edgekit.checkpoints import safe_load
+    from edgekit.core.errors import ModelError
+
+    with pytest.raises(ModelError) as e:
+        safe_load(tmp_path)
+    assert "is a directory, not a .pt file" in e.value.format() and "does not exist" not in e.value.format()
