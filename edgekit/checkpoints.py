@@ -26,7 +26,7 @@ import pickle
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Union
+from typing import Any, Callable, Iterator, List, Optional, Union
 
 from edgekit.core.errors import ModelError
 
@@ -68,6 +68,24 @@ def allowed_globals() -> List[Any]:
     return out
 
 
+def refused_pickle(e: BaseException) -> Optional[str]:
+    """What a ``weights_only`` load refused (e.g. ``posix.system``), or None when ``e`` is another error.
+
+    For loaders edgekit does not own (timm's): their message ends in torch's advice to retry with
+    ``weights_only=False``, which no edgekit flag does and which would run the file's code."""
+    text = str(e)
+    if ("weights_only" not in text and "GLOBAL" not in text) or _not_a_pickle(e):
+        return None
+    m = _GLOBAL_RE.search(text) or re.search(r"Unsupported globals?: ([\w.]+)", text)
+    return m.group(1) if m else "pickled objects"
+
+
+def _not_a_pickle(e: BaseException) -> bool:
+    """torch's weights_only unpickler stopped at a byte that is no pickle opcode (a photo, a text file):
+    the file is no checkpoint at all, not one naming a forbidden class."""
+    return "Unsupported operand" in str(e) and not _GLOBAL_RE.search(str(e))
+
+
 def _refusal(path: Union[str, Path], e: BaseException) -> ModelError:
     m = _GLOBAL_RE.search(str(e))
     what = m.group(1) if m else (str(e).strip().splitlines() or [type(e).__name__])[-1][:120]
@@ -91,7 +109,7 @@ def _restricted_load(load: Callable[..., Any], f: Any, *args: Any, **kwargs: Any
         try:
             return load(f, *args, **kwargs)
         except pickle.UnpicklingError as e:
-            raise _refusal(where, e) from None
+            raise (_corrupt(where, e) if _not_a_pickle(e) else _refusal(where, e)) from None
         except (RuntimeError, EOFError, ValueError) as e:
             if "weights_only" in str(e) or "GLOBAL" in str(e):
                 raise _refusal(where, e) from None
@@ -106,6 +124,9 @@ def safe_load(path: Union[str, Path], trust: bool = False, map_location: Any = "
     import torch
 
     path = Path(path)
+    if path.is_dir():  # a run or a bundle given where a .pt file is read
+        raise ModelError(f"checkpoint {path} is a directory, not a .pt file",
+                         f"pass the file itself (e.g. {path}/checkpoints/best.pt for a run)")
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist", "check the path")
     load = _original_load[0] if _original_load else torch.load

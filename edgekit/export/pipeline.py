@@ -33,9 +33,10 @@ def export_model(options: ExportOptions, log: Optional[Log] = None) -> ExportRes
     """Run the whole export; returns the bundle directory, the report and summary rows."""
     ctx = prepare(options, log or (lambda _msg: None))
     calib = stages.calibration_set(ctx) if options.int8 else None  # fail on bad calibration data before exporting
-    # never replaces the checkpoint, a directory holding it, or a directory edgekit did not write
+    # never replaces the checkpoint, a directory holding it, or a directory edgekit did not write; never
+    # writes into (or around) the data it reads
     out = prepare_output(options.out or default_bundle_dir(ctx.source), WRITER,
-                         sources=[ctx.source.checkpoint, options.calib_data])
+                         sources=[ctx.source.checkpoint, options.calib_data, options.data])
     start = time.perf_counter()
     # staged next to --out; scratch (ours and the libraries' temp files) beside it, not in /tmp
     with staged_output(out, WRITER) as bundle, work_dir(bundle) as work, temp_files_in(work):

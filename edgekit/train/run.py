@@ -253,6 +253,37 @@ def restartable(run: RunDir) -> bool:
     return owned_by(run.root, WRITER) and not run.last.exists() and not run.best.exists()
 
 
+_HELD: Dict[str, int] = {}  # run directory -> the open descriptor whose flock this process holds until it exits
+
+
+def hold_run(root: Path) -> None:
+    """Mark ``root`` as being trained by this process until it exits (kill -9 included: the kernel drops the
+    lock); refuse a run another process holds. A flock on the directory itself, so no lock file is left."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (the run directory still refuses a second set of checkpoints)
+        return
+    key = str(Path(root).absolute())
+    if key in _HELD or not os.path.isdir(key):
+        return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(f"run {key} is being trained by another edgekit process",
+                          "wait for it to finish (or stop it), or pass a new --run-id") from None
+    _HELD[key] = fd
+
+
+def release_run(root: Path) -> None:
+    """Let go of :func:`hold_run` once training returned (a later run in this same process, or a subprocess
+    it starts, may then continue the run)."""
+    fd = _HELD.pop(str(Path(root).absolute()), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops its flock
+
+
 def plan_run(run: RunDir, resume: bool, sources: Sequence[PathLike],
              on_resume: Callable[[RunDir], Dict[str, Any]]) -> tuple:
     """``(resume?, state)`` for starting ``run``: ``on_resume(run)`` reads and checks last.pt's state (and the
@@ -261,6 +292,7 @@ def plan_run(run: RunDir, resume: bool, sources: Sequence[PathLike],
     import logging
 
     state: Dict[str, Any] = {}
+    hold_run(run.root)  # before anything reads or rewrites the run (the caller holds it again once created)
     if resume and not run.last.exists() and restartable(run):
         logging.getLogger(__name__).warning("run %s was stopped before its first checkpoint: restarting it from "
                                             "epoch 0", run.root)
@@ -273,8 +305,9 @@ def plan_run(run: RunDir, resume: bool, sources: Sequence[PathLike],
         raise ConfigError(f"run {run.root} already has checkpoints", "pass --resume, or a new --run-id")
     if not resume:
         prepare_output(run.root, WRITER, flag="--run-id", sources=list(sources))
+        hold_run(run.root)  # the directory may exist only now
     return resume, state
 
 
-__all__ = ["TrainResult", "RunDir", "flatten_config", "check_resume_config", "restartable", "plan_run", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
+__all__ = ["TrainResult", "RunDir", "hold_run", "release_run", "flatten_config", "check_resume_config", "restartable", "plan_run", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
            "host_info", "read_run_meta", "update_run_meta"]

@@ -69,10 +69,15 @@ def test_references_set_get_and_reset_change_what_is_detected(refdet_daemon):
     ([("images", ("x.jpg", b"not an image at all", "image/jpeg"))], "images[1] (x.jpg, 19 bytes) is not a decodable"),
     ([("images", (f"{i}.png", b"", "image/png")) for i in range(4)], "got 4 files under 'images'"),
     ([("photos", ("a.png", b"\x89PNG", "image/png"))], "got 0 files under 'images'"),
+    # decompression bombs: a few hundred KB under the body limit, 192 MB each once decoded (BGR)
+    ([("images", ("bomb.png", lambda: _png(np.zeros((8000, 8000), np.uint8)), "image/png"))], "8000 x 8000 pixels"),
+    ([("images", ("bomb.jpg", lambda: cv2.imencode(".jpg", np.zeros((8000, 8000), np.uint8))[1].tobytes(),
+                  "image/jpeg"))], "8000 x 8000 pixels"),
 ])
 def test_bad_uploads_are_400_in_one_line_and_keep_the_target(refdet_daemon, files, needle):
     d = refdet_daemon
     before = httpx.get(d.url + "/references").json()["target"]
+    files = [(k, (n, body() if callable(body) else body, t)) for k, (n, body, t) in files]
     r = httpx.post(d.url + "/references", files=files, headers=AUTH)
     assert r.status_code == 400, r.text
     detail = r.json()["detail"]

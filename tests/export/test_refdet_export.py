@@ -208,3 +208,15 @@ def test_a_run_directory_exports_from_the_dataset_its_config_names(monkeypatch, 
 
     m = load_manifest(run / "bundle")
     assert m.task == "refdet" and m.provenance.run_id == "refdet-run" and len(m.references) >= 1
+
+
+def test_out_inside_the_dataset_is_refused_before_any_work(monkeypatch, tmp_path, refdet_data):
+    """A bundle written into --data would sit among the videos it was calibrated on (eval refuses it too)."""
+    ckpt = tmp_path / "toy.pt"
+    refdet_toy.install(monkeypatch, ckpt)
+    out = refdet_data / "bundle"
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--data", str(refdet_data), "--out", str(out), "--quiet"])
+    assert res.exit_code == 1 and isinstance(res.exception, DataError), (res.output, res.exception)
+    assert "is inside the source" in str(res.exception) and "\n" not in str(res.exception)
+    assert not out.exists() and not any(p.name.startswith(".") for p in refdet_data.iterdir()
+                                        if p.name != ".edgekit-output.json")

@@ -124,3 +124,32 @@ def test_deploy_torch_runner_loads_restricted(tmp_path: Path, obb_pt: Path) -> N
         _load_model(_evil(tmp_path / "evil.pt", marker, legacy=False))
     assert not marker.exists()
     assert _load_model(obb_pt) is not None  # a real checkpoint still loads
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", b"\x89PNG\r\n\x1a\n" + bytes(64), b"-- some text"],
+                         ids=["text", "png", "dash"])
+def test_a_file_that_is_no_pickle_is_called_so_not_refused_as_code(tmp_path: Path, content: bytes) -> None:
+    """A photo or a text file given as a checkpoint is not pickled code: telling the user to pass
+    --trust-checkpoint (which cannot help, and disables the guard) was wrong."""
+    from edgekit.checkpoints import refused_pickle, safe_load
+    from edgekit.core.errors import ModelError
+
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelError) as e:
+        safe_load(path)
+    msg = e.value.format()
+    assert "not a PyTorch checkpoint" in msg and "trust-checkpoint" not in msg and "\n" not in msg, msg
+    try:
+        torch.load(str(path), weights_only=True)
+    except Exception as raw:  # noqa: BLE001 - torch's own error, as timm passes it on
+        assert refused_pickle(raw) is None
+
+
+def test_a_directory_given_as_checkpoint_is_called_a_directory(tmp_path: Path) -> None:
+    from edgekit.checkpoints import safe_load
+    from edgekit.core.errors import ModelError
+
+    with pytest.raises(ModelError) as e:
+        safe_load(tmp_path)
+    assert "is a directory, not a .pt file" in e.value.format() and "does not exist" not in e.value.format()

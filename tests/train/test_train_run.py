@@ -57,3 +57,35 @@ def test_run_meta_merges_dicts_one_level(tmp_path):
     meta = read_run_meta(run)
     assert meta["seed"] == 1 and set(meta["stage_timings"]) == {"a", "b"}
     assert json.loads(run.run_meta.read_text())["stage_timings"]["b"]["seconds"] == 2.0
+
+
+def test_a_run_another_process_is_training_is_refused(tmp_path):
+    """Two `train --run-id X` at once (a double launch, a retry script) wrote into one run directory: the
+    second's resume truncated the first's metrics and both wrote last.pt. The second must stop in one line."""
+    import subprocess
+    import sys
+
+    from edgekit.core.outdir import write_marker
+    from edgekit.train.run import WRITER, plan_run
+
+    run = RunDir.create(tmp_path / "runs", "busy")
+    write_marker(run.root, WRITER)
+    run.last.write_bytes(b"x")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(run.root)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="is being trained by another edgekit process") as e:
+            plan_run(run, True, [], lambda r: {})
+        assert "\n" not in e.value.format() and run.last.read_bytes() == b"x"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert plan_run(run, True, [], lambda r: {"epoch": 1}) == (True, {"epoch": 1})  # free again: resumes
+    from edgekit.train.run import release_run
+
+    release_run(run.root)  # the lock plan_run took is this process's: released, another process may take it
+    probe = subprocess.run([sys.executable, "-c", "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), "
+                            "fcntl.LOCK_EX | fcntl.LOCK_NB)", str(run.root)])
+    assert probe.returncode == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -112,11 +112,56 @@ def _target_call(fn: Callable[..., Dict[str, Any]], *args: Any) -> Dict[str, Any
         raise HTTPException(503, e.format()) from None
 
 
-async def _uploaded_images(request: Request) -> List[Any]:
-    """The decoded images of a multipart POST /references (field ``images``, 1-3 files); 400 in one line otherwise."""
+# A reference photo is letterboxed to the encoder's few hundred pixels; 40 MP still admits any phone photo
+# that fits the body limit. Beyond it a small compressed upload (a "decompression bomb": 200 KB of PNG,
+# 8000x8000 pixels) would decode to hundreds of MB on a Jetson that shares its 8 GB with the engine.
+MAX_REFERENCE_PIXELS = 40_000_000
+
+
+def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) from a PNG IHDR or a JPEG SOF header, None for anything else.
+
+    Hand-written because OpenCV reads no header without decoding the whole image and Pillow is not a
+    device dependency; only these two formats are promised to clients, others are decoded then checked."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: P, Y, X
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def _decode_photo(i: int, name: str, data: bytes) -> Any:
+    """One uploaded photo as BGR uint8, refused in one line (400) when too large or undecodable."""
     import cv2
     import numpy as np
 
+    size = _header_size(data)
+    if size is not None and size[0] * size[1] > MAX_REFERENCE_PIXELS:
+        raise HTTPException(400, f"images[{i}] ({name}) is {size[0]} x {size[1]} pixels, more than "
+                                 f"{MAX_REFERENCE_PIXELS // 1_000_000} MP: send a smaller photo of the target")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise HTTPException(400, f"images[{i}] ({name}, {len(data)} bytes) is not a decodable "
+                                 "image: send JPEG or PNG photos")
+    if img.shape[0] * img.shape[1] > MAX_REFERENCE_PIXELS:
+        raise HTTPException(400, f"images[{i}] ({name}) is {img.shape[1]} x {img.shape[0]} pixels, more than "
+                                 f"{MAX_REFERENCE_PIXELS // 1_000_000} MP: send a smaller photo of the target")
+    return img
+
+
+async def _uploaded_images(request: Request) -> List[Any]:
+    """The decoded images of a multipart POST /references (field ``images``, 1-3 files); 400 in one line otherwise."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(400, "POST /references takes multipart/form-data with 1-3 files under 'images' "
                                  "(curl -F images=@ref1.jpg -F images=@ref2.jpg ...)")
@@ -129,12 +174,7 @@ async def _uploaded_images(request: Request) -> List[Any]:
         raise HTTPException(400, f"got {len(files)} files under 'images', the target needs 1 to 3 reference photos")
     images = []
     for i, f in enumerate(files, 1):
-        data = await f.read()
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if img is None:
-            raise HTTPException(400, f"images[{i}] ({f.filename or 'unnamed'}, {len(data)} bytes) is not a decodable "
-                                     "image: send JPEG or PNG photos")
-        images.append(img)
+        images.append(_decode_photo(i, f.filename or "unnamed", await f.read()))
     return images
 
 

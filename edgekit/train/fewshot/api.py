@@ -23,12 +23,14 @@ from ..run import (
     check_resume_config,
     check_run_id,
     git_sha,
+    hold_run,
     host_info,
     keep_jsonl,
     new_run_id,
     package_versions,
     plan_run,
     read_jsonl,
+    release_run,
     update_run_meta,
 )
 from .config import RefDetTrainConfig
@@ -173,6 +175,7 @@ def train_refdet(cfg: RefDetTrainConfig, run_id: Optional[str] = None, resume: b
         check_weights(cfg, trust_checkpoint)
     created = not existing.root.exists()
     run = RunDir.create(cfg.project, existing.run_id)
+    hold_run(run.root)  # a new run: two launches that both found no directory; the second stops here
     _write_run_start(cfg, run, resume)
     first = int(state["epoch"]) + 1 if resume else 0
     for path in (run.train_metrics, run.val_metrics):  # epochs about to be (re)done must not appear twice
@@ -187,6 +190,8 @@ def train_refdet(cfg: RefDetTrainConfig, run_id: Optional[str] = None, resume: b
         if created and not run.last.exists():  # nothing trained: leave no half-made run behind
             shutil.rmtree(run.root, ignore_errors=True)
         raise
+    finally:
+        release_run(run.root)
     vals = read_jsonl(run.val_metrics) or read_jsonl(run.train_metrics)
     return TrainResult(run.root, run.best, run.last, vals[-1] if vals else {})
 

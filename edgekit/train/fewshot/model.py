@@ -85,7 +85,11 @@ def build_encoder(cfg: RefDetModelConfig, load_weights: bool = True) -> nn.Modul
     except (RuntimeError, ValueError, OSError) as e:
         if weights is None:
             raise
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        from edgekit.checkpoints import refused_pickle
+
+        refused = refused_pickle(e)
+        first = (f"it names {refused}, which is not a tensor (unpickling it could run code; it was not run)"
+                 if refused else (str(e).strip().splitlines() or [type(e).__name__])[0])
         raise ModelError(f"encoder weights {weights} do not fit {cfg.encoder}: {first}",
                          "use the DINOv2 weights released for this architecture (timm or Meta layout)") from None
 

@@ -26,11 +26,13 @@ from ..run import (
     append_jsonl,
     check_run_id,
     git_sha,
+    hold_run,
     host_info,
     keep_jsonl,
     new_run_id,
     plan_run,
     read_jsonl,
+    release_run,
     update_run_meta,
 )
 from ..run import check_resume_config as _check_resume_config
@@ -284,6 +286,7 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
         check_teacher(cfg.teacher)
     created = not existing.root.exists()
     run = RunDir.create(cfg.project, existing.run_id)
+    hold_run(run.root)  # a new run: two launches that both found no directory; the second stops here
     remove_stale_temps(run)
     _, data_yaml = resolve_dataset(cfg, run)
     _write_run_start(cfg, run, resume)
@@ -306,6 +309,8 @@ def train_obb(cfg: ObbTrainConfig, run_id: Optional[str] = None, resume: bool = 
         if created and not run.last.exists():  # nothing trained: leave no half-made run behind
             shutil.rmtree(run.root, ignore_errors=True)
         raise
+    finally:
+        release_run(run.root)
     finals = [r for r in read_jsonl(run.val_metrics) if r.get("final")]
     return TrainResult(run_dir=run.root, best=run.best, last=run.last, final_metrics=finals[-1] if finals else {})
 

@@ -162,3 +162,21 @@ def test_scratch_head_starts_with_boxes_of_a_few_strides():
     probs = torch.softmax(m.head.cv2[0][-1].bias.detach().view(4, 16), 1)
     side = float((probs * torch.arange(16.0)).sum(1).mean())
     assert 1.0 < side < 2.0
+
+
+def test_pickled_code_as_encoder_weights_is_refused_without_torch_advice(tmp_path):
+    """timm loads with weights_only=True, so nothing runs; the message must not echo torch's advice to retry
+    with weights_only=False (no edgekit flag does that, and it is the unsafe thing to do)."""
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil = tmp_path / "dinov2.pth"
+    torch.save({"pos_embed": Payload()}, str(evil))
+    with pytest.raises(ModelError) as e:
+        RefDetModel(RefDetModelConfig(encoder_weights=str(evil), encoder_kwargs={"depth": 1}, ref_size=28))
+    msg = e.value.format()
+    assert "posix.system" in msg and "weights_only=False" not in msg and str(evil) in msg and "\n" not in msg
+    assert not (tmp_path / "pwned").exists()
