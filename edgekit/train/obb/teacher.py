@@ -64,6 +64,11 @@ def _teacher_build_error(cfg: TeacherConfig, weights: Optional[Path], e: Excepti
                            "pass only timm.create_model arguments of this architecture")
     if weights is None:
         return e
+    from edgekit.checkpoints import refused_pickle
+
+    refused = refused_pickle(e)  # pickled code: name it, never echo torch's "retry with weights_only=False"
+    if refused:
+        first = f"it names {refused}, which is not a tensor (unpickling it could run code; it was not run)"
     # RuntimeError (key/shape mismatch), UnpicklingError, SafetensorError, ...: a file that is no such checkpoint.
     return ModelError(f"teacher weights {weights} do not fit {cfg.name}: {first}",
                       "use the weights released for this architecture (timm or Meta layout, .pth or .safetensors)")

@@ -169,3 +169,22 @@ def test_cached_rope_tables_equal_fresh_ones_and_are_reused():
     assert model.rope.get_embed(shape=(2, 2)).shape[0] == 4
     model.rope.train()  # augmenting RoPE (training mode) is never cached
     assert model.rope.get_embed(shape=(4, 6)) is not first
+
+
+def test_pickled_code_as_teacher_weights_is_named_without_torch_advice(tmp_path):
+    """timm loads the file with weights_only=True, so nothing runs; the one line names what was refused and
+    never repeats torch's advice to retry with weights_only=False (the unsafe step; no edgekit flag does it)."""
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil = tmp_path / "dinov3.pth"
+    torch.save({"pos_embed": Payload()}, str(evil))
+    cfg = TeacherConfig(weights=str(evil), model_kwargs=TINY)
+    with pytest.raises(ModelError) as e:
+        create_teacher_model(cfg, evil)
+    msg = e.value.format()
+    assert "posix.system" in msg and "weights_only=False" not in msg and str(evil) in msg and "\n" not in msg
+    assert not (tmp_path / "pwned").exists()
