@@ -9,6 +9,7 @@ Frames are BGR ``uint8`` arrays, as OpenCV decodes them; boxes are ``(K, 4)`` fl
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 from edgekit.core.errors import ConfigError, DataError
 from edgekit.data.formats.media import read_video_info
 from edgekit.data.formats.refdet import object_image_paths, read_refdet_annotations, video_path
+
+LOG = logging.getLogger(__name__)
 
 SEEK_MODES = ("auto", "always", "never")
 
@@ -202,6 +205,11 @@ def _record(root: Path, video: Any) -> VideoRecord:
     for box in (b for track in video.annotations for b in track.bboxes):
         per_frame.setdefault(box.frame, []).append((box.x1, box.y1, box.x2, box.y2))
     boxes = {f: np.asarray(b, np.float32).reshape(-1, 4) for f, b in per_frame.items() if f < info.frame_count}
+    past = sorted(f for f in per_frame if f >= info.frame_count)
+    if past:  # a header's frame count can be a little off, so warn rather than refuse (data check reports it)
+        LOG.warning("video %r: %d annotated frame(s) from %d on are past the video's %d frames and are ignored "
+                    "(training and evaluation); run `edgekit data check` on the dataset",
+                    video.video_id, len(past), past[0], info.frame_count)
     return VideoRecord(video.video_id, clip, refs, info.frame_count, boxes)
 
 

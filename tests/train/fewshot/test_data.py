@@ -151,3 +151,25 @@ def test_sampler_rejects_impossible_configs(refdet_root: Path):
         EpisodeSampler(records, n_way=9, n_query=1, n_episodes=1)
     with pytest.raises(ConfigError, match="n_query"):
         EpisodeSampler(records, n_way=1, n_query=0, n_episodes=1)
+
+
+def test_boxes_past_the_video_end_are_ignored_with_a_warning(refdet_root: Path, tmp_path: Path, caplog):
+    """A box on a frame the video does not have cannot be trained or scored; it is dropped, and said so."""
+    import json
+    import logging
+    import shutil
+
+    from edgekit.data.formats.refdet import ANNOTATIONS
+    from edgekit.train.fewshot.data import RefDetDataset
+
+    root = tmp_path / "root"
+    shutil.copytree(refdet_root, root)
+    doc = json.loads((root / ANNOTATIONS).read_text())
+    doc[0]["annotations"][0]["bboxes"].append({"frame": FRAMES + 5, "x1": 1, "y1": 1, "x2": 9, "y2": 9})
+    (root / ANNOTATIONS).write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, logger="edgekit.train.fewshot.data"):
+        ds = RefDetDataset(root)
+    rec = ds.record(doc[0]["video_id"])
+    assert max(rec.annotated_frames) < FRAMES
+    assert any("past the video" in r.getMessage() and doc[0]["video_id"] in r.getMessage() for r in caplog.records)
+    ds.close()
