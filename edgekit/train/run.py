@@ -234,6 +234,21 @@ def flatten_config(d: Dict[str, Any], prefix: str = "", opaque: Sequence[str] = 
     return out
 
 
+def check_saved_config(config_cls: Any, cfg: Any, run: RunDir, mutable: Sequence[str],
+                       opaque: Sequence[str] = ()) -> None:
+    """:func:`check_resume_config` of ``cfg`` against the run's config_resolved.yaml read as ``config_cls``
+    (a pydantic model); nothing to compare when the report is missing, unreadable or outdated."""
+    from edgekit.core.config import read_mapping
+
+    if not run.config_resolved.is_file():
+        return
+    try:
+        saved = config_cls.model_validate(read_mapping(run.config_resolved)).model_dump(mode="json")
+    except Exception:  # an unreadable or outdated report: nothing to compare against
+        return
+    check_resume_config(saved, cfg.model_dump(mode="json"), run, mutable, opaque=opaque)
+
+
 def check_resume_config(saved: Dict[str, Any], new: Dict[str, Any], run: RunDir, mutable: Sequence[str],
                         opaque: Sequence[str] = ()) -> None:
     """ConfigError naming the first key of ``new`` that differs from the run's saved config (both as
@@ -309,5 +324,5 @@ def plan_run(run: RunDir, resume: bool, sources: Sequence[PathLike],
     return resume, state
 
 
-__all__ = ["TrainResult", "RunDir", "hold_run", "release_run", "flatten_config", "check_resume_config", "restartable", "plan_run", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
+__all__ = ["TrainResult", "RunDir", "hold_run", "release_run", "flatten_config", "check_resume_config", "check_saved_config", "restartable", "plan_run", "WRITER", "check_run_id", "new_run_id", "append_jsonl", "read_jsonl", "keep_jsonl", "git_sha", "package_versions",
            "host_info", "read_run_meta", "update_run_meta"]

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from edgekit.core.atomic import write_text_atomic
-from edgekit.core.config import dump_config, read_mapping
+from edgekit.core.config import dump_config
 from edgekit.core.errors import ConfigError, DataError, EdgekitError, ModelError
 from edgekit.data.formats.refdet import ANNOTATIONS
 
 from ..run import (
     RunDir,
     TrainResult,
-    check_resume_config,
     check_run_id,
+    check_saved_config,
     git_sha,
     hold_run,
     host_info,
@@ -119,13 +119,7 @@ def adopt_checkpoint_model(cfg: RefDetTrainConfig, trust: bool = False) -> RefDe
 
 
 def _check_saved_config(cfg: RefDetTrainConfig, run: RunDir) -> None:
-    if not run.config_resolved.is_file():
-        return
-    try:
-        saved = RefDetTrainConfig.model_validate(read_mapping(run.config_resolved)).model_dump(mode="json")
-    except Exception:  # an unreadable or outdated report: nothing to compare against
-        return
-    check_resume_config(saved, cfg.model_dump(mode="json"), run, RESUME_MUTABLE, opaque=("encoder_kwargs", "lr_mult"))
+    check_saved_config(RefDetTrainConfig, cfg, run, RESUME_MUTABLE, opaque=("encoder_kwargs", "lr_mult"))
 
 
 def read_resume_checkpoint(run: RunDir, trust: bool = False) -> Dict[str, Any]:

@@ -25,6 +25,7 @@ from ..run import (
     TrainResult,
     append_jsonl,
     check_run_id,
+    check_saved_config,
     git_sha,
     hold_run,
     host_info,
@@ -35,7 +36,6 @@ from ..run import (
     release_run,
     update_run_meta,
 )
-from ..run import check_resume_config as _check_resume_config
 from .config import ObbTrainConfig
 from .preflight import check_ultralytics_keys, held_ultralytics_log, preflight, translate_stage_error
 
@@ -198,15 +198,7 @@ def check_resume_config(cfg: ObbTrainConfig, run: RunDir) -> None:
     Ultralytics resumes a stage with the arguments saved in last.pt, and finished stages are not
     rerun; so a changed config would be silently ignored while config_resolved.yaml claimed it.
     """
-    from edgekit.core.config import read_mapping
-
-    if not run.config_resolved.is_file():
-        return
-    try:
-        saved = ObbTrainConfig.model_validate(read_mapping(run.config_resolved)).model_dump(mode="json")
-    except Exception:  # an unreadable or outdated report: nothing to compare against
-        return
-    _check_resume_config(saved, cfg.model_dump(mode="json"), run, RESUME_MUTABLE, opaque=("model_kwargs", "ultralytics"))
+    check_saved_config(ObbTrainConfig, cfg, run, RESUME_MUTABLE, opaque=("model_kwargs", "ultralytics"))
 
 
 def remove_stale_temps(run: RunDir) -> None:
