@@ -4,6 +4,7 @@
 # of that path. One command, < 10 min on an H200 (most of it training a yolov8n-obb on synthetic
 # scenes, ~12 epochs at 640). Usage from the repository root, on a CUDA host with the train extra:
 #   bash benchmarks/gpu/run_runtime_gpu.sh [OUT_DIR]          # the GPU side-by-side
+#   RUNTIME_WEIGHTS=w.pt RUNTIME_SKIP_TESTS=1 bash benchmarks/gpu/run_runtime_gpu.sh [OUT_DIR]   # quiet rerun
 #   bash benchmarks/gpu/run_runtime_gpu.sh [OUT_DIR] cpu2     # the CPU one, pinned to 2 quiet cores (separate call)
 set -uo pipefail
 out=${1:-benchmarks/results}
@@ -20,6 +21,13 @@ if [ "$mode" = cpu2 ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 echo "== GPU tests: graph slots + GPU decode == eager decode, pipeline order =="
-python -m pytest -m gpu -q -p no:cacheprovider tests/deploy/test_torch_decode.py tests/deploy/test_torch_fast.py 2>&1 | tail -n 15
+[ -n "${RUNTIME_SKIP_TESTS:-}" ] || python -m pytest -m gpu -q -p no:cacheprovider tests/deploy/test_torch_decode.py tests/deploy/test_torch_fast.py 2>&1 | tail -n 15
 echo "== runtime benchmark =="
-python benchmarks/runtime_gpu.py --frames 200 --rounds 4 --out "$out" 2>&1 | grep -v "^round " | tail -n 40
+# RUNTIME_WEIGHTS=path/last.pt measures an existing model (a quiet rerun without the training); otherwise
+# the script trains one and its weights are copied to OUT_DIR for such a rerun.
+weights=()
+[ -n "${RUNTIME_WEIGHTS:-}" ] && weights=(--weights "$RUNTIME_WEIGHTS")
+python benchmarks/runtime_gpu.py --frames 200 --rounds 4 --slots "${RUNTIME_SLOTS:-3}" "${weights[@]}" --out "$out" \
+  2>&1 | grep -v "^round " | tail -n 40
+[ -z "${RUNTIME_WEIGHTS:-}" ] && cp /tmp/edgekit-runtime-gpu/train/weights/last.pt "$out/runtime_gpu_weights.pt" 2>/dev/null
+exit 0

@@ -76,10 +76,15 @@ def decode_obb(raw: np.ndarray, spec: PostprocessSpec = PostprocessSpec()) -> Li
     for pred in batch:
         cols, scores, class_ids = _candidates(pred, nc, spec)
         boxes = np.concatenate([pred[:4, cols], pred[-1:, cols]], 0).T.astype(np.float64)
-        keep = rotated_nms(boxes, scores, spec.iou, None if spec.agnostic else class_ids, spec.max_det,
-                           iou=spec.obb_iou, fast=spec.obb_fast_nms)
-        out.append(Detections(regularize_xywhr(boxes[keep]).astype(np.float32), scores[keep], class_ids[keep]))
+        out.append(_suppress_obb(boxes, scores, class_ids, spec))
     return out
+
+
+def _suppress_obb(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, spec: PostprocessSpec) -> Detections:
+    """Rotated NMS over one image's candidates (float64 ``xywhr``) -> regularised Detections."""
+    keep = rotated_nms(boxes, scores, spec.iou, None if spec.agnostic else class_ids, spec.max_det,
+                       iou=spec.obb_iou, fast=spec.obb_fast_nms)
+    return Detections(regularize_xywhr(boxes[keep]).astype(np.float32), scores[keep], class_ids[keep])
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -117,6 +122,10 @@ def decode(raw: np.ndarray, spec: PostprocessSpec) -> List[Detections]:
 # of the raw one: (max_det + 2, 7) float32, row 0 = [kept, overflow, candidates, 0, 0, 0, 0], rows
 # 1..kept = [cx, cy, w, h, angle, score, class] (raw box values, best score first).
 DECODED_OUTPUT = "edgekit:decoded_obb"
+# A runner that only trims the decode's input on its device returns this output: (k + 1, 7) float32,
+# row 0 = [rows, overflow, candidates, 0, 0, 0, 0], rows 1..rows = [cx, cy, w, h, angle, score, class]
+# of the candidates (score > conf, at most max_nms), best score first (ties: lower anchor first).
+CANDIDATE_OUTPUT = "edgekit:obb_candidates"
 
 
 def detections_from_rows(rows: np.ndarray) -> Detections:
@@ -132,6 +141,19 @@ def detections_from_rows(rows: np.ndarray) -> Detections:
     body = arr[1:1 + n]
     boxes = regularize_xywhr(body[:, :5].astype(np.float64)).astype(np.float32)
     return Detections(boxes, body[:, 5].copy(), body[:, 6].astype(np.int64))
+
+
+def detections_from_candidates(rows: np.ndarray, spec: PostprocessSpec) -> Detections:
+    """Candidate rows (:data:`CANDIDATE_OUTPUT`) -> the Detections :func:`decode_obb` gives for the same output.
+
+    The candidates are the ones :func:`decode_obb` examines, so the same suppression over them gives
+    the same detections (the NMS orders by score with a stable sort either way).
+    """
+    arr = np.asarray(rows, np.float32)
+    if arr.ndim != 2 or arr.shape[1] != 7 or not 0 <= arr[0, 0] < arr.shape[0] or arr[0, 1] != 0:
+        raise ValueError(f"not OBB candidate rows (shape {arr.shape}, header {arr[0].tolist() if arr.ndim == 2 else '?'})")
+    body = arr[1:1 + int(arr[0, 0])]
+    return _suppress_obb(body[:, :5].astype(np.float64), body[:, 5].copy(), body[:, 6].astype(np.int64), spec)
 
 
 def decode_refdet(raw: np.ndarray, spec: PostprocessSpec = PostprocessSpec(task="detect")) -> List[Detections]:
@@ -159,4 +181,4 @@ def decode_refdet(raw: np.ndarray, spec: PostprocessSpec = PostprocessSpec(task=
 
 
 __all__ = ["PostprocessSpec", "decode_obb", "decode_detect", "decode", "decode_refdet", "xywh_to_xyxy", "DECODED_OUTPUT",
-           "detections_from_rows"]
+           "CANDIDATE_OUTPUT", "detections_from_rows", "detections_from_candidates"]

@@ -23,7 +23,14 @@ from edgekit.core.letterbox import (
     unletterbox_xywhr,
     unletterbox_xyxy,
 )
-from edgekit.core.postprocess import DECODED_OUTPUT, PostprocessSpec, decode, detections_from_rows
+from edgekit.core.postprocess import (
+    CANDIDATE_OUTPUT,
+    DECODED_OUTPUT,
+    PostprocessSpec,
+    decode,
+    detections_from_candidates,
+    detections_from_rows,
+)
 
 from .runners.base import Runner, Ticket
 from .uint8_input import takes_uint8_frames
@@ -111,6 +118,8 @@ class Detector:
         """Raw (or device-decoded) outputs of one frame -> detections in that frame's pixels."""
         if DECODED_OUTPUT in outputs:
             dets = detections_from_rows(outputs[DECODED_OUTPUT])
+        elif CANDIDATE_OUTPUT in outputs:  # trimmed on the device, suppressed here
+            dets = detections_from_candidates(outputs[CANDIDATE_OUTPUT], self.postprocess)
         else:
             raw = outputs[self.output_name] if self.output_name else next(iter(outputs.values()))
             dets = decode(raw, self.postprocess)[0]

@@ -1,6 +1,7 @@
 """The torch runner's device decode (edgekit/deploy/runners/torch_decode.py) gives exactly the numpy
 decode's detections: on hand-made raw tables, on a real model's output, through the Detector, and
-on overflow (the raw output handed back). CPU tensors here; the CUDA graph cases run under -m gpu."""
+on overflow (the raw output handed back); so does its trim-only form (candidates on the device,
+suppression on the host). CPU tensors here; the CUDA graph cases run under -m gpu."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ import pytest
 
 from edgekit.core.errors import ConfigError
 from edgekit.core.letterbox import LetterboxSpec, letterbox
-from edgekit.core.postprocess import DECODED_OUTPUT, PostprocessSpec, decode_obb, detections_from_rows
+from edgekit.core.postprocess import (
+    CANDIDATE_OUTPUT,
+    DECODED_OUTPUT,
+    PostprocessSpec,
+    decode_obb,
+    detections_from_candidates,
+    detections_from_rows,
+)
 from edgekit.deploy.detector import Detector
 
 torch = pytest.importorskip("torch")
 from edgekit.deploy.runners.torch import TorchRunner  # noqa: E402
-from edgekit.deploy.runners.torch_decode import decode_obb_rows  # noqa: E402
+from edgekit.deploy.runners.torch_decode import decode_obb_rows, trim_obb_rows  # noqa: E402
 
 IMGSZ = 96
 SPEC = LetterboxSpec(imgsz=IMGSZ)
@@ -51,11 +59,41 @@ def test_device_decode_equals_numpy_decode(post):
         assert len(want) > 0 and _same(detections_from_rows(rows), want)
 
 
+@pytest.mark.parametrize("post", [PostprocessSpec(conf=0.25), PostprocessSpec(conf=0.1, iou=0.5, max_det=20),
+                                  PostprocessSpec(conf=0.3, agnostic=True), PostprocessSpec(conf=0.2, max_nms=40)])
+def test_device_trim_then_host_suppression_equals_numpy_decode(post):
+    rng = np.random.default_rng(0)
+    for anchors in (7, 300, 2100):
+        raw = _raw(rng, anchors)
+        rows = trim_obb_rows(torch.from_numpy(raw).half(), post, 4096).numpy()
+        k = min(4096, anchors, post.max_nms)
+        assert rows.shape == (k + 1, 7) and rows[0, 0] == min(rows[0, 2], k)
+        if rows[0, 2] > k:  # more candidates than rows (here: max_nms=40): the raw output must be decoded
+            assert rows[0, 1] == 1
+            continue
+        want = decode_obb(raw, post)[0]
+        assert len(want) > 0 and _same(detections_from_candidates(rows[: int(rows[0, 0]) + 1], post), want)
+        cols = np.flatnonzero(raw[4:-1].max(0) > post.conf)  # every candidate, in anchor order
+        body = rows[1:1 + len(cols)]
+        assert np.array_equal(body[:, 0], raw[0, cols]) and np.array_equal(body[:, 6], raw[4:-1, cols].argmax(0))
+
+
+def test_trim_overflow_is_flagged_and_refused_by_the_host_side():
+    raw = _raw(np.random.default_rng(1), 2100)
+    rows = trim_obb_rows(torch.from_numpy(raw), PostprocessSpec(conf=0.1), 16).numpy()
+    assert rows[0, 1] == 1 and rows[0, 2] > 16 and rows[0, 0] == 16
+    with pytest.raises(ValueError, match="not OBB candidate rows"):
+        detections_from_candidates(rows, PostprocessSpec(conf=0.1))
+    nothing = trim_obb_rows(torch.zeros(8, 50), PostprocessSpec(), 16).numpy()
+    assert nothing[0].tolist() == [0] * 7 and len(detections_from_candidates(nothing[:1], PostprocessSpec())) == 0
+
+
 def test_decode_has_static_shapes_and_never_reads_values_back():
     """What CUDA graph capture needs: on the meta device (shapes only, no data) a nonzero, a boolean
     index or an .item() would raise; the decode runs through and gives the fixed result shape."""
     raw = torch.empty(10, 8400, dtype=torch.float16, device="meta")
     assert decode_obb_rows(raw, PostprocessSpec(max_det=50), 256).shape == (52, 7)
+    assert trim_obb_rows(raw, PostprocessSpec(max_det=50), 256).shape == (257, 7)
 
 
 def test_too_many_candidates_is_flagged_unless_max_det_is_reached():
@@ -106,6 +144,23 @@ def test_detector_with_device_decode_equals_host_decode_of_the_same_output(obb_m
         assert _same(device(frames[0]), host(frames[0]))
 
 
+def test_detector_with_device_trim_equals_host_decode_of_the_same_output(obb_model, frames):
+    post = PostprocessSpec(conf=0.6)
+    raw_runner = TorchRunner(copy.deepcopy(obb_model), uint8_input=SPEC)
+    trim_runner = TorchRunner(copy.deepcopy(obb_model), uint8_input=SPEC, decode=post, device_nms=False)
+    host, device = Detector(raw_runner, letterbox=SPEC, postprocess=post), Detector(trim_runner, letterbox=SPEC,
+                                                                                   postprocess=post)
+    with host, device:
+        for f in frames:
+            out = trim_runner.infer({"images": letterbox(f, SPEC)[0][None]})
+            assert list(out) == [CANDIDATE_OUTPUT] and out[CANDIDATE_OUTPUT].shape[0] == out[CANDIDATE_OUTPUT][0, 0] + 1
+            a, b = host(f), device(f)
+            assert len(a) > 0 and _same(a, b)
+        trim_runner.max_candidates = 2  # overflow: the raw output comes back, decoded on the host
+        assert "output0" in trim_runner.infer({"images": letterbox(frames[0], SPEC)[0][None]})
+        assert _same(device(frames[0]), host(frames[0])) and trim_runner.decode_fallbacks == 2  # both infers
+
+
 def test_detector_refuses_a_runner_decoding_with_other_thresholds(obb_model):
     runner = TorchRunner(obb_model, uint8_input=SPEC, decode=PostprocessSpec(conf=0.5))
     with pytest.raises(ConfigError, match="other thresholds"):
@@ -130,12 +185,16 @@ def test_cuda_graph_slots_decode_like_the_eager_runner_and_pipeline_keeps_order(
     eager = Detector(TorchRunner(copy.deepcopy(obb_model), **kw), letterbox=SPEC, postprocess=post)
     graphed = Detector(TorchRunner(copy.deepcopy(obb_model), cuda_graph=True, decode=post, **kw), letterbox=SPEC,
                        postprocess=post)
+    trimmed = Detector(TorchRunner(copy.deepcopy(obb_model), cuda_graph=True, decode=post, device_nms=False, slots=3,
+                                   **kw), letterbox=SPEC, postprocess=post)
     many = frames * 4
-    with eager, graphed:
+    with eager, graphed, trimmed:
         want = [eager(f) for f in many]
         seq = [r.detections for r in run_sequential(graphed, many)]
         got = list(Pipeline(graphed).run(many))
-    assert [r.index for r in got] == list(range(len(many)))
+        got_trim = list(Pipeline(trimmed).run(many))
+    assert [r.index for r in got] == list(range(len(many))) == [r.index for r in got_trim]
     assert all(_same(a, b) for a, b in zip(seq, (r.detections for r in got)))
+    assert all(_same(a, b) for a, b in zip(seq, (r.detections for r in got_trim)))
     # fp16 eager vs graph: same kernels up to algorithm choice, so the same detections in practice
     assert [len(d) for d in want] == [len(d) for d in seq]

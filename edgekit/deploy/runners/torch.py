@@ -14,10 +14,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edgekit.core.errors import ConfigError, DeviceError, ModelError
-from edgekit.core.postprocess import DECODED_OUTPUT
+from edgekit.core.postprocess import CANDIDATE_OUTPUT, DECODED_OUTPUT
 
 from .base import Dim, Runner, TensorMeta
-from .torch_decode import decode_obb_rows, gpu_decodable
+from .torch_decode import decode_obb_rows, gpu_decodable, trim_obb_rows
 
 
 class TorchRunner(Runner):
@@ -35,7 +35,10 @@ class TorchRunner(Runner):
       (:mod:`edgekit.deploy.runners.torch_decode`) and the runner returns
       :data:`~edgekit.core.postprocess.DECODED_OUTPUT` rows instead of the raw output, which the
       :class:`~edgekit.deploy.detector.Detector` turns into the same Detections as the numpy decode;
-      when more than ``max_candidates`` candidates would matter, the raw output comes back instead;
+      when more than ``max_candidates`` candidates would matter, the raw output comes back instead.
+      With ``device_nms=False`` the device only trims: the top candidates (at most ``max_candidates``)
+      come back as :data:`~edgekit.core.postprocess.CANDIDATE_OUTPUT` rows and the suppression runs
+      on the host over those few rows (same detections; fewer kernels per frame, see docs/runtime.md);
     * ``cuda_graph``: on CUDA, upload, normalisation, forward, decode and the copy back of the
       static shape are captured once as CUDA graphs and replayed (a yolov8n forward is launch-bound:
       5.1 ms eager vs 1.05 ms as a graph on an H200), between pinned host buffers, nothing
@@ -52,7 +55,7 @@ class TorchRunner(Runner):
                  device: str = "cpu", name: Optional[str] = None, *, uint8_input: Any = None, half: bool = False,
                  fuse: bool = False, cuda_graph: bool = False, trim_conf: Optional[float] = None,
                  num_classes: Optional[int] = None, decode: Any = None, max_candidates: int = 256,
-                 slots: int = 2, channels_last: bool = False) -> None:
+                 slots: int = 2, channels_last: bool = False, device_nms: bool = True) -> None:
         is_path = isinstance(model, (str, os.PathLike))
         super().__init__(name or (Path(model).name if is_path else type(model).__name__))
         self.model_source = model
@@ -71,7 +74,7 @@ class TorchRunner(Runner):
         if slots < 1 or max_candidates < 1:
             raise ValueError("slots and max_candidates must be >= 1")
         self.decode_spec, self.max_candidates, self.slots = decode, int(max_candidates), int(slots)
-        self.channels_last = channels_last
+        self.channels_last, self.device_nms = channels_last, bool(device_nms)
         self.model = None
         self._slots: List[_Slot] = []
         self.decode_fallbacks = 0  # frames whose raw output went to the host decode (overflow)
@@ -140,7 +143,8 @@ class TorchRunner(Runner):
         """What crosses back to the host: the decoded rows (one batch-1 OBB image) or the raw outputs."""
         if self.decode_spec is not None and outs[0].dim() == 3 and outs[0].shape[0] == 1:
             with self._torch.inference_mode():
-                return [decode_obb_rows(outs[0][0], self.decode_spec, self.max_candidates)]
+                decode = decode_obb_rows if self.device_nms else trim_obb_rows
+                return [decode(outs[0][0], self.decode_spec, self.max_candidates)]
         return outs
 
     def _capture_slot(self) -> _Slot:
@@ -193,11 +197,12 @@ class TorchRunner(Runner):
         return {name: t.detach().float().cpu().numpy() for name, t in zip(self.output_names, tensors)}
 
     def _decoded(self, rows: np.ndarray, raw: Any) -> Dict[str, np.ndarray]:
-        """The decoded rows, or (on overflow: more candidates than examined) the raw output for the host decode."""
+        """The decoded (or candidate) rows, or (on overflow: more candidates than examined) the raw output
+        for the host decode."""
         if rows[0, 1] != 0:
             self.decode_fallbacks += 1
             return {self.output_names[0]: raw.detach().float().cpu().numpy()}
-        return {DECODED_OUTPUT: rows[: int(rows[0, 0]) + 1].copy()}
+        return {DECODED_OUTPUT if self.device_nms else CANDIDATE_OUTPUT: rows[: int(rows[0, 0]) + 1].copy()}
 
     def feed_buffer(self) -> Optional[np.ndarray]:
         """The pinned uint8 input the next :meth:`submit` reads, when it is free (CUDA-graph path only).

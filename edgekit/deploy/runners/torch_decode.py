@@ -43,21 +43,32 @@ def gpu_decodable(spec: PostprocessSpec) -> bool:
     return spec.task == "obb" and spec.obb_iou == "probiou" and spec.obb_fast_nms
 
 
-def decode_obb_rows(raw: Any, spec: PostprocessSpec, max_candidates: int) -> Any:
-    """One image's raw OBB output ``(4 + nc + 1, A)`` (any float dtype) -> ``(max_det + 2, 7)`` float32 rows."""
+def _top_candidates(raw: Any, spec: PostprocessSpec, max_candidates: int):
+    """The first ``k`` candidates (``score > conf``) best first, as numpy's stable argsort orders them.
+
+    Returns ``(pred, top, valid, scores, classes, passing, k)``: ``top`` the ``k`` anchor indices
+    (those past the candidates are filler, ``valid`` False).
+    """
     import torch
 
     pred = raw.float()
-    nc, anchors = pred.shape[0] - 5, pred.shape[1]
+    anchors = pred.shape[1]
     k = max(1, min(int(max_candidates), anchors, spec.max_nms))
-    scores, classes = pred[4:4 + nc].max(0)
+    scores, classes = pred[4:pred.shape[0] - 1].max(0)
     passing = scores > spec.conf
     index = torch.arange(anchors, device=pred.device)
     # Non-negative float32 bits order like the floats; the low word breaks ties by the lower index.
     key = (scores.view(torch.int32).to(torch.int64) << 32) | (anchors - 1 - index)
     key = torch.where(passing, key, torch.full_like(key, -1))
     top_key, top = key.topk(k)
-    valid = top_key >= 0
+    return pred, top, top_key >= 0, scores, classes, passing, k
+
+
+def decode_obb_rows(raw: Any, spec: PostprocessSpec, max_candidates: int) -> Any:
+    """One image's raw OBB output ``(4 + nc + 1, A)`` (any float dtype) -> ``(max_det + 2, 7)`` float32 rows."""
+    import torch
+
+    pred, top, valid, scores, classes, passing, k = _top_candidates(raw, spec, max_candidates)
     boxes32 = torch.cat([pred[:4], pred[-1:]], 0).index_select(1, top).t()  # (k, 5) raw values
     top_scores, top_classes = scores.index_select(0, top), classes.index_select(0, top)
     shifted = boxes32.double()
@@ -75,8 +86,37 @@ def decode_obb_rows(raw: Any, spec: PostprocessSpec, max_candidates: int) -> Any
     out = torch.zeros(spec.max_det + 2, _COLS, dtype=torch.float32, device=pred.device)
     dest = torch.where(keep, rank + 1, torch.full_like(rank, spec.max_det + 1))  # the last row takes the rest
     out.index_put_((dest,), rows)
-    out[0, 0], out[0, 1], out[0, 2] = kept.float(), overflow.float(), count.float()
+    out[0, :3] = torch.stack([kept, overflow, count]).float()
     return out
+
+
+def trim_obb_rows(raw: Any, spec: PostprocessSpec, max_candidates: int) -> Any:
+    """The decode's input trimmed on the device: ``(k + 1, 7)`` float32 rows of the candidates.
+
+    Row 0 is ``[rows, overflow, candidates, 0...]``; rows ``1..rows`` are ``[cx, cy, w, h, angle,
+    score, class]`` of every anchor whose best class score passes ``conf``, in anchor order: exactly
+    the candidates (and order) the numpy decode examines when there are at most ``k``
+    (:data:`~edgekit.core.postprocess.CANDIDATE_OUTPUT`, suppressed on the host by
+    :func:`~edgekit.core.postprocess.detections_from_candidates`). A prefix sum places them (about ten
+    kernels, no sort), instead of the full decode's top-k and ``k x k`` float64 ProbIoU (a hundred
+    kernels and more, launch-bound; docs/runtime.md). ``overflow``: more than ``k`` candidates, so the
+    host must decode the raw output.
+    """
+    import torch
+
+    pred = raw.float()
+    anchors = pred.shape[1]
+    k = max(1, min(int(max_candidates), anchors, spec.max_nms))
+    scores, classes = pred[4:pred.shape[0] - 1].max(0)
+    passing = scores > spec.conf
+    rank = passing.cumsum(0)  # 1-based row of each candidate
+    count = rank[-1]
+    dest = torch.where(passing & (rank <= k), rank, torch.full_like(rank, k + 1))  # row k + 1 takes the rest
+    rows = torch.cat([pred[:4], pred[-1:], scores[None], classes[None].float()], 0).t()
+    out = torch.zeros(k + 2, _COLS, dtype=torch.float32, device=pred.device)
+    out.index_put_((dest,), rows)
+    out[0, :3] = torch.stack([count.clamp(max=k), count > k, count]).float()
+    return out[: k + 1]
 
 
 def _class_offset(shifted: Any, classes: Any, pred: Any, passing: Any) -> Any:
@@ -116,4 +156,4 @@ def _probiou(boxes: Any) -> Any:
     return 1 - (1.0 - (-bd).exp() + _EPS).sqrt()
 
 
-__all__ = ["decode_obb_rows", "gpu_decodable"]
+__all__ = ["decode_obb_rows", "gpu_decodable", "trim_obb_rows"]
