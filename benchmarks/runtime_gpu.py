@@ -144,6 +144,8 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     ap.add_argument("--max-candidates", type=int, default=256, help="candidates the GPU decode examines")
     ap.add_argument("--pipeline-repeat", type=int, default=4, help="times each chunk is fed to the pipeline")
     ap.add_argument("--slots", type=int, default=3, help="CUDA-graph slots of each runner (frames in flight)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also the torch.compile forms: decode fused, decode + forward fused, and the compiled limit")
     ap.add_argument("--work", default="/tmp/edgekit-runtime-gpu")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--smoke-cpu", action="store_true", help="run every path on the CPU (a check of the script)")
@@ -199,6 +201,9 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         return run
 
     limit_graph, limit_graph_cl = replayed(graph), replayed(graph_cl)
+    if args.compile:  # the limit of a compiled forward, so a compiled runner is also read against its own kind
+        net_c = torch.compile(copy.deepcopy(net), dynamic=False)
+        limit_graph_compiled = replayed(capture_forward(net_c, x_gpu) if cuda else None)
 
     def limit_eager(part):
         out = []
@@ -247,8 +252,13 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
                       postprocess=post).__enter__()
     cl_trim_det = Detector(TorchRunner(copy.deepcopy(yolo.model), channels_last=True, device_nms=False, **dec, **fast),
                            letterbox=spec, postprocess=post).__enter__()
+    extra_dets: Dict[str, Any] = {}
+    if args.compile:
+        for form in ("decode", "all"):
+            extra_dets[form] = Detector(TorchRunner(copy.deepcopy(yolo.model), compile=form, **dec, **fast),
+                                        letterbox=spec, postprocess=post).__enter__()
     for f in frames[:5]:
-        for d in (det, trim_det, host_det, cl_det, cl_trim_det):
+        for d in (det, trim_det, host_det, cl_det, cl_trim_det, *extra_dets.values()):
             d(f)
     ek_dets: Dict[int, Any] = {}
     trim_dets: Dict[int, Any] = {}
@@ -307,9 +317,16 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
                "edgekit_frame_channels_last_trim": plain(cl_trim_det), "edgekit_frame_host_decode": ek_host_decode,
                "edgekit_pipelined": pipelined(det, pipe_fps["nms"]),
                "edgekit_pipelined_trim": pipelined(trim_det, pipe_fps["trim"])}
+    compiled_dets: Dict[str, Dict[int, Any]] = {form: {} for form in extra_dets}
+    if args.compile:
+        methods["limit_graph_compiled"] = limit_graph_compiled
+        pipe_fps["compiled_all"] = []
+        for form, d in extra_dets.items():
+            methods[f"edgekit_frame_compiled_{form}"] = staged(d, compiled_dets[form], {})
+        methods["edgekit_pipelined_compiled_all"] = pipelined(extra_dets["all"], pipe_fps["compiled_all"])
     per_frame = timed_chunks(methods, frames, args.rounds)
     fallbacks = {"nms": runner.decode_fallbacks, "trim": trim_runner.decode_fallbacks}
-    for d in (det, trim_det, host_det, cl_det, cl_trim_det):
+    for d in (det, trim_det, host_det, cl_det, cl_trim_det, *extra_dets.values()):
         d.__exit__(None, None, None)
 
     # ---- agreement: the same matching as the CPU side-by-side ----------------------------------------
@@ -351,6 +368,15 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         "agreement": agree["rate"],
     }
     # Each target for each form of the runtime (device NMS = the default, trim = device_nms=False)
+    if args.compile:
+        summary["compiled_equal_to_host_decode_frames"] = {
+            form: sum(1 for f in frames if id(f) in got and id(f) in host_dets and _same(got[id(f)], host_dets[id(f)]))
+            for form, got in compiled_dets.items()}
+        for form in extra_dets:
+            summary[f"edgekit_frame_compiled_{form}_over_limit"] = result[f"edgekit_frame_compiled_{form}"]["p50"] / lim
+        summary["edgekit_frame_compiled_all_over_compiled_limit"] = (result["edgekit_frame_compiled_all"]["p50"]
+                                                                     / result["limit_graph_compiled"]["p50"])
+        summary["pipelined_compiled_all_fps_over_limit_fps"] = fps["compiled_all"] / (1e3 / lim)
     targets = {}
     for form, key in (("nms", ""), ("trim", "_trim")):
         targets[f"[{form}] edgekit_frame_over_limit <= 1.3"] = summary[f"edgekit_frame{key}_over_limit"] <= 1.3
@@ -397,6 +423,12 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
               f"{same_trim}/{len(frames)} (trim)",
               f"- detections matched edgekit vs Ultralytics: {matched}/{total} ({summary['agreement']:.3f})",
               f"- targets: {targets}"]
+    if args.compile:
+        lines += [f"- torch.compile forms: decode fused {summary['edgekit_frame_compiled_decode_over_limit']:.2f}x the "
+                  f"limit; decode + forward fused {summary['edgekit_frame_compiled_all_over_limit']:.2f}x the limit, "
+                  f"{summary['edgekit_frame_compiled_all_over_compiled_limit']:.2f}x the compiled forward's own limit; "
+                  f"pipelined {summary['pipelined_compiled_all_fps_over_limit_fps']:.2f}x of 1 / limit; frames equal "
+                  f"to the host decode: {summary['compiled_equal_to_host_decode_frames']}"]
     (out / f"runtime_gpu_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -21,13 +21,13 @@ if [ "$mode" = cpu2 ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 echo "== GPU tests: graph slots + GPU decode == eager decode, pipeline order =="
-[ -n "${RUNTIME_SKIP_TESTS:-}" ] || python -m pytest -m gpu -q -p no:cacheprovider tests/deploy/test_torch_decode.py tests/deploy/test_torch_fast.py 2>&1 | tail -n 15
+[ -n "${RUNTIME_SKIP_TESTS:-}" ] || python -m pytest -m gpu -q -p no:cacheprovider --tb=short tests/deploy/test_torch_decode.py tests/deploy/test_torch_fast.py 2>&1 | tail -n 40
 echo "== runtime benchmark =="
 # RUNTIME_WEIGHTS=path/last.pt measures an existing model (a quiet rerun without the training); otherwise
 # the script trains one and its weights are copied to OUT_DIR for such a rerun.
 weights=()
 [ -n "${RUNTIME_WEIGHTS:-}" ] && weights=(--weights "$RUNTIME_WEIGHTS")
-python benchmarks/runtime_gpu.py --frames 200 --rounds 4 --slots "${RUNTIME_SLOTS:-3}" "${weights[@]}" --out "$out" \
+python benchmarks/runtime_gpu.py --frames 200 --rounds 4 --slots "${RUNTIME_SLOTS:-3}" ${RUNTIME_COMPILE:+--compile} "${weights[@]}" --out "$out" \
   2>&1 | grep -v "^round " | tail -n 40
 [ -z "${RUNTIME_WEIGHTS:-}" ] && cp /tmp/edgekit-runtime-gpu/train/weights/last.pt "$out/runtime_gpu_weights.pt" 2>/dev/null
 exit 0

@@ -198,3 +198,19 @@ def test_cuda_graph_slots_decode_like_the_eager_runner_and_pipeline_keeps_order(
     assert all(_same(a, b) for a, b in zip(seq, (r.detections for r in got_trim)))
     # fp16 eager vs graph: same kernels up to algorithm choice, so the same detections in practice
     assert [len(d) for d in want] == [len(d) for d in seq]
+
+
+@pytest.mark.slow
+def test_compiled_decode_gives_the_same_detections(obb_model, frames):
+    """compile="decode": the decode fused by torch.compile (inductor; ~30 s to compile on CPU)."""
+    post = PostprocessSpec(conf=0.6)
+    plain = Detector(TorchRunner(copy.deepcopy(obb_model), uint8_input=SPEC, decode=post), letterbox=SPEC,
+                     postprocess=post)
+    compiled = Detector(TorchRunner(copy.deepcopy(obb_model), uint8_input=SPEC, decode=post, compile="decode"),
+                        letterbox=SPEC, postprocess=post)
+    with plain, compiled:
+        for f in frames:
+            a, b = plain(f), compiled(f)
+            assert len(a) > 0 and _same(a, b)
+    with pytest.raises(ValueError, match="compile must be"):
+        TorchRunner(obb_model, compile="yes")
