@@ -90,7 +90,8 @@ DEFAULT_VARIANTS = "w0.5,backbone,neck-p4p5,bg-equal,warmup7"
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", default="0", help="comma list of CUDA indices, or cpu")
-    p.add_argument("--per-device", type=int, default=26, help="student runs at once on one device (at most)")
+    p.add_argument("--per-device", type=int, default=20,
+                   help="student runs at once on one device (at most; ~5-7 GB of GPU memory each)")
     p.add_argument("--sizes", default="100", help="labelled training images per student")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"distilled-arm variants, of: {', '.join(VARIANTS)}")
@@ -113,14 +114,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--pretrain-images", type=int, default=8000, help="unique teacher scenes (streamed, reused)")
     p.add_argument("--pretrain-workers", type=int, default=6, help="teacher scene-rendering processes")
     p.add_argument("--pretrain-args", default="", help="extra arguments for teacher_pretrain.py")
-    p.add_argument("--deadline-s", type=float, default=300.0, help="no run starts after this many seconds")
-    p.add_argument("--kill-s", type=float, default=490.0, help="runs still going after this many seconds are stopped")
+    p.add_argument("--deadline-s", type=float, default=330.0, help="no run starts after this many seconds")
+    p.add_argument("--balance-until-s", type=float, default=300.0,
+                   help="until then a device starts at most its even share of the trained-teacher runs")
+    p.add_argument("--kill-s", type=float, default=505.0, help="runs still going after this many seconds are stopped")
     p.add_argument("--tag", default="", help="results file suffix: distill_gain_<device>_<tag>.*")
     p.add_argument("--work", type=Path, required=True, help="datasets, runs and logs go here")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--smoke-cpu", action="store_true", help="tiny everything on CPU, < 3 min")
     if p.parse_args(argv).smoke_cpu:  # smoke defaults; options given explicitly still win
-        p.set_defaults(devices="cpu", per_device=4, sizes="2", seeds="0", variants="base,backbone", samples=8,
+        p.set_defaults(devices="cpu", per_device=6, sizes="2", seeds="0", samples=8,
                        epoch_images=4, n_val=4, imgsz=128, batch=4, workers=0, pretrain_seconds=4.0,
                        pretrain_images=32, gen_workers=2, pretrain_workers=2, arms="none,random,trained")
     args = p.parse_args(argv)
@@ -338,20 +341,23 @@ class Scheduler:
         job.started = time.time()
         self.log(f"start {job.run_id} on {device}")
 
-    def pick_device(self, job: Job) -> Optional[str]:
-        """Where ``job`` starts: among devices with a free slot, the one running fewest jobs of its own kind
-        (teacher-free or trained), then the emptiest. The trained runs all start together when the teacher is
-        saved, while the second GPU still holds the teacher-free ones; by kind they split evenly over the
-        GPUs, instead of all landing on the freed first GPU (the emptiest) and leaving the second idle later."""
+    def pick_device(self, job: Job, elapsed: float = 0.0) -> Optional[str]:
+        """Where ``job`` starts: a device with a free slot that has started the fewest jobs of its kind
+        (teacher-free or trained), then the emptiest; None: wait.
+
+        Until ``--balance-until-s`` a device starts at most its even share of the trained runs: they all
+        become startable when the teacher is saved, while the second GPU is still full of teacher-free runs;
+        without the share they would all land on the freed first GPU and leave the second idle later. The
+        ``--per-device`` cap bounds a GPU's memory while its teacher-free and trained runs overlap."""
         free = [d for d in self.devices if self.free_slots(d) > 0]
-        if not free:
-            return None
 
-        def same_kind(d: str) -> int:
-            return sum(1 for j in self.jobs if j.device == d and j.proc is not None and j.rc is None
-                       and j.needs_teacher == job.needs_teacher)
+        def started(d: str) -> int:
+            return sum(1 for j in self.jobs if j.device == d and j.needs_teacher == job.needs_teacher)
 
-        return min(free, key=lambda d: (same_kind(d), -self.free_slots(d)))
+        if job.needs_teacher and elapsed < self.args.balance_until_s:
+            share = -(-sum(1 for j in self.jobs if j.needs_teacher == job.needs_teacher) // len(self.devices))
+            free = [d for d in free if started(d) < share]
+        return min(free, key=lambda d: (started(d), -self.free_slots(d))) if free else None
 
     def blocked(self, job: Job, elapsed: float) -> Optional[str]:
         """Why ``job`` cannot start now: "deadline" (never will), "teacher" (not yet), or None."""
@@ -378,7 +384,7 @@ class Scheduler:
                     job.rc, job.result = -2, {"error": "not started before the deadline"}
                 if why:
                     continue
-                device = self.pick_device(job)
+                device = self.pick_device(job, elapsed)
                 if device is not None:
                     self.launch(job, device)
             elif kill and job.rc is None and job.proc is not None:

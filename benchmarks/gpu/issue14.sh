@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Distillation-gain study, round 3, in one call (the lead's GPU run on 2 H200s: ~470 s, hard stop at 540 s):
+# Distillation-gain study, round 3, in one call (the lead's GPU run on 2 H200s: ~470 s, hard stop at 550 s):
 #   hard synthetic data -> teacher pretraining (benchmarks/teacher_pretrain.py, first GPU, ~240 s, scenes
 #   streamed from 6 processes) while the 3 no-distillation students and the 15 random-teacher controls
-#   (5 variants x 3 seeds) run at once on the other GPU (~275 s) -> the 15 trained-teacher students
-#   (5 variants x 3 seeds) split over both GPUs when the teacher is saved (~244 s -> ~450 s) -> results
-#   table (benchmarks/distill_gain.py). No run starts after 300 s; runs still going at 490 s are stopped.
-#   Plan and timings: docs/distillation.md ("Round 3").
+#   (5 variants x 3 seeds) run at once on the other GPU (until ~280 s) -> the 15 trained-teacher students
+#   (5 variants x 3 seeds) when the teacher is saved (~244 s): 8 on the first GPU, 7 on the second as its
+#   slots free (at most 20 runs per GPU), ending ~440-470 s -> results table (benchmarks/distill_gain.py).
+#   No run starts after 330 s; runs still going at 505 s are stopped. Plan: docs/distillation.md ("Round 3").
 # Usage: bash benchmarks/gpu/issue14.sh OUT_DIR [extra distill_gain.py args, e.g. --variants a,b --smoke-cpu]
 # OUT_DIR receives at most 8 files: gpus.txt, distill_gain.log, distill_gain_<device>_round3.{json,md},
 # distill_gain_<device>_round3_signal_maps.jpg (montage), teacher_pretrain.json,
@@ -27,8 +27,8 @@ else
 fi
 echo "cores: $(nproc)  work: $work" >> "$out/gpus.txt"
 # hard stop under the call's 600 s (setup and archiving need the rest); distill_gain.py itself stops
-# starting runs at --deadline-s (300) and stops the ones still going at --kill-s (490)
-timeout -k 10 "${ISSUE14_TIMEOUT:-540}" python benchmarks/distill_gain.py --work "$work" --results "$work/results" \
+# starting runs at --deadline-s (330) and stops the ones still going at --kill-s (505)
+timeout -k 10 "${ISSUE14_TIMEOUT:-550}" python benchmarks/distill_gain.py --work "$work" --results "$work/results" \
   "${extra[@]}" > "$out/distill_gain.log" 2>&1
 echo "distill_gain exit code: $?" >> "$out/distill_gain.log"
 # (round 2's learnability tail is gone: it no longer fits in the call; its results are recorded)

@@ -54,22 +54,30 @@ def test_every_variant_validates_against_the_distill_config_and_hooks_real_stude
     assert bench.VARIANTS["backbone"]["distillation"]["layers"] == [6, 9]
 
 
-def test_trained_runs_split_over_the_gpus_when_the_teacher_is_saved(bench, tmp_path) -> None:
+def test_trained_runs_split_evenly_over_the_gpus_when_the_teacher_is_saved(bench, tmp_path) -> None:
     args = bench.parse_args(["--work", str(tmp_path), "--devices", "0,1"])
     jobs = bench.plan_jobs(args)
     sched = bench.Scheduler(args, jobs, tmp_path, tmp_path)
     sched.teacher_device = "0"  # teacher training: every teacher-free run goes to GPU 1
-    assert sched.pick_device(jobs[0]) == "1"
-    busy = object()
+    running = object()
     for j in jobs[:18]:
-        j.device, j.proc = "1", busy  # none + random controls running on GPU 1
+        j.device, j.proc = sched.pick_device(j, 5.0), running
+    assert {j.device for j in jobs[:18]} == {"1"}  # none + 15 random controls, all at once
     assert sched.blocked(jobs[-1], 10.0) == "teacher"
     sched.teacher_device, sched.teacher_path = None, tmp_path / "t.safetensors"
-    assert sched.blocked(jobs[-1], 10.0) is None and sched.blocked(jobs[-1], args.deadline_s + 1) == "deadline"
+    assert sched.blocked(jobs[-1], 244.0) is None and sched.blocked(jobs[-1], args.deadline_s + 1) == "deadline"
     for j in jobs[18:]:
-        j.device, j.proc = sched.pick_device(j), busy
+        j.device = sched.pick_device(j, 244.0)
+        j.proc = running if j.device else None
     on = [j.device for j in jobs[18:]]
-    assert abs(on.count("0") - on.count("1")) <= 1  # not all on the emptier GPU 0
+    # GPU 1 takes 2 (its cap: 20 runs), GPU 0 its share of 8, and 5 wait for GPU 1, not all on GPU 0
+    assert (on.count("0"), on.count("1"), on.count(None)) == (8, 2, 5)
+    for j in jobs[:6]:
+        j.rc = 0  # teacher-free runs end on GPU 1
+    assert sched.pick_device(jobs[-1], 280.0) == "1"
+    for j in jobs[6:18]:
+        j.device = None
+    assert sched.pick_device(jobs[-1], args.balance_until_s + 1) == "1"  # after it: anywhere free
 
 
 def test_student_commands_differ_only_in_the_distillation_arm(bench, tmp_path) -> None:
