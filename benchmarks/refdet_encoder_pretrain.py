@@ -200,7 +200,7 @@ def pretrain_encoder(cfg, train_root: Path, val_root: Path, out_dir: Path, devic
     path = out_dir / f"{cfg.encoder}.safetensors"
     save_file({k: v.detach().contiguous().cpu() for k, v in head.encoder.state_dict().items()}, str(path))
     return {"weights": str(path), "train_views": int(len(train[0])), "train_identities": int(train[1].max()) + 1,
-            "val_identities": int(val[1].max()) + 1, "steps": step, "ids_per_batch": ids, "lr": lr,
+            "val_identities": int(val[1].max()) + 1, "steps": step, "ids_per_batch": min(ids, int(train[1].max()) + 1), "lr": lr,
             "collect_s": round(collect_s, 1), "train_s": round(train_s, 1), "loss_curve": losses[-20:],
             "val_top1_random_init": round(top1_before, 4), "val_top1_pretrained": round(retrieval_top1(head, val, dev), 4),
             "wall_s": round(time.perf_counter() - t0, 1)}

@@ -245,6 +245,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                               "split_s": {"synthesis": round(synth_s, 1)}}
     if pretrain:
         result["split_s"]["encoder_pretrain"] = pretrain["wall_s"]
+    write_partial(args, result, t0)
     test_root = root / "testset" / "test"
     b3 = budget * args.stage3_share
     run_stage(args, root, result, "stage2", budget - b3, test_root)
