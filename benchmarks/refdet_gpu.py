@@ -5,8 +5,8 @@
    seen in training with full-length videos. Run 1 (96 targets x 48 frames) memorised its identities:
    val AP50 peaked at epoch 2 and fell while the training loss fell; target diversity, not frames per
    target, is what teaches "match the reference" (``benchmarks/results/refdet_gpu_nvidia-h200.md``).
-2. Trains stage 2 (episodic, SupCon + CPE) for ``budget * (1 - --stage3-share)`` seconds, then
-   stage 3 (triplet, from stage 2's best.pt) for the rest, both through ``train_refdet`` (the CLI's code).
+2. Trains stage 2 (episodic, SupCon + CPE) for ``budget * (1 - --stage3-share)`` seconds, then, with
+   ``--stage3-share > 0``, stage 3 (triplet, from stage 2's best.pt) for the rest, both through ``train_refdet`` (the CLI's code).
    The training budget is ``--budget-s``, cut so the whole script fits ``--wall-s`` (what synthesis took
    and ``RESERVE_S`` for evaluation and the complexity table are taken off first). The reported model is
    the stage with the higher validation AP50 (chosen on validation targets, never on the test set).
@@ -56,8 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="0")
     p.add_argument("--budget-s", type=float, default=400.0, help="training wall-clock budget, both stages")
-    p.add_argument("--wall-s", type=float, default=525.0, help="the whole script's wall-time limit (cuts the budget)")
-    p.add_argument("--stage3-share", type=float, default=0.1, help="share of the budget for stage 3 (0: skip it)")
+    p.add_argument("--wall-s", type=float, default=510.0, help="the whole script's wall-time limit (cuts the budget)")
+    # 0 by default: at ~10 % of this budget stage 3 is ~35 s, half of it start-up, and run 1's stage 3
+    # scored lower on validation than its stage 2; the smoke test keeps it exercised
+    p.add_argument("--stage3-share", type=float, default=0.0, help="share of the budget for stage 3 (0: skip it)")
     p.add_argument("--n-train", type=int, default=1500, help="training targets (identities)")
     p.add_argument("--n-test", type=int, default=24, help="unseen test targets")
     p.add_argument("--n-val", type=int, default=16, help="unseen validation targets (pick best.pt)")
@@ -84,6 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.device, args.budget_s, args.n_train, args.n_test, args.n_val = "cpu", 20.0, 6, 2, 2
         args.frames, args.eval_frames, args.imgsz, args.ref_size, args.workers = 8, 12, 64, 28, 0
         args.synth_workers, args.wall_s, args.pretrain_s = min(args.synth_workers, 2), 170.0, min(args.pretrain_s, 8.0)
+        args.stage3_share = args.stage3_share or 0.15
         args.tag = args.tag or "cpu-smoke"
     return args
 
