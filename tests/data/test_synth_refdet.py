@@ -124,3 +124,20 @@ def test_bad_arguments_raise_config_error(tmp_path: Path, kwargs: dict, match: s
     with pytest.raises(ConfigError, match=match):
         generate_refdet_dataset(tmp_path / "bad", **args, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_parallel_rendering_writes_the_same_dataset(tmp_path: Path) -> None:
+    """workers=2 (a spawn process pool) gives the same records and reference photos as one process."""
+    kw = dict(n_train=3, n_test=2, frames=6, imgsz=64, seed=5, progress=False)
+    one = generate_refdet_dataset(tmp_path / "one", **kw)
+    two = generate_refdet_dataset(tmp_path / "two", workers=2, **kw)
+    for split in ("train", "test"):
+        assert _records(one, split) == _records(two, split)
+        for record in _records(one, split):
+            refs = Path(split) / "samples" / record["video_id"] / "object_images" / "img_1.jpg"
+            assert (one / refs).read_bytes() == (two / refs).read_bytes()
+
+
+def test_negative_workers_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="workers"):
+        generate_refdet_dataset(tmp_path / "x", n_train=1, n_test=1, frames=4, imgsz=64, workers=-1, progress=False)

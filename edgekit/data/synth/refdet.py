@@ -255,12 +255,33 @@ def _check_args(n_train: int, n_test: int, frames: int, imgsz: int, fps: int) ->
         raise ConfigError(f"imgsz={imgsz} must be even (mp4v frame sizes)", f"pass imgsz={imgsz + 1}")
 
 
+def _render_sample(job: Tuple[Path, int, int, int, int, int, int]) -> Dict[str, Any]:
+    """Render and write video ``k`` of split ``split_index`` under ``tmp``; returns its annotation record.
+
+    One generator per (seed, split, video): a video does not depend on the split sizes nor on which
+    process renders it, so ``workers`` never changes the dataset.
+    """
+    tmp, seed, split_index, k, frames, imgsz, fps = job
+    rng = np.random.default_rng([seed, 17, split_index, k])
+    images, boxes, target = _render_video_frames(rng, frames, imgsz)
+    refs = render_references(rng, target, max(64, imgsz // 2))
+    split = SPLITS[split_index]
+    video_id = f"{split}_{k:03d}_{OBB_CLASS_NAMES[target.class_id]}"
+    sample_dir = Path(tmp) / split / "samples" / video_id
+    sample_dir.mkdir(parents=True)
+    _write_sample(sample_dir, images, refs, fps)
+    return {"video_id": video_id, "annotations": [{"bboxes": boxes}]}
+
+
 def generate_refdet_dataset(out: Union[str, Path], n_train: int = 6, n_test: int = 2, frames: int = 48,
-                            imgsz: int = 320, fps: int = 12, seed: int = 0, *, progress: bool = True) -> Path:
+                            imgsz: int = 320, fps: int = 12, seed: int = 0, *, progress: bool = True,
+                            workers: int = 0) -> Path:
     """Render a synthetic RefDet dataset (``out/train``, ``out/test``) and return ``out``.
 
     Staged next to ``out`` and renamed into place when complete; an earlier dataset of this command
     at ``out`` is replaced, any other non-empty directory is refused (:mod:`edgekit.core.outdir`).
+    ``workers > 0`` renders videos in that many processes (same files as ``workers=0``: every video has
+    its own seeded generator), for sets of thousands of targets.
 
     >>> root = generate_refdet_dataset("/tmp/synth_refdet", n_train=1, n_test=1, frames=8, imgsz=128,
     ...                                progress=False)
@@ -268,22 +289,34 @@ def generate_refdet_dataset(out: Union[str, Path], n_train: int = 6, n_test: int
     1
     """
     _check_args(n_train, n_test, frames, imgsz, fps)
+    if workers < 0:
+        raise ConfigError(f"workers={workers} is negative", "pass workers >= 0 (0: render in this process)")
     final_root = prepare_output(out, WRITER)
     counts = {"train": n_train, "test": n_test}
     with staged_output(final_root, WRITER) as tmp, tqdm(total=n_train + n_test, desc="synth refdet", unit="video",
                                                 disable=not progress) as bar:
         for split_index, split in enumerate(SPLITS):
-            records: List[Dict[str, Any]] = []
-            for k in range(counts[split]):
-                # One generator per (split, video): a split's videos do not depend on the other's size.
-                rng = np.random.default_rng([seed, 17, split_index, k])
-                images, boxes, target = _render_video_frames(rng, frames, imgsz)
-                refs = render_references(rng, target, max(64, imgsz // 2))
-                video_id = f"{split}_{k:03d}_{OBB_CLASS_NAMES[target.class_id]}"
-                sample_dir = tmp / split / "samples" / video_id
-                sample_dir.mkdir(parents=True)
-                _write_sample(sample_dir, images, refs, fps)
-                records.append({"video_id": video_id, "annotations": [{"bboxes": boxes}]})
-                bar.update(1)
+            jobs = [(tmp, seed, split_index, k, frames, imgsz, fps) for k in range(counts[split])]
+            records = list(_map(jobs, workers, bar))
             write_json_atomic(tmp / split / "annotations" / "annotations.json", records)
     return final_root
+
+
+def _map(jobs: List[Tuple[Path, int, int, int, int, int, int]], workers: int, bar: tqdm) -> List[Dict[str, Any]]:
+    """``_render_sample`` over ``jobs`` in order, in this process or a process pool (stdlib: no extra dependency)."""
+    if workers == 0 or len(jobs) < 2:
+        out = []
+        for job in jobs:
+            out.append(_render_sample(job))
+            bar.update(1)
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a parent holding CUDA or OpenCV threads must not be forked mid-state.
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        out = []
+        for record in pool.map(_render_sample, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
+            out.append(record)
+            bar.update(1)
+        return out
