@@ -2,7 +2,7 @@
 
 No DINOv2 weights exist on the benchmark machines, and a ViT from random weights that only sees the
 episodic SupCon of ``train refdet`` (``n_way`` identities per step) learns the training identities
-instead of "what makes two photos the same object" (``benchmarks/results/refdet_gpu_nvidia-h200.md``).
+instead of "what makes two photos the same object" (``benchmarks/results/refdet_gpu_nvidia-h200_run1.md``).
 This step stands in for the pretrained DINOv2 a real user puts in ``artifacts/models/dinov2/``:
 
 * views: every training target's reference photos plus crops of it from annotated frames of its

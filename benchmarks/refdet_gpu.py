@@ -4,7 +4,7 @@
    set (another seed: other identities) that picks best.pt, and a test set (a third seed) of targets never
    seen in training with full-length videos. Run 1 (96 targets x 48 frames) memorised its identities:
    val AP50 peaked at epoch 2 and fell while the training loss fell; target diversity, not frames per
-   target, is what teaches "match the reference" (``benchmarks/results/refdet_gpu_nvidia-h200.md``).
+   target, is what teaches "match the reference" (``benchmarks/results/refdet_gpu_nvidia-h200_run1.md``).
 2. Trains stage 2 (episodic, SupCon + CPE) for ``budget * (1 - --stage3-share)`` seconds, then, with
    ``--stage3-share > 0``, stage 3 (triplet, from stage 2's best.pt) for the rest, both through ``train_refdet`` (the CLI's code).
    The training budget is ``--budget-s``, cut so the whole script fits ``--wall-s`` (what synthesis took
