@@ -77,11 +77,15 @@ def synth_obb(out: Path, n_train: int, n_val: int, imgsz: Optional[int], frame_s
 @click.option("--imgsz", type=click.IntRange(min=32), default=320, show_default=True, help="Frame side in pixels.")
 @click.option("--fps", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def synth_refdet(out: Path, n_train: int, n_test: int, frames: int, imgsz: int, fps: int, seed: int) -> None:
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Render videos in this many processes (same output; 0 = in this process).")
+def synth_refdet(out: Path, n_train: int, n_test: int, frames: int, imgsz: int, fps: int, seed: int,
+                 workers: int) -> None:
     """Write a few-shot RefDet video dataset (train/ and test/) to --out."""
     from edgekit.data.synth.refdet import generate_refdet_dataset
 
-    root = generate_refdet_dataset(out, n_train=n_train, n_test=n_test, frames=frames, imgsz=imgsz, fps=fps, seed=seed)
+    root = generate_refdet_dataset(out, n_train=n_train, n_test=n_test, frames=frames, imgsz=imgsz, fps=fps, seed=seed,
+                                   workers=workers)
     click.echo(f"wrote RefDet dataset {root} ({n_train} train / {n_test} test videos of {frames} frames)")
 
 

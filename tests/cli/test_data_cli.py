@@ -146,13 +146,14 @@ def test_synth_commands_pass_options_through(tmp_path: Path, fake_generators) ->
     assert fake_generators["obb"] == (tmp_path / "o", {"n_train": 3, "n_val": 2, "imgsz": 96, "seed": 7,
                                                         "difficulty": "standard", "workers": 0})
     result = invoke("data", "synth", "refdet", "--out", str(tmp_path / "r"), "--n-train", "2", "--n-test", "1",
-                    "--frames", "5", "--imgsz", "64", "--fps", "4", "--seed", "1")
+                    "--frames", "5", "--imgsz", "64", "--fps", "4", "--seed", "1", "--workers", "3")
     assert result.exit_code == 0, result.output
     assert fake_generators["refdet"] == (tmp_path / "r", {"n_train": 2, "n_test": 1, "frames": 5, "imgsz": 64,
-                                                          "fps": 4, "seed": 1})
+                                                          "fps": 4, "seed": 1, "workers": 3})
 
 
-@pytest.mark.parametrize("args", [["obb", "--n-train", "0"], ["refdet", "--frames", "0"], ["obb"]])
+@pytest.mark.parametrize("args", [["obb", "--n-train", "0"], ["refdet", "--frames", "0"], ["obb"],
+                                  ["refdet", "--workers", "-1"]])
 def test_synth_validates_options(tmp_path: Path, args, fake_generators) -> None:
     extra = [] if args == ["obb"] else ["--out", str(tmp_path / "x")]
     assert invoke("data", "synth", *args, *extra).exit_code == 2
