@@ -6,6 +6,10 @@
 #   (5 variants x 3 seeds) when the teacher is saved (~244 s): 8 on the first GPU, 7 on the second as its
 #   slots free (at most 20 runs per GPU), ending ~440-470 s -> results table (benchmarks/distill_gain.py).
 #   No run starts after 330 s; runs still going at 505 s are stopped. Plan: docs/distillation.md ("Round 3").
+# Measured (round 3a): the 18 controls at once on one GPU took ~345 s each, not ~185 s, so most trained
+#   students were stopped at 505 s. What produced the recorded round 3 was two calls: this plan as it is (its
+#   controls and baseline are kept), then `issue14.sh OUT --arms none,trained` (baseline + the 15 trained
+#   students over both GPUs after the teacher: 422 s). The `none` runs are deterministic (bit-identical).
 # Usage: bash benchmarks/gpu/issue14.sh OUT_DIR [extra distill_gain.py args, e.g. --variants a,b --smoke-cpu]
 # OUT_DIR receives at most 8 files: gpus.txt, distill_gain.log, distill_gain_<device>_round3.{json,md},
 # distill_gain_<device>_round3_signal_maps.jpg (montage), teacher_pretrain.json,
