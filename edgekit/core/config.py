@@ -137,6 +137,10 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
         valid = sorted(parent.model_fields) if parent else []
         hint = closest_key(str(loc[-1]), valid)
         nested = _nested_key(parent, str(loc[-1])) if parent is not None else None
+        if nested is None and parent is not None:  # a typo of a key one level down: 'epoch' -> stages.0.epochs
+            below = _nested_keys(parent)
+            best = closest_key(str(loc[-1]), valid + [k for k in below if k not in valid])
+            hint, nested = (best, None) if best in valid else (hint, below.get(best or ""))
         # the hint keeps list indices (stages.0.epochs), like the unknown key it corrects
         prefix = [*map(str, first["loc"][:-1])]
         fix = (f"did you mean '{'.'.join(prefix + [nested])}'?" if nested else
@@ -164,6 +168,16 @@ def _nested_key(model: Type[BaseModel], key: str) -> Optional[str]:
             is_list = get_origin(field.annotation) in (list, List)
             return f"{name}.0.{key}" if is_list else f"{name}.{key}"
     return None
+
+
+def _nested_keys(model: Type[BaseModel]) -> Dict[str, str]:
+    """Every field one level down -> its :func:`_nested_key` path (the first section that has it)."""
+    out: Dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        inner, _ = _unwrap(field.annotation)
+        for key in inner.model_fields if inner is not None else ():
+            out.setdefault(key, _nested_key(model, key) or f"{name}.{key}")
+    return out
 
 
 def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config") -> T:
