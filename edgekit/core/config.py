@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Ty
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
 
 T = TypeVar("T", bound=BaseModel)
 # Where the config reference lives (generated from the models by edgekit.core.config_doc).
@@ -152,9 +152,11 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
                            f"set it (e.g. {dotted}=...); every key: {CONFIG_REFERENCE}")
     msg = str(first.get("msg", "invalid value"))
     msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg  # pydantic's prefix says nothing
-    got = "" if "got " in msg else f" (got {first.get('input')!r})"
-    return ConfigError(f"invalid value for '{dotted}' in {source}: {msg}{got}",
-                       f"every key, its type and default: {CONFIG_REFERENCE}")
+    value = first.get("input")
+    # a whole section/file (a model validator's input) would print the user's file back at them
+    got = "" if "got " in msg or isinstance(value, (dict, list)) else f" (got {shorten(repr(value), 80)})"
+    where = f"for '{dotted}' in {source}" if dotted else f"in {source}"
+    return ConfigError(f"invalid value {where}: {msg}{got}", f"every key, its type and default: {CONFIG_REFERENCE}")
 
 
 def _nested_key(model: Type[BaseModel], key: str) -> Optional[str]:
