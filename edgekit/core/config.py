@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, get_args, get_origin
 
@@ -182,12 +183,34 @@ def _nested_keys(model: Type[BaseModel]) -> Dict[str, str]:
     return out
 
 
-def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config") -> T:
-    """Validate ``data`` against ``model``; errors become one-line :class:`ConfigError`."""
+def _non_finite(data: Any, prefix: str = "") -> Optional[Tuple[str, float]]:
+    """The first (dotted key, value) in ``data`` holding a float nan/inf, or None."""
+    items = data.items() if isinstance(data, Mapping) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        dotted = f"{prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return dotted, value
+        found = _non_finite(value, dotted + ".") if isinstance(value, (Mapping, list)) else None
+        if found:
+            return found
+    return None
+
+
+def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config", finite: bool = False) -> T:
+    """Validate ``data`` against ``model``; errors become one-line :class:`ConfigError`.
+
+    ``finite``: refuse nan/inf anywhere (YAML ``.nan``, an override ``lr0=nan``): pydantic's float
+    bounds are comparisons that nan passes, and a user's nan learning rate trains garbage silently.
+    """
     try:
-        return model.model_validate(dict(data))
+        cfg = model.model_validate(dict(data))
     except ValidationError as e:
         raise _explain(model, e, source) from None
+    bad = _non_finite(cfg.model_dump()) if finite else None  # after validation: the string 'nan' is a float now
+    if bad is not None:
+        raise ConfigError(f"invalid value for '{bad[0]}' in {source}: {bad[1]} is not a finite number",
+                          f"set a finite number; every key, its type and default: {CONFIG_REFERENCE}")
+    return cfg
 
 
 def load_config(model: Type[T], path: Optional[Path] = None, overrides: Sequence[str] = ()) -> T:

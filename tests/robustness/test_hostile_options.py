@@ -17,3 +17,32 @@ def test_an_absurd_size_is_one_line_out_of_memory_and_leaves_nothing(tmp_path: P
     line = assert_one_line_error(res, names=["out of memory", "edgekit data synth obb", "--imgsz"])
     assert "PiB" in line  # what numpy could not allocate, so the size at fault shows
     assert not out.exists() and not debris(tmp_path)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["predict", "obb", "{bundle}", "{image}", "--conf", "nan", "--out", "{out}"], "--conf"),  # kept no box, exit 0
+    (["predict", "obb", "{bundle}", "{image}", "--iou", "NaN", "--out", "{out}"], "--iou"),  # no NMS, exit 0
+    (["bench", "run", "{bundle}", "--duration", "inf", "--no-plots", "--out", "{out}"], "--duration"),  # ran forever
+    (["bench", "run", "{bundle}", "--warmup-s", "nan", "--no-plots", "--out", "{out}"], "--warmup-s"),
+])
+def test_nan_and_inf_options_are_usage_errors(tmp_path: Path, args, flag: str) -> None:
+    import cv2
+
+    from tests.deploy.bundles import write_test_bundle
+    from tests.deploy.refdet_bundles import photo
+
+    bundle = write_test_bundle(tmp_path / "bundle")
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), photo((0, 0, 255)))
+    values = {"bundle": bundle, "image": image, "out": tmp_path / "out"}
+    res = run_cli([a.format(**values) for a in args], cwd=tmp_path, timeout=60)
+    assert res.rc == 2 and "Traceback" not in res.stderr, res.stderr
+    assert flag in res.stderr and "not a finite number" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("override, key", [("stages.0.lr0=nan", "stages.0.lr0"), ("distillation.weight=.inf",
+                                                                                  "distillation.weight")])
+def test_nan_in_a_train_override_is_refused_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
+    res = run_cli(["train", "obb", "data=/d", override, "--print-config"], cwd=tmp_path)
+    assert_one_line_error(res, names=[f"'{key}'", "not a finite number"])
