@@ -46,3 +46,26 @@ def test_nan_and_inf_options_are_usage_errors(tmp_path: Path, args, flag: str) -
 def test_nan_in_a_train_override_is_refused_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
     res = run_cli(["train", "obb", "data=/d", override, "--print-config"], cwd=tmp_path)
     assert_one_line_error(res, names=[f"'{key}'", "not a finite number"])
+
+
+def test_predict_obb_refuses_a_refdet_bundle(tmp_path: Path) -> None:
+    """It used to run: the RefDet graph's output decoded as OBB boxes, exit 0."""
+    pytest.importorskip("onnxruntime")
+    import cv2
+
+    from tests.deploy.refdet_bundles import frame_with, write_refdet_bundle
+
+    bundle = write_refdet_bundle(tmp_path / "refdet")
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), frame_with((0, 0, 255)))
+    res = run_cli(["predict", "obb", bundle, image, "--out", tmp_path / "out"], cwd=tmp_path, timeout=120)
+    assert "predict refdet" in assert_one_line_error(res, names=[bundle, "'refdet' bundle"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_directory_as_reference_photo_is_called_a_directory(tmp_path: Path) -> None:
+    from edgekit.core.errors import DataError
+    from edgekit.train.fewshot.inference import read_references
+
+    with pytest.raises(DataError, match="is a directory"):
+        read_references([tmp_path])

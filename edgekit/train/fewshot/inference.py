@@ -130,7 +130,8 @@ def read_references(paths: Sequence[PathLike]) -> List[np.ndarray]:
     images = []
     for path in map(Path, paths):
         if not path.is_file():
-            raise DataError(f"reference photo {path} does not exist", "pass --refs existing image files")
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise DataError(f"reference photo {path} {what}", "pass --refs existing image files")
         image = imread(path)
         if image is None:
             raise DataError(f"reference photo {path} cannot be decoded", "pass a JPEG or PNG image")

@@ -66,6 +66,9 @@ def load_model(source: Path, imgsz: Optional[int] = None, conf: float = 0.25, io
         from edgekit.deploy.bundle import Bundle
 
         bundle = Bundle.open(source)
+        if bundle.task == "refdet":  # its graph needs a target: decoded as OBB it gives boxes of nothing
+            raise ModelError(f"bundle {source} is a 'refdet' bundle, not an OBB one",
+                             "use `edgekit predict refdet` for it, or pass a bundle exported from an OBB run")
         det = bundle.detector(tile=tile, tile_overlap=tile_overlap)
         det.postprocess = det.postprocess.model_copy(update={"conf": conf, "iou": iou})
         return LoadedModel(det, list(bundle.classes), int(det.letterbox.imgsz[0]), str(source))
