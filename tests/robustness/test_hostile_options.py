@@ -69,3 +69,12 @@ def test_a_directory_as_reference_photo_is_called_a_directory(tmp_path: Path) ->
 
     with pytest.raises(DataError, match="is a directory"):
         read_references([tmp_path])
+
+
+def test_convert_classes_matching_nothing_is_refused(tmp_path: Path, dota_dir: Path) -> None:
+    """--classes with a typo used to write a dataset of background images only, exit 0."""
+    out = tmp_path / "out"
+    res = run_cli(["data", "convert", "--from", "dota", "--to", "yolo-obb", dota_dir, out, "--classes", "plnae"],
+                  cwd=tmp_path)
+    assert "plane" in assert_one_line_error(res, names=["--classes plnae", "none of the source's classes"])
+    assert not out.exists()
