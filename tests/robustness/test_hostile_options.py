@@ -78,3 +78,20 @@ def test_convert_classes_matching_nothing_is_refused(tmp_path: Path, dota_dir: P
                   cwd=tmp_path)
     assert "plane" in assert_one_line_error(res, names=["--classes plnae", "none of the source's classes"])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("classes", [[], ["a", "b", "c", "d", "e"]])
+def test_bundle_whose_classes_disagree_with_its_graph_is_refused(tmp_path: Path, classes) -> None:
+    """A hand-edited manifest ``classes`` used to pass every check: boxes came out unnamed or misnamed."""
+    import json
+
+    from tests.deploy.bundles import write_test_bundle
+
+    bundle = write_test_bundle(tmp_path / "bundle")  # its graph scores 2 classes
+    manifest = bundle / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["classes"] = classes
+    manifest.write_text(json.dumps(data))
+    for args in (["bundle", "info", bundle], ["bundle", "check", bundle]):
+        assert_one_line_error(run_cli(args, cwd=tmp_path), names=["model.onnx scores 2 classes",
+                                                                  f"lists {len(classes)}"])
