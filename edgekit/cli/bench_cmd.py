@@ -11,6 +11,7 @@ from typing import Any, List, Optional, Tuple
 
 import click
 
+from edgekit.cli.params import FiniteFloatRange
 from edgekit.core.errors import DeviceError
 
 _EXISTING = click.Path(exists=False, path_type=Path)
@@ -40,9 +41,9 @@ def bench() -> None:
 @click.option("--power-mode", help="nvpmodel mode ID to bench in (with --device jetson; restored afterwards).")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
               help="Minimum warm-up frames; warm-up then goes on until latency is steady.")
-@click.option("--warmup-s", type=click.FloatRange(min=0), default=0.0, help="Minimum warm-up seconds.")
+@click.option("--warmup-s", type=FiniteFloatRange(min=0), default=0.0, help="Minimum warm-up seconds.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Timed frames.  [default: 100]")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Timed seconds (instead of --iterations).")
+@click.option("--duration", type=FiniteFloatRange(min=0, min_open=True), help="Timed seconds (instead of --iterations).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Also time the runner on batches of N (needs a dynamic-batch bundle).")
 @click.option("--video", type=_EXISTING, help="Frames from this video file.")

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 
 import click
 
+from edgekit.cli.params import FiniteFloatRange
 from edgekit.core.vocab import CONVERT_SOURCES, CONVERT_TARGETS, DATA_FORMATS
 
 _CHECK_FORMATS = ("auto",) + DATA_FORMATS
@@ -156,7 +157,7 @@ def _rates(value: str) -> Tuple[float, ...]:
 @click.option("--overlap", type=click.IntRange(min=0), default=200, show_default=True,
               help="Pixels shared by neighbouring tiles (about the largest object's size).")
 @click.option("--rates", default="1.0", show_default=True, help="Image scales to tile at, comma-separated (e.g. 0.5,1.0,1.5).")
-@click.option("--min-visible", type=click.FloatRange(0, 1, min_open=True), default=0.6, show_default=True,
+@click.option("--min-visible", type=FiniteFloatRange(0, 1, min_open=True), default=0.6, show_default=True,
               help="Keep a cut object when at least this fraction of its area is inside the tile.")
 @click.option("--format", "src_format", type=click.Choice(["auto", "yolo-obb", "dota"]), default="auto", show_default=True)
 @_classes_option("DOTA only: classes to write, in this order")

@@ -17,6 +17,8 @@ from typing import Optional
 
 import click
 
+from edgekit.cli.params import FiniteFloatRange
+
 WRITER = "eval"
 REFDET_WRITER = "eval refdet"
 
@@ -62,7 +64,7 @@ def obb(data: Path, predictions: Path, out: Optional[Path]) -> None:
               help="RefDet root (samples/ + annotations/), or a dataset root holding test/.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/eval-refdet"),
               show_default=True, help="Output directory: eval.json, pr_curve.png.")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--conf", type=FiniteFloatRange(0, 1), default=0.25, show_default=True,
               help="Confidence threshold of precision, recall and ST-IoU (AP ranks every box the model scores).")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run every Nth frame of each video (ground truth on skipped frames is not scored).")

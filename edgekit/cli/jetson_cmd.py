@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional, Tuple
 
 import click
 
+from edgekit.cli.params import FiniteFloatRange
+
 
 def _ssh_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
@@ -91,7 +93,7 @@ def build(device: Any, bundle: Path, build_args: Tuple[str, ...], no_push: bool)
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="tensorrt", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1))
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True))
+@click.option("--duration", type=FiniteFloatRange(min=0, min_open=True))
 @click.option("--warmup", type=click.IntRange(min=0))
 @click.option("--power-mode", type=click.IntRange(min=0), help="nvpmodel mode id to bench in (restored afterwards).")
 @click.option("--jetson-clocks", is_flag=True, help="Pin clocks with jetson_clocks (restored afterwards).")

@@ -9,13 +9,14 @@ exit 2 (click's convention); bugs keep their tracebacks.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
 import click
 
 from edgekit import __version__
-from edgekit.core.errors import EdgekitError
+from edgekit.core.errors import EdgekitError, foreign_message
 
 # name -> (module, attribute, one-line help shown by `edgekit --help` without importing the module)
 SUBCOMMANDS: Dict[str, Tuple[str, str, str]] = {
@@ -59,12 +60,28 @@ def cli() -> None:
     """edgekit: train a detector, export it to INT8/TensorRT, bench and serve it on a Jetson."""
 
 
+def _command_words(argv: Optional[List[str]]) -> str:
+    """The subcommand path of ``argv`` (``data synth obb``): its words before the first option or path."""
+    words = []
+    for word in sys.argv[1:] if argv is None else argv:
+        if word.startswith("-") or "/" in word or len(words) == 3:
+            break
+        words.append(word)
+    return " ".join(words)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: EdgekitError -> one line on stderr, exit 1."""
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as e:
         click.echo(f"error: {e.format()}", err=True)
+        sys.exit(1)
+    except MemoryError as e:  # an absurd size (--imgsz 99999999) or a too-small machine: not a bug of edgekit
+        if os.environ.get("EDGEKIT_TRACEBACK") == "1":
+            raise
+        click.echo(f"error: out of memory running `edgekit {_command_words(argv)}`: {foreign_message(e)}; "
+                   "pass smaller sizes (e.g. --imgsz, --frame-size, batch=) or free memory", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

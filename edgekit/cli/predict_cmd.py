@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 
 import click
 
+from edgekit.cli.params import FiniteFloatRange
+
 WRITER = "predict"
 REFDET_WRITER = "predict refdet"
 
@@ -29,9 +31,9 @@ def predict() -> None:
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/predict"),
               show_default=True, help="Output directory: predictions.json (+ images/, video.mp4).")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--conf", type=FiniteFloatRange(0, 1), default=0.25, show_default=True,
               help="Confidence threshold (use 0.001 for predictions meant for `edgekit eval obb`).")
-@click.option("--iou", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="NMS IoU threshold.")
+@click.option("--iou", type=FiniteFloatRange(0, 1), default=0.7, show_default=True, help="NMS IoU threshold.")
 @click.option("--imgsz", type=click.IntRange(32), default=None, help="Input side (default: the model's training size).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for checkpoints (cpu, cuda).")
 @click.option("--save-images", is_flag=True, help="Also write annotated images to OUT/images/.")
@@ -71,8 +73,8 @@ def obb(model: Path, source: Path, out: Path, conf: float, iou: float, imgsz: Op
 @click.option("--video", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The video to search.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/predict-refdet"),
               show_default=True, help="Output directory: predictions.json and video.mp4 (annotated).")
-@click.option("--conf", type=click.FloatRange(0, 1), default=None, help="Confidence threshold [default: the model's].")
-@click.option("--iou", type=click.FloatRange(0, 1), default=None, help="NMS IoU threshold [default: the model's].")
+@click.option("--conf", type=FiniteFloatRange(0, 1), default=None, help="Confidence threshold [default: the model's].")
+@click.option("--iou", type=FiniteFloatRange(0, 1), default=None, help="NMS IoU threshold [default: the model's].")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for runs and checkpoints (cpu, cuda).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
               help="Bundles only: the runtime.")

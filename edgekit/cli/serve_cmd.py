@@ -25,7 +25,7 @@ def _daemon_config(config: Optional[str], cli: Dict[str, Any], source: Dict[str,
     src = dict(data.get("source") or {})
     src.update({k: v for k, v in source.items() if v is not None})
     data["source"] = src
-    return build_config(DaemonConfig, data, config or "command line")
+    return build_config(DaemonConfig, data, config or "command line", finite=True)
 
 
 @click.command("serve")

@@ -12,6 +12,8 @@ from typing import Callable, Optional, Tuple
 
 import click
 
+from edgekit.cli.params import FiniteFloatRange
+
 
 @click.group()
 def train() -> None:
@@ -75,7 +77,7 @@ def obb(config_path: Optional[Path], run_id: Optional[str], resume: bool, trust_
 @click.option("--imgsz", type=click.IntRange(min=32), default=None, help="Frame side (multiple of 32).")
 @click.option("--device", default=None, help="cpu, cuda or a GPU index.")
 @click.option("--use-triplet", is_flag=True, default=None, help="Stage 3: add the triplet loss.")
-@click.option("--triplet-ratio", type=click.FloatRange(0, 1), default=None,
+@click.option("--triplet-ratio", type=FiniteFloatRange(0, 1), default=None,
               help="Stage 3: triplet share of the metric loss (contrastive weights x (1 - ratio)).")
 @click.option("--negative-strategy", type=click.Choice(["background", "cross_class", "mixed"]), default=None,
               help="Triplet negatives.")

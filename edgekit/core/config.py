@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
 
 T = TypeVar("T", bound=BaseModel)
 # Where the config reference lives (generated from the models by edgekit.core.config_doc).
@@ -137,6 +138,10 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
         valid = sorted(parent.model_fields) if parent else []
         hint = closest_key(str(loc[-1]), valid)
         nested = _nested_key(parent, str(loc[-1])) if parent is not None else None
+        if nested is None and parent is not None:  # a typo of a key one level down: 'epoch' -> stages.0.epochs
+            below = _nested_keys(parent)
+            best = closest_key(str(loc[-1]), valid + [k for k in below if k not in valid])
+            hint, nested = (best, None) if best in valid else (hint, below.get(best or ""))
         # the hint keeps list indices (stages.0.epochs), like the unknown key it corrects
         prefix = [*map(str, first["loc"][:-1])]
         fix = (f"did you mean '{'.'.join(prefix + [nested])}'?" if nested else
@@ -148,9 +153,11 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
                            f"set it (e.g. {dotted}=...); every key: {CONFIG_REFERENCE}")
     msg = str(first.get("msg", "invalid value"))
     msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg  # pydantic's prefix says nothing
-    got = "" if "got " in msg else f" (got {first.get('input')!r})"
-    return ConfigError(f"invalid value for '{dotted}' in {source}: {msg}{got}",
-                       f"every key, its type and default: {CONFIG_REFERENCE}")
+    value = first.get("input")
+    # a whole section/file (a model validator's input) would print the user's file back at them
+    got = "" if "got " in msg or isinstance(value, (dict, list)) else f" (got {shorten(repr(value), 80)})"
+    where = f"for '{dotted}' in {source}" if dotted else f"in {source}"
+    return ConfigError(f"invalid value {where}: {msg}{got}", f"every key, its type and default: {CONFIG_REFERENCE}")
 
 
 def _nested_key(model: Type[BaseModel], key: str) -> Optional[str]:
@@ -166,12 +173,44 @@ def _nested_key(model: Type[BaseModel], key: str) -> Optional[str]:
     return None
 
 
-def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config") -> T:
-    """Validate ``data`` against ``model``; errors become one-line :class:`ConfigError`."""
+def _nested_keys(model: Type[BaseModel]) -> Dict[str, str]:
+    """Every field one level down -> its :func:`_nested_key` path (the first section that has it)."""
+    out: Dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        inner, _ = _unwrap(field.annotation)
+        for key in inner.model_fields if inner is not None else ():
+            out.setdefault(key, _nested_key(model, key) or f"{name}.{key}")
+    return out
+
+
+def _non_finite(data: Any, prefix: str = "") -> Optional[Tuple[str, float]]:
+    """The first (dotted key, value) in ``data`` holding a float nan/inf, or None."""
+    items = data.items() if isinstance(data, Mapping) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        dotted = f"{prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return dotted, value
+        found = _non_finite(value, dotted + ".") if isinstance(value, (Mapping, list)) else None
+        if found:
+            return found
+    return None
+
+
+def build_config(model: Type[T], data: Mapping[str, Any], source: str = "config", finite: bool = False) -> T:
+    """Validate ``data`` against ``model``; errors become one-line :class:`ConfigError`.
+
+    ``finite``: refuse nan/inf anywhere (YAML ``.nan``, an override ``lr0=nan``): pydantic's float
+    bounds are comparisons that nan passes, and a user's nan learning rate trains garbage silently.
+    """
     try:
-        return model.model_validate(dict(data))
+        cfg = model.model_validate(dict(data))
     except ValidationError as e:
         raise _explain(model, e, source) from None
+    bad = _non_finite(cfg.model_dump()) if finite else None  # after validation: the string 'nan' is a float now
+    if bad is not None:
+        raise ConfigError(f"invalid value for '{bad[0]}' in {source}: {bad[1]} is not a finite number",
+                          f"set a finite number; every key, its type and default: {CONFIG_REFERENCE}")
+    return cfg
 
 
 def load_config(model: Type[T], path: Optional[Path] = None, overrides: Sequence[str] = ()) -> T:

@@ -7,7 +7,7 @@ standard builds decode -- the same formats Ultralytics trains on that OpenCV rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Any, Optional, Union
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -22,4 +22,32 @@ def suffix_list() -> str:
     return "/".join(IMAGE_SUFFIXES)
 
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_file", "suffix_list"]
+def imread(path: Union[str, Path], flags: Optional[int] = None) -> Any:
+    """``cv2.imread`` (default ``IMREAD_COLOR``) that returns None for every file it cannot decode.
+
+    OpenCV 4 returns None for an image whose header claims more than ``CV_IO_MAX_IMAGE_PIXELS``;
+    OpenCV 5 raises ``cv2.error`` instead, which would reach the user as a traceback. Callers keep
+    their own one-line "cannot be decoded" message for None.
+    """
+    import cv2  # lazy: keeps `import edgekit.core` light
+
+    try:
+        return cv2.imread(str(path), cv2.IMREAD_COLOR if flags is None else flags)
+    except cv2.error:
+        return None
+
+
+def imdecode(data: bytes, flags: Optional[int] = None) -> Any:
+    """``cv2.imdecode`` of ``data`` (default ``IMREAD_COLOR``); None where OpenCV cannot or will not decode it."""
+    import cv2
+    import numpy as np
+
+    if not data:
+        return None
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if flags is None else flags)
+    except cv2.error:
+        return None
+
+
+__all__ = ["IMAGE_SUFFIXES", "imdecode", "imread", "is_image_file", "suffix_list"]

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from .config import StrictModel, build_config
 from .detections import Detections
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 PREDICTIONS_VERSION = 1
 TASKS = ("obb", "refdet")
@@ -117,7 +117,11 @@ def read_predictions(path: Union[str, Path]) -> PredictionsFile:
     if not isinstance(data, dict):
         raise DataError(f"{path} must hold a JSON object with 'version', 'model' and 'images'",
                         "pass the JSON written by edgekit predict obb")
-    return build_config(PredictionsFile, data, path.name)
+    try:
+        return build_config(PredictionsFile, data, path.name)
+    except ConfigError as e:  # a predictions file is no config: docs/config.md does not describe it
+        fix = e.fix if e.fix and "did you mean" in e.fix else "re-create it with edgekit predict, or fix that entry"
+        raise ConfigError(e.message, fix) from None
 
 
 __all__ = ["PREDICTIONS_VERSION", "TASKS", "ImagePredictions", "PredictionsFile", "read_predictions"]

@@ -90,6 +90,9 @@ def _class_ids(found: Sequence[str], classes: Optional[Sequence[str]]) -> Dict[s
     names = list(classes) if classes else sorted(set(found))
     if len(set(names)) != len(names):
         raise DataError(f"--classes repeats a name: {', '.join(names)}", "list each class once")
+    if classes and found and not set(names) & set(found):  # every object would be skipped: background only
+        raise DataError(f"--classes {','.join(names)} names none of the source's classes "
+                        f"({', '.join(sorted(set(found)))})", "pass --classes names that the labels use")
     return {name: i for i, name in enumerate(names)}
 
 

@@ -264,7 +264,20 @@ def train_problems(layout: DatasetLayout) -> List[Any]:
         elif not list_images(directory):
             issues.append(error(yaml_path, _key_line(yaml_path, split), "empty-split",
                                 f"split '{split}' has no images in {directory} ({', '.join(IMAGE_SUFFIXES)})"))
+        label_dir = layout.label_dir(split)
+        if label_dir.exists() and not label_dir.is_dir():
+            issues.append(label_dir_not_a_directory(label_dir, split))
     return issues
+
+
+def label_dir_not_a_directory(label_dir: Path, split: str) -> Any:
+    """The error for a file where a split's label directory belongs: training would silently see every
+    image as background (Ultralytics finds no labels), so it is an error, not the no-labels warning."""
+    from .formats.base import error
+
+    return error(label_dir, 0, "label-dir-not-a-directory",
+                 f"is a file, not the label directory of split '{split}' (one .txt per image); "
+                 "move the file away and put the labels there")
 
 
 def _key_line(yaml_path: Path, key: str) -> int:
@@ -291,4 +304,4 @@ def _read_yaml_mapping(path: Path) -> Dict[str, Any]:
     return data
 
 
-__all__ = ["DatasetLayout", "dataset_root", "train_problems", "TRAIN_SPLITS", "broken_links", "IMAGE_SUFFIXES", "DEFAULT_SPLITS", "DATA_YAML", "label_path_for", "list_images", "is_image_file"]
+__all__ = ["DatasetLayout", "dataset_root", "train_problems", "label_dir_not_a_directory", "TRAIN_SPLITS", "broken_links", "IMAGE_SUFFIXES", "DEFAULT_SPLITS", "DATA_YAML", "label_path_for", "list_images", "is_image_file"]

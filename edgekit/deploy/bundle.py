@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from edgekit.core.errors import ConfigError, ModelError
 from edgekit.core.manifest import (
@@ -117,7 +117,9 @@ class Bundle:
         from edgekit.core.onnx_io import read_onnx_io
 
         entry = self.manifest.models[role]
-        real = {t.name: t for t in read_onnx_io(self.root / entry.file).inputs}
+        io = read_onnx_io(self.root / entry.file)
+        self._check_class_count(entry.file, io.outputs)
+        real = {t.name: t for t in io.inputs}
         declared = {t.name: t for t in entry.inputs}
         if sorted(real) != sorted(declared):
             raise ModelError(f"{entry.file} has inputs {sorted(real)} but {MANIFEST_NAME} says {sorted(declared)}",
@@ -132,6 +134,17 @@ class Bundle:
             if not own_size and _is_image(t.shape) and tuple(t.shape[2:]) != (h, w) and all(isinstance(d, int) for d in t.shape[2:]):
                 raise ModelError(f"{entry.file} input '{name}' is {t.shape[2]}x{t.shape[3]} but the manifest's "
                                  f"letterbox imgsz is {h}x{w}", _REEXPORT + " at one --imgsz")
+
+    def _check_class_count(self, file: str, outputs: Sequence[Any]) -> None:
+        """An OBB graph's raw output (B, 4 + nc + 1, A) must carry one score row per listed class: a hand-edited
+        ``classes`` would otherwise name boxes wrongly (or not at all) without a word."""
+        if self.manifest.task != "obb" or len(outputs) != 1 or len(outputs[0].shape) != 3:
+            return
+        channels = outputs[0].shape[1]
+        nc = len(self.manifest.classes)
+        if isinstance(channels, int) and channels != nc + 5:
+            raise ModelError(f"{file} scores {channels - 5} classes but {MANIFEST_NAME} lists {nc} "
+                             f"({', '.join(self.manifest.classes) or 'none'})", _REEXPORT)
 
     # ---- what it holds -------------------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ import numpy as np
 
 from edgekit.core.detections import Detections
 from edgekit.core.errors import DataError, ModelError
+from edgekit.core.image_files import imread
 from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xyxy
 from edgekit.core.postprocess import PostprocessSpec, decode_refdet, xywh_to_xyxy
 
@@ -67,11 +68,9 @@ def to_frame(dets: Detections, info: LetterboxInfo) -> Detections:
 
 def read_reference_images(paths: Sequence[Path]) -> List[np.ndarray]:
     """Reference photos from files (BGR uint8); an unreadable file is a one-line DataError naming it."""
-    import cv2
-
     out = []
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        img = imread(p)
         if img is None:
             raise DataError(f"reference photo {p} cannot be decoded", "replace it with a JPEG or PNG photo")
         out.append(img)

@@ -14,6 +14,7 @@ from typing import Iterator, List, Optional, Union
 import numpy as np
 
 from edgekit.core.errors import DataError
+from edgekit.core.image_files import imread
 
 PathLike = Union[str, "os.PathLike[str]"]
 # What OpenCV's imread decodes on every platform edgekit runs on (the same list datasets use).
@@ -33,12 +34,10 @@ def list_image_files(folder: PathLike) -> List[Path]:
 
 def image_frames(folder: PathLike, limit: Optional[int] = None) -> Iterator[np.ndarray]:
     """Every image of ``folder`` (sorted by name) as it loads (EXIF-rotated, like OpenCV's imread)."""
-    import cv2
-
     for i, path in enumerate(list_image_files(folder)):
         if limit is not None and i >= limit:
             return
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        frame = imread(path)
         if frame is None:
             raise DataError(f"cannot decode image {path}", "remove or replace the file")
         yield frame

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgekit.core.detections import Detections
 from edgekit.core.errors import ConfigError, DataError, EdgekitError, ModelError, foreign_message
+from edgekit.core.image_files import imread
 from edgekit.core.letterbox import LetterboxInfo, LetterboxSpec, preprocess, unletterbox_xywhr
 from edgekit.core.postprocess import PostprocessSpec, decode_obb
 from edgekit.core.vocab import MODEL_ROLES
@@ -34,7 +35,6 @@ from edgekit.deploy.runners.base import Runner
 @dataclass
 class LoadedCheckpoint:
     """A checkpoint loaded once, with what export needs to know about it."""
-
     path: Path
     model: Any  # torch.nn.Module (unfused, eval, FP32)
     task: str
@@ -46,7 +46,6 @@ class LoadedCheckpoint:
 @dataclass(frozen=True)
 class GraphSpec:
     """One ONNX graph an adapter exports: its bundle model role, file name and I/O names."""
-
     role: str  # a ModelRole (edgekit.core.vocab): "fp32" for a one-graph detector; "reference_encoder", "detector"
     filename: str
     input_names: Tuple[str, ...]
@@ -74,27 +73,22 @@ def detection_graph(graphs: Sequence[GraphSpec]) -> GraphSpec:
 
 class ExportAdapter(abc.ABC):
     """Model-specific export knowledge for one task."""
-
     task: str = ""
     default_iou: Optional[float] = None  # the task's NMS IoU for the manifest when the options leave it unset
 
     @abc.abstractmethod
     def graphs(self) -> List[GraphSpec]:
         """The graphs to export, in the order they are exported (exactly one with ``detections``)."""
-
     @abc.abstractmethod
     def export_graph(self, ckpt: LoadedCheckpoint, graph: GraphSpec, out_path: Path, imgsz: int, opset: int,
                      dynamic: bool) -> None:
         """Write ``graph`` of ``ckpt`` as ONNX to ``out_path`` (IR pinning and simplification come after)."""
-
     @abc.abstractmethod
     def reference_runner(self, ckpt: LoadedCheckpoint, graph: GraphSpec) -> Runner:
         """A runner for the PyTorch original of ``graph`` (the parity reference)."""
-
     @abc.abstractmethod
     def letterbox_spec(self, imgsz: int) -> LetterboxSpec:
         """The preprocessing the model was trained with."""
-
     @abc.abstractmethod
     def feed(self, image_path: Path, graph: GraphSpec, spec: LetterboxSpec) -> Tuple[Dict[str, np.ndarray], LetterboxInfo]:
         """One real image as the graph's complete feed (every input, e.g. image + embedding), plus how
@@ -103,11 +97,9 @@ class ExportAdapter(abc.ABC):
     @abc.abstractmethod
     def decode(self, outputs: Dict[str, np.ndarray], post: PostprocessSpec) -> List[Detections]:
         """Raw outputs -> detections in network pixels, one per batch item."""
-
     @abc.abstractmethod
     def ground_truth(self, image_path: Path, label_path: Path, info: LetterboxInfo) -> Detections:
         """The labelled objects of one image, in source-image pixels."""
-
     def calibration_feeds(self, graph: GraphSpec, calib: Any) -> Optional[FeedFactory]:
         """Complete INT8 calibration feeds for ``graph``; None: its one input takes ``calib``'s images."""
         if len(graph.input_names) == 1:
@@ -258,9 +250,7 @@ def load_checkpoint(path: Path, trust: bool = False) -> LoadedCheckpoint:
 
 
 def read_image(path: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = imread(path)
     if img is None:
         raise DataError(f"cannot read image {path}", "remove or replace the file")
     return img

@@ -19,6 +19,14 @@ def _png(img: np.ndarray) -> bytes:
     return cv2.imencode(".png", img)[1].tobytes()
 
 
+def _huge_bmp(side: int = 100_000) -> bytes:
+    """A 64-byte 24-bit BMP whose header claims side x side pixels."""
+    import struct
+
+    info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 24, 0, 10, 0, 0, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 64, 0, 0, 54) + info + b"\0" * 10
+
+
 @pytest.fixture(scope="module")
 def refdet_daemon(tmp_path_factory, media):
     root = tmp_path_factory.mktemp("refdet_daemon")
@@ -73,6 +81,8 @@ def test_references_set_get_and_reset_change_what_is_detected(refdet_daemon):
     ([("images", ("bomb.png", lambda: _png(np.zeros((8000, 8000), np.uint8)), "image/png"))], "8000 x 8000 pixels"),
     ([("images", ("bomb.jpg", lambda: cv2.imencode(".jpg", np.zeros((8000, 8000), np.uint8))[1].tobytes(),
                   "image/jpeg"))], "8000 x 8000 pixels"),
+    # a BMP header claiming 100000 x 100000: OpenCV 5's imdecode raises instead of returning None
+    ([("images", ("huge.bmp", lambda: _huge_bmp(), "image/bmp"))], "images[1] (huge.bmp, 64 bytes) is not a decodable"),
 ])
 def test_bad_uploads_are_400_in_one_line_and_keep_the_target(refdet_daemon, files, needle):
     d = refdet_daemon

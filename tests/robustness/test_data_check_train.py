@@ -54,10 +54,16 @@ def _missing_val_dir(root: Path) -> str:
     return "does not exist"
 
 
+def _labels_dir_is_a_file(root: Path) -> str:
+    shutil.rmtree(root / "labels" / "train")
+    (root / "labels" / "train").write_text("not a directory\n")  # Ultralytics would see only background
+    return "is a file, not the label directory of split 'train'"
+
+
 # case -> (edit the copy, return a phrase the error must contain)
 UNTRAINABLE: Dict[str, Callable[[Path], str]] = {
     "no-val": _no_val, "train-list": _train_list, "zero-classes": _zero_classes, "empty-train": _empty_train,
-    "missing-val-dir": _missing_val_dir,
+    "missing-val-dir": _missing_val_dir, "labels-dir-is-a-file": _labels_dir_is_a_file,
 }
 
 

@@ -129,3 +129,50 @@ def test_kill_9_during_training_then_resume_finishes_once_per_epoch(tmp_path: Pa
     assert [r["epoch"] for r in val if not r.get("final")] == [0, 1, 2]
     assert [(r["stage"], r["epoch"]) for r in val if r.get("final")] == [("a", 1), ("b", 2)]
     assert debris(tmp_path) == []
+
+
+def _children(pid: int) -> List[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and ps --ppid")
+@pytest.mark.parametrize("kind, big, small", [
+    ("obb", ["--n-train", "3000", "--n-val", "4", "--imgsz", "160"], ["--n-train", "2", "--n-val", "1", "--imgsz", "64"]),
+    ("refdet", ["--n-train", "200", "--n-test", "1", "--frames", "30", "--imgsz", "128"],
+     ["--n-train", "1", "--n-test", "1", "--frames", "2", "--imgsz", "64"]),
+])
+def test_kill_9_of_synth_with_workers_leaves_no_orphan_workers(tmp_path: Path, kind: str, big: List[str],
+                                                              small: List[str]) -> None:
+    """Pool workers re-parented to init must not keep rendering (or block forever) once their parent died."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit", "data", "synth", kind, "--out", str(tmp_path / "out"),
+                             *big, "--workers", "2"], cwd=str(tmp_path), env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: List[int] = []
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and len(workers) < 2:
+        workers = _children(proc.pid)
+        time.sleep(0.05)
+    assert proc.poll() is None and len(workers) >= 2, "the pool never started"
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    survivors = [p for p in workers if _alive(p)]
+    for p in survivors:  # do not leak them into the rest of the suite
+        os.kill(p, signal.SIGKILL)
+    assert survivors == []
+    res = run_cli(["data", "synth", kind, "--out", tmp_path / "out", *small, "--workers", "2"], cwd=tmp_path)
+    assert res.rc == 0, res.stderr
+    assert debris(tmp_path) == []

@@ -85,6 +85,8 @@ def test_option_looking_overrides_are_usage_errors_whose_fix_is_accepted(tmp_pat
     ("epochs=10", "'epochs'", "stages.0.epochs"),
     ("lr0=0.1", "'lr0'", "stages.0.lr0"),
     ("imgz=320", "'imgz'", "imgsz"),
+    # a typo of a key one level down: the stage key, not the nearest top-level name ('teacher')
+    ("epoch=10", "'epoch'", "stages.0.epochs"),
 ])
 def test_unknown_key_hint_is_an_existing_key(tmp_path: Path, override: str, named: str, hint: str) -> None:
     line = assert_one_line_error(run_cli(["train", "obb", "data=/d", override, "--print-config"], tmp_path), 1, [named])

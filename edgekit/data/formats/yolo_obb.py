@@ -15,7 +15,14 @@ import yaml
 from edgekit.core.atomic import write_text_atomic
 from edgekit.core.errors import DataError
 
-from ..layout import DATA_YAML, TRAIN_SPLITS, DatasetLayout, broken_links, train_problems
+from ..layout import (
+    DATA_YAML,
+    TRAIN_SPLITS,
+    DatasetLayout,
+    broken_links,
+    label_dir_not_a_directory,
+    train_problems,
+)
 from .base import ERROR, Issue, error, format_number, parse_floats, quad_defect, record_is_usable, warning
 from .media import read_image_size
 
@@ -202,7 +209,10 @@ def check_yolo_dataset(root: Path, kind: Optional[str] = None) -> Tuple[List[Iss
         found, n = _check_split(layout, split, kind)
         issues.extend(found)
         checked += n
-        if not label_dir.is_dir():
+        if label_dir.exists() and not label_dir.is_dir():
+            if split not in TRAIN_SPLITS:  # train/val: already reported by train_problems
+                issues.append(label_dir_not_a_directory(label_dir, split))
+        elif not label_dir.is_dir():
             issues.append(warning(label_dir, 0, "image-without-label", f"no label directory for split '{split}'"))
     return issues, checked
 

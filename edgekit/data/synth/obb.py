@@ -13,6 +13,7 @@ fully inside the image, so no label is clipped.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -29,6 +30,7 @@ from ..layout import DatasetLayout
 from .difficulty import DIFFICULTIES, class_names, render_difficulty_scene
 from .scene import render_large_obb_scene
 from .shapes import ObjectSpec
+from .workers import exit_with_parent
 
 SPLITS = ("train", "val")
 _JPEG_QUALITY = 92
@@ -87,7 +89,7 @@ def _pool(workers: int) -> Iterator[Optional[ProcessPoolExecutor]]:
     if workers <= 0:
         yield None
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         yield pool
 
 

@@ -18,6 +18,7 @@ another angle, scale, perspective and lighting.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -38,6 +39,7 @@ from .textures import (
     plain_background,
     terrain_background,
 )
+from .workers import exit_with_parent
 
 SPLITS = ("train", "test")
 WRITER = "data synth refdet"  # the output marker's writer (edgekit.core.outdir)
@@ -314,7 +316,8 @@ def _map(jobs: List[Tuple[Path, int, int, int, int, int, int]], workers: int, ba
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: a parent holding CUDA or OpenCV threads must not be forked mid-state.
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         out = []
         for record in pool.map(_render_sample, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
             out.append(record)

@@ -143,14 +143,13 @@ def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
 
 def _decode_photo(i: int, name: str, data: bytes) -> Any:
     """One uploaded photo as BGR uint8, refused in one line (400) when too large or undecodable."""
-    import cv2
-    import numpy as np
+    from edgekit.core.image_files import imdecode
 
     size = _header_size(data)
     if size is not None and size[0] * size[1] > MAX_REFERENCE_PIXELS:
         raise HTTPException(400, f"images[{i}] ({name}) is {size[0]} x {size[1]} pixels, more than "
                                  f"{MAX_REFERENCE_PIXELS // 1_000_000} MP: send a smaller photo of the target")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    img = imdecode(data)  # None also where OpenCV raises (a header too large for it)
     if img is None:
         raise HTTPException(400, f"images[{i}] ({name}, {len(data)} bytes) is not a decodable "
                                  "image: send JPEG or PNG photos")

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 import numpy as np
 
 from edgekit.core.errors import DataError
+from edgekit.core.image_files import imread
 
 from ..sources import list_image_files
 from .config import SourceConfig
@@ -36,7 +37,6 @@ _FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 class SourceCounters:
     """What the capture stage did (read by /metrics)."""
-
     def __init__(self) -> None:
         self.frames = 0
         self.dropped = 0  # live frames overwritten before inference took them
@@ -68,7 +68,6 @@ def source_kind(uri: str) -> str:
 
 class FrameSource:
     """Iterate frames; ``live`` says whether the newest-frame policy applies."""
-
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
         self.kind = source_kind(cfg.uri)
@@ -109,11 +108,9 @@ class FrameSource:
                 return
 
     def _folder_once(self) -> Iterator[np.ndarray]:
-        import cv2
-
         self.counters.state = "reading"
         for path in list_image_files(self.cfg.uri):
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            frame = imread(path)
             if frame is None:
                 self.counters.bad += 1
                 continue

@@ -196,7 +196,8 @@ def load_refdet_config(path: Optional[Path] = None, overrides: Sequence[str] = (
             node = node.setdefault(p, {})
         node[last] = value
     source = Path(path).name if path else "overrides"
-    return build_config(RefDetTrainConfig, data, f"{source} (with overrides)" if path and overrides else source)
+    return build_config(RefDetTrainConfig, data, f"{source} (with overrides)" if path and overrides else source,
+                        finite=True)
 
 
 def config_table() -> str:

@@ -18,6 +18,7 @@ from typing import Any, Dict, Hashable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from edgekit.core.errors import ConfigError, DataError
+from edgekit.core.image_files import imread
 from edgekit.data.formats.media import read_video_info
 from edgekit.data.formats.refdet import object_image_paths, read_refdet_annotations, video_path
 
@@ -172,7 +173,6 @@ class VideoFrameReader:
 @dataclass(frozen=True, eq=False)
 class VideoRecord:
     """One target: its video, reference photos and boxes per annotated frame."""
-
     video_id: str
     video: Path
     references: Tuple[Path, ...]
@@ -260,7 +260,7 @@ class RefDetDataset:
         for path in self._by_id[video_id].references:
             image = self.cache.get(path)
             if image is None:
-                image = _cv2().imread(str(path), _cv2().IMREAD_COLOR)
+                image = imread(path)
                 if image is None:
                     raise DataError(f"reference photo {path} cannot be decoded", "replace the file")
                 self.cache.put(path, image)
@@ -289,7 +289,6 @@ class FrameRef:
 @dataclass(frozen=True, eq=False)
 class EpisodeTask:
     """One way of an episode: a target's support (its reference photos), queries and negatives."""
-
     video_id: str
     support: Tuple[Path, ...]
     queries: Tuple[FrameRef, ...]

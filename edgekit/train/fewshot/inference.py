@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.image_files import imread
 from edgekit.core.predictions import ImagePredictions, PredictionsFile
 
 from .evaluate import RefDetReport, VideoDetections, evaluate_videos, plot_pr_curve
@@ -39,7 +40,6 @@ _SOURCES = "pass runs/<id>, a RefDet .pt checkpoint or a RefDet bundle directory
 @dataclass
 class LoadedRefDet:
     """A loaded model and what it is (for reports)."""
-
     predictor: Any  # set_target(images) + __call__(frame) -> Detections
     source: str  # the checkpoint or bundle path actually loaded
     kind: str  # "checkpoint" | "bundle"
@@ -124,16 +124,15 @@ def activated(predictor: Any) -> Iterator[Any]:
 # -- reference photos -----------------------------------------------------------------------------
 def read_references(paths: Sequence[PathLike]) -> List[np.ndarray]:
     """1-3 reference photos as BGR uint8 (ConfigError for a wrong count, DataError naming a bad file)."""
-    import cv2
-
     if not 1 <= len(paths) <= MAX_REFERENCES:
         raise ConfigError(f"{len(paths)} reference photos given; RefDet takes 1 to {MAX_REFERENCES}",
                           "pass --refs with one, two or three image files")
     images = []
     for path in map(Path, paths):
         if not path.is_file():
-            raise DataError(f"reference photo {path} does not exist", "pass --refs existing image files")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise DataError(f"reference photo {path} {what}", "pass --refs existing image files")
+        image = imread(path)
         if image is None:
             raise DataError(f"reference photo {path} cannot be decoded", "pass a JPEG or PNG image")
         images.append(image)
@@ -163,7 +162,6 @@ def refdet_eval_root(data: PathLike) -> Path:
 @dataclass
 class EvalRun:
     """What :func:`evaluate_on_data` saw: per-video detections and timing."""
-
     root: Path
     videos: List[VideoDetections]
     frames: int

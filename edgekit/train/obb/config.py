@@ -201,7 +201,8 @@ def load_train_config(path: Optional[Path] = None, overrides: Sequence[str] = ()
     for item in stage_items:
         _apply_stage_override(data, item)
     source = Path(path).name if path else "overrides"
-    return build_config(ObbTrainConfig, data, f"{source} (with overrides)" if path and overrides else source)
+    return build_config(ObbTrainConfig, data, f"{source} (with overrides)" if path and overrides else source,
+                        finite=True)
 
 
 __all__ = ["load_train_config", "TeacherConfig", "DistillConfig", "StageConfig", "LoggingConfig", "ObbTrainConfig",

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgekit.core.detections import Detections
 from edgekit.core.errors import DataError
+from edgekit.core.image_files import imread
 from edgekit.core.metrics import MapResult, evaluate_map
 from edgekit.core.predictions import ImagePredictions, PredictionsFile
 
@@ -35,7 +36,7 @@ def ground_truth(data: Path) -> Tuple[List[str], List[Path], List[Detections]]:
     names, images = read_val_split(Path(data))
     gts = []
     for path in images:
-        frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        frame = imread(path, cv2.IMREAD_UNCHANGED)
         if frame is None:
             raise DataError(f"cannot decode image {path}", "remove or replace the file")
         gts.append(read_obb_labels(label_path_for(path), frame.shape[0], frame.shape[1]))

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgekit.core.detections import Detections
 from edgekit.core.errors import ConfigError, DataError, ModelError
+from edgekit.core.image_files import imread
 from edgekit.core.predictions import ImagePredictions, PredictionsFile
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -65,6 +66,9 @@ def load_model(source: Path, imgsz: Optional[int] = None, conf: float = 0.25, io
         from edgekit.deploy.bundle import Bundle
 
         bundle = Bundle.open(source)
+        if bundle.task == "refdet":  # its graph needs a target: decoded as OBB it gives boxes of nothing
+            raise ModelError(f"bundle {source} is a 'refdet' bundle, not an OBB one",
+                             "use `edgekit predict refdet` for it, or pass a bundle exported from an OBB run")
         det = bundle.detector(tile=tile, tile_overlap=tile_overlap)
         det.postprocess = det.postprocess.model_copy(update={"conf": conf, "iou": iou})
         return LoadedModel(det, list(bundle.classes), int(det.letterbox.imgsz[0]), str(source))
@@ -131,8 +135,6 @@ def detect(det: Any, frame: np.ndarray, multi_label: bool) -> Detections:
 
 def iter_source(source: Path) -> Iterator[Tuple[str, Optional[int], np.ndarray]]:
     """(path, frame index or None, BGR frame) for an image, a folder of images or a video."""
-    import cv2
-
     from edgekit.deploy.sources import IMAGE_SUFFIXES, list_image_files, video_frames
 
     source = Path(source)
@@ -150,7 +152,7 @@ def iter_source(source: Path) -> Iterator[Tuple[str, Optional[int], np.ndarray]]
         raise DataError(f"source {source} is not an image ({', '.join(IMAGE_SUFFIXES)}), a folder or a video "
                         f"({', '.join(VIDEO_SUFFIXES)})", "pass an image, a folder of images or a video")
     for path in files:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        frame = imread(path)
         if frame is None:
             raise DataError(f"cannot decode image {path}", "remove or replace the file")
         yield str(path), None, frame

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from edgekit.core.image_files import imread
+
 from ..run import RunDir, read_run_meta, update_run_meta
 
 
 @dataclass
 class Tracker:
     """One backend: each callable may raise; MetricSinks turns failures into warnings."""
-
     log: Callable[[Dict[str, float], int], None]
     close: Callable[[bool], None]  # close(final): final=True at the end of the last stage
     image: Optional[Callable[[str, Path, int], None]] = None
@@ -98,9 +99,7 @@ def open_tensorboard(run: RunDir) -> Tracker:
         writer.flush()
 
     def image(tag: str, path: Path, step: int) -> None:
-        import cv2
-
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = imread(path)
         if bgr is not None:
             writer.add_image(tag, bgr[:, :, ::-1].copy(), step, dataformats="HWC")
             writer.flush()

@@ -89,7 +89,7 @@ class TuneSpace(StrictModel):
 
 def load_space(path: Path, base: Optional[Path], overrides: Sequence[str] = ()) -> TuneSpace:
     """Read and validate the space; every key is tried on the base config so a typo fails before any trial."""
-    space = build_config(TuneSpace, read_mapping(Path(path)), Path(path).name)
+    space = build_config(TuneSpace, read_mapping(Path(path)), Path(path).name, finite=True)
     for key, spec in space.params.items():
         value = spec.choices[0] if spec.type == "categorical" else (int(spec.low) if spec.type == "int" else spec.low)
         try:

@@ -92,6 +92,9 @@ def test_wrong_schema_is_one_line_naming_the_key(tmp_path, mutate, match):
     with pytest.raises(ConfigError, match=match) as e:
         read_predictions(p)
     assert "\n" not in e.value.format()
+    # neither the user's document echoed back (a real file is megabytes) nor the config reference
+    assert "x.jpg" not in e.value.format() and "docs/config.md" not in e.value.format()
+    assert "invalid value for ''" not in e.value.format()
 
 
 def test_eval_refuses_partial_or_foreign_predictions(tmp_path, obb_dataset):
