@@ -147,6 +147,12 @@ def _explain(model: Type[BaseModel], err: ValidationError, source: str) -> Confi
         fix = (f"did you mean '{'.'.join(prefix + [nested])}'?" if nested else
                f"did you mean '{'.'.join(prefix + [hint])}'?" if hint else
                f"valid keys here: {', '.join(valid)}" if valid else None)
+        # a model that passes another tool's arguments through (train obb: ultralytics.*) names that home too
+        other = getattr(parent, "unknown_key_hint", None) if parent is not None else None
+        passthrough = other(str(loc[-1])) if callable(other) else None
+        if passthrough:
+            other_fix = f"'{'.'.join(prefix + [passthrough])}' (passed to Ultralytics as it is)"
+            fix = f"{fix[:-1]}, or {other_fix}?" if fix and fix.endswith("?") else f"did you mean {other_fix}?"
         return ConfigError(f"unknown key '{dotted}' in {source}", fix)
     if first["type"] == "missing":
         return ConfigError(f"missing required key '{dotted}' in {source}",

@@ -250,6 +250,9 @@ def _manifest_path(bundle_dir_or_file: Union[str, os.PathLike]) -> Path:
     path = Path(bundle_dir_or_file)
     if path.is_dir():
         path = path / MANIFEST_NAME
+    if path.is_dir():
+        raise ModelError(f"bundle manifest {path} is a directory, not a file",
+                         f"point at a bundle directory whose {MANIFEST_NAME} is the file edgekit export wrote")
     if not path.is_file():
         raise ModelError(f"bundle manifest {path} does not exist", f"point at a bundle directory with a {MANIFEST_NAME}")
     return path

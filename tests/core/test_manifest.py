@@ -122,6 +122,12 @@ def test_missing_manifest(tmp_path):
         load_manifest(tmp_path)
 
 
+def test_manifest_that_is_a_directory_is_named_as_such(tmp_path):
+    (tmp_path / MANIFEST_NAME).mkdir()
+    with pytest.raises(ModelError, match="manifest.json is a directory"):
+        load_manifest(tmp_path)
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda r: (r / "model.int8.qdq.onnx").unlink(), "model.int8.qdq.onnx listed in manifest.json is missing"),
     (lambda r: (r / "calib.cache").write_bytes(b"other"), "calib.cache is 5 bytes"),

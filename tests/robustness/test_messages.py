@@ -95,6 +95,19 @@ def test_unknown_key_hint_is_an_existing_key(tmp_path: Path, override: str, name
     assert run_cli(["train", "obb", "--print-config", "data=/d", f"{hint}={value}"], tmp_path).rc == 0
 
 
+@pytest.mark.parametrize("override, hint", [
+    ("hsv_h=0.1", "ultralytics.hsv_h"),  # an Ultralytics train argument: its home is ultralytics.*
+    ("warmup=2", "ultralytics.warmup_epochs"),  # close to one (edgekit has a distillation warm-up too)
+    ("warmup_epochs=2", "ultralytics.warmup_epochs"),
+])
+def test_unknown_key_that_is_an_ultralytics_argument_names_its_home(tmp_path: Path, override: str, hint: str) -> None:
+    line = assert_one_line_error(run_cli(["train", "obb", "data=/d", override, "--print-config"], tmp_path), 1,
+                                 [override.split("=")[0]])
+    assert f"'{hint}'" in line
+    value = override.split("=", 1)[1]
+    assert run_cli(["train", "obb", "--print-config", "data=/d", f"{hint}={value}"], tmp_path).rc == 0
+
+
 def test_core_override_hint_is_accepted_by_the_train_config() -> None:
     from edgekit.core.config import parse_override
     from edgekit.train.obb.config import load_train_config

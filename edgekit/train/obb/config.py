@@ -5,6 +5,7 @@ Priority when loading: CLI ``key=value`` > config file > the defaults written he
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -147,6 +148,21 @@ class ObbTrainConfig(StrictModel):
         if owned:
             raise ValueError(f"ultralytics.{owned[0]} is set by edgekit itself; use the edgekit key instead")
         return v
+
+    @classmethod
+    def unknown_key_hint(cls, key: str) -> Optional[str]:
+        """Where an unknown top-level key belongs when it is (close to) an Ultralytics train argument:
+        ``warmup_epochs`` -> ``ultralytics.warmup_epochs`` (read by :func:`edgekit.core.config._explain`)."""
+        try:
+            from ultralytics.cfg import DEFAULT_CFG_DICT  # lazy: the config module stays light
+        except ImportError:
+            return None
+        # the closest of all its arguments (a word it starts with first: warmup -> warmup_epochs); one
+        # edgekit sets itself (epochs, lr0) has an edgekit key instead, so no hint then
+        names = list(DEFAULT_CFG_DICT)
+        starts = sorted((k for k in names if k.startswith(key + "_")), key=len)
+        close = [key] if key in names else starts[:1] or difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        return f"ultralytics.{close[0]}" if close and close[0] not in ULTRALYTICS_OWNED_KEYS else None
 
     @field_validator("imgsz")
     @classmethod
