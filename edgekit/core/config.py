@@ -122,6 +122,17 @@ def _model_at(model: Type[BaseModel], loc: Sequence[Any]) -> Optional[Type[BaseM
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def multiple_of_stride(imgsz: int, stride: int = 32) -> int:
+    """A train config's ``imgsz`` validator: refuse a size that is not a multiple of the model's largest
+    stride, naming the two nearest that are. Ultralytics silently rounds it up, so refusing keeps
+    config_resolved.yaml equal to the size really trained (and exported) at."""
+    if imgsz % stride:
+        low, high = max(stride, imgsz // stride * stride), (imgsz // stride + 1) * stride
+        raise ValueError(f"imgsz must be a multiple of {stride} (the model's largest stride), got {imgsz}: "
+                         f"use imgsz={low} or imgsz={high}")
+    return imgsz
+
+
 def closest_key(key: str, valid: Sequence[str]) -> Optional[str]:
     matches = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     return matches[0] if matches else None
@@ -236,5 +247,5 @@ def dump_config(cfg: BaseModel) -> str:
 
 __all__: List[str] = [
     "StrictModel", "read_mapping", "apply_overrides", "parse_override", "build_config", "load_config",
-    "dump_config", "closest_key",
+    "dump_config", "closest_key", "multiple_of_stride",
 ]

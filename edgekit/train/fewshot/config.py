@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from edgekit.core.config import StrictModel, apply_overrides, build_config, read_mapping
+from edgekit.core.config import StrictModel, apply_overrides, build_config, multiple_of_stride, read_mapping
 
 from .losses import CPE_REWEIGHTS, NEGATIVE_STRATEGIES
 from .model import RefDetModelConfig
@@ -151,10 +151,7 @@ class RefDetTrainConfig(StrictModel):
     @field_validator("imgsz")
     @classmethod
     def _multiple_of_32(cls, v: int) -> int:
-        if v % 32:
-            raise ValueError(f"imgsz must be a multiple of 32 (the model's largest stride), got {v}: "
-                             f"use imgsz={max(32, v // 32 * 32)} or imgsz={(v // 32 + 1) * 32}")
-        return v
+        return multiple_of_stride(v)
 
     @field_validator("negative_strategy")
     @classmethod

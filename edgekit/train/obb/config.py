@@ -11,7 +11,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from edgekit.core.config import StrictModel, apply_overrides, build_config, parse_override, read_mapping
+from edgekit.core.config import (
+    StrictModel,
+    apply_overrides,
+    build_config,
+    multiple_of_stride,
+    parse_override,
+    read_mapping,
+)
 from edgekit.core.errors import ConfigError
 
 DEFAULT_TEACHER = "vit_small_patch16_dinov3"
@@ -167,13 +174,7 @@ class ObbTrainConfig(StrictModel):
     @field_validator("imgsz")
     @classmethod
     def _multiple_of_32(cls, v: int) -> int:
-        # Ultralytics silently rounds imgsz up to a multiple of the model's largest stride (32); refusing
-        # keeps config_resolved.yaml equal to the size really trained (and exported) at.
-        if v % 32:
-            low, high = max(32, v // 32 * 32), (v // 32 + 1) * 32
-            raise ValueError(f"imgsz must be a multiple of 32 (the model's largest stride), got {v}: "
-                             f"use imgsz={low} or imgsz={high}")
-        return v
+        return multiple_of_stride(v)
 
     @field_validator("device", mode="before")
     @classmethod
