@@ -17,7 +17,7 @@ from typing import Optional
 
 import click
 
-from edgekit.cli.params import FiniteFloatRange
+from edgekit.cli.params import FiniteFloatRange, bundle_runtime_options, trust_checkpoint_option
 
 WRITER = "eval"
 REFDET_WRITER = "eval refdet"
@@ -69,11 +69,8 @@ def obb(data: Path, predictions: Path, out: Optional[Path]) -> None:
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run every Nth frame of each video (ground truth on skipped frames is not scored).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for runs and checkpoints (cpu, cuda).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
-              help="Bundles only: the runtime.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="Bundles only: which graph/engine of the bundle runs.")
-@click.option("--trust-checkpoint", is_flag=True, help="Load the .pt without the class allow-list (only for trusted files).")
+@bundle_runtime_options
+@trust_checkpoint_option
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def refdet(model: Path, data: Path, out: Path, conf: float, stride: int, device: str, backend: str, precision: str,
            trust_checkpoint: bool, no_progress: bool) -> None:

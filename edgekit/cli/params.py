@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import click
 
@@ -22,4 +22,21 @@ class FiniteFloatRange(click.FloatRange):
         return rv
 
 
-__all__ = ["FiniteFloatRange"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def bundle_runtime_options(fn: F) -> F:
+    """``--backend`` and ``--precision`` of the commands that also take a bundle (eval, predict)."""
+    fn = click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+                      help="Bundles only: which graph/engine of the bundle runs.")(fn)
+    return click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
+                        show_default=True, help="Bundles only: the runtime.")(fn)
+
+
+def trust_checkpoint_option(fn: F) -> F:
+    """``--trust-checkpoint`` of the commands that read a checkpoint for inference (eval, predict)."""
+    return click.option("--trust-checkpoint", is_flag=True,
+                        help="Load the .pt without the class allow-list (only for trusted files).")(fn)
+
+
+__all__ = ["FiniteFloatRange", "bundle_runtime_options", "trust_checkpoint_option"]

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import click
 
-from edgekit.cli.params import FiniteFloatRange
+from edgekit.cli.params import FiniteFloatRange, bundle_runtime_options, trust_checkpoint_option
 
 WRITER = "predict"
 REFDET_WRITER = "predict refdet"
@@ -40,7 +40,7 @@ def predict() -> None:
 @click.option("--save-video", is_flag=True, help="Also write the annotated frames to OUT/video.mp4.")
 @click.option("--multi-label", is_flag=True,
               help="Keep every class above --conf per box, as Ultralytics' val does (for eval; deploy keeps the best).")
-@click.option("--trust-checkpoint", is_flag=True, help="Load the .pt without the class allow-list (only for trusted files).")
+@trust_checkpoint_option
 @click.option("--tile", type=click.IntRange(min=0), default=None,
               help="Sliced inference: tile size in px (0 = whole frames) [default: a bundle's tiling plan, else none].")
 @click.option("--tile-overlap", type=click.IntRange(min=0), default=None, help="Pixels shared by neighbouring tiles.")
@@ -76,12 +76,9 @@ def obb(model: Path, source: Path, out: Path, conf: float, iou: float, imgsz: Op
 @click.option("--conf", type=FiniteFloatRange(0, 1), default=None, help="Confidence threshold [default: the model's].")
 @click.option("--iou", type=FiniteFloatRange(0, 1), default=None, help="NMS IoU threshold [default: the model's].")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for runs and checkpoints (cpu, cuda).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
-              help="Bundles only: the runtime.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="Bundles only: which graph/engine of the bundle runs.")
+@bundle_runtime_options
 @click.option("--no-video", is_flag=True, help="Write predictions.json only (no annotated video).")
-@click.option("--trust-checkpoint", is_flag=True, help="Load the .pt without the class allow-list (only for trusted files).")
+@trust_checkpoint_option
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def refdet(model: Path, more_refs: Tuple[Path, ...], refs: Tuple[Path, ...], video: Path, out: Path,
            conf: Optional[float], iou: Optional[float], device: str, backend: str, precision: str, no_video: bool,
