@@ -282,24 +282,6 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
 
     ek_frame, ek_frame_trim = staged(det, ek_dets, stage_ms), staged(trim_det, trim_dets, trim_stage_ms)
 
-    def ek_host_decode(part):
-        out = []
-        for f in part:
-            t = time.perf_counter()
-            host_dets[id(f)] = host_det(f)
-            out.append((time.perf_counter() - t) * 1e3)
-        return out
-
-    def plain(detector):
-        def run(part):
-            out = []
-            for f in part:
-                t = time.perf_counter()
-                detector(f)
-                out.append((time.perf_counter() - t) * 1e3)
-            return out
-        return run
-
     def pipelined(detector, fps):
         def run(part):
             pipe = Pipeline(detector, queue_size=args.slots)
@@ -313,8 +295,8 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
 
     methods = {"limit_graph": limit_graph, "limit_graph_channels_last": limit_graph_cl, "limit_eager": limit_eager,
                "ultralytics_predict": ul_predict, "ultralytics_stream": ul_stream, "edgekit_frame": ek_frame,
-               "edgekit_frame_trim": ek_frame_trim, "edgekit_frame_channels_last": plain(cl_det),
-               "edgekit_frame_channels_last_trim": plain(cl_trim_det), "edgekit_frame_host_decode": ek_host_decode,
+               "edgekit_frame_trim": ek_frame_trim, "edgekit_frame_channels_last": staged(cl_det, {}, {}),
+               "edgekit_frame_channels_last_trim": staged(cl_trim_det, {}, {}), "edgekit_frame_host_decode": staged(host_det, host_dets, {}),
                "edgekit_pipelined": pipelined(det, pipe_fps["nms"]),
                "edgekit_pipelined_trim": pipelined(trim_det, pipe_fps["trim"])}
     compiled_dets: Dict[str, Dict[int, Any]] = {form: {} for form in extra_dets}

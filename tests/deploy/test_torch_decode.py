@@ -30,6 +30,11 @@ IMGSZ = 96
 SPEC = LetterboxSpec(imgsz=IMGSZ)
 
 
+# thresholds, max_det, class-agnostic, and max_nms below the candidate count
+POSTS = [PostprocessSpec(conf=0.25), PostprocessSpec(conf=0.1, iou=0.5, max_det=20),
+         PostprocessSpec(conf=0.3, agnostic=True), PostprocessSpec(conf=0.2, max_nms=40)]
+
+
 def _raw(rng, anchors: int, nc: int = 3, objects: int = 12) -> np.ndarray:
     """(4+nc+1, A) raw OBB output: clustered boxes (heavy overlap), sparse scores, exact score ties."""
     raw = np.zeros((4 + nc + 1, anchors), np.float32)
@@ -47,8 +52,7 @@ def _same(a, b) -> bool:
             and np.array_equal(a.class_ids, b.class_ids))
 
 
-@pytest.mark.parametrize("post", [PostprocessSpec(conf=0.25), PostprocessSpec(conf=0.1, iou=0.5, max_det=20),
-                                  PostprocessSpec(conf=0.3, agnostic=True), PostprocessSpec(conf=0.2, max_nms=40)])
+@pytest.mark.parametrize("post", POSTS)
 def test_device_decode_equals_numpy_decode(post):
     rng = np.random.default_rng(0)
     for anchors in (7, 300, 2100):
@@ -59,8 +63,7 @@ def test_device_decode_equals_numpy_decode(post):
         assert len(want) > 0 and _same(detections_from_rows(rows), want)
 
 
-@pytest.mark.parametrize("post", [PostprocessSpec(conf=0.25), PostprocessSpec(conf=0.1, iou=0.5, max_det=20),
-                                  PostprocessSpec(conf=0.3, agnostic=True), PostprocessSpec(conf=0.2, max_nms=40)])
+@pytest.mark.parametrize("post", POSTS)
 def test_device_trim_then_host_suppression_equals_numpy_decode(post):
     rng = np.random.default_rng(0)
     for anchors in (7, 300, 2100):
