@@ -43,12 +43,8 @@ def gpu_decodable(spec: PostprocessSpec) -> bool:
     return spec.task == "obb" and spec.obb_iou == "probiou" and spec.obb_fast_nms
 
 
-def _top_candidates(raw: Any, spec: PostprocessSpec, max_candidates: int):
-    """The first ``k`` candidates (``score > conf``) best first, as numpy's stable argsort orders them.
-
-    Returns ``(pred, top, valid, scores, classes, passing, k)``: ``top`` the ``k`` anchor indices
-    (those past the candidates are filler, ``valid`` False).
-    """
+def decode_obb_rows(raw: Any, spec: PostprocessSpec, max_candidates: int) -> Any:
+    """One image's raw OBB output ``(4 + nc + 1, A)`` (any float dtype) -> ``(max_det + 2, 7)`` float32 rows."""
     import torch
 
     pred = raw.float()
@@ -61,14 +57,7 @@ def _top_candidates(raw: Any, spec: PostprocessSpec, max_candidates: int):
     key = (scores.view(torch.int32).to(torch.int64) << 32) | (anchors - 1 - index)
     key = torch.where(passing, key, torch.full_like(key, -1))
     top_key, top = key.topk(k)
-    return pred, top, top_key >= 0, scores, classes, passing, k
-
-
-def decode_obb_rows(raw: Any, spec: PostprocessSpec, max_candidates: int) -> Any:
-    """One image's raw OBB output ``(4 + nc + 1, A)`` (any float dtype) -> ``(max_det + 2, 7)`` float32 rows."""
-    import torch
-
-    pred, top, valid, scores, classes, passing, k = _top_candidates(raw, spec, max_candidates)
+    valid = top_key >= 0
     boxes32 = torch.cat([pred[:4], pred[-1:]], 0).index_select(1, top).t()  # (k, 5) raw values
     top_scores, top_classes = scores.index_select(0, top), classes.index_select(0, top)
     shifted = boxes32.double()
