@@ -252,13 +252,21 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
                       postprocess=post).__enter__()
     cl_trim_det = Detector(TorchRunner(copy.deepcopy(yolo.model), channels_last=True, device_nms=False, **dec, **fast),
                            letterbox=spec, postprocess=post).__enter__()
+    # A/B of this release's two host/device changes, each against the default runner above:
+    # the torch-ops decode (about 110 kernels) instead of the one Triton kernel, np.copyto instead of the
+    # threaded copy of the frame into the pinned input
+    torchdec_runner = TorchRunner(copy.deepcopy(yolo.model), decode_impl="torch", **dec, **fast)
+    torchdec_det = Detector(torchdec_runner, letterbox=spec, postprocess=post).__enter__()
+    npcopy_det = Detector(TorchRunner(copy.deepcopy(yolo.model), threaded_copy=False, **dec, **fast), letterbox=spec,
+                          postprocess=post).__enter__()
     extra_dets: Dict[str, Any] = {}
     if args.compile:
         for form in ("decode", "all"):
             extra_dets[form] = Detector(TorchRunner(copy.deepcopy(yolo.model), compile=form, **dec, **fast),
                                         letterbox=spec, postprocess=post).__enter__()
+    every_det = (det, trim_det, host_det, cl_det, cl_trim_det, torchdec_det, npcopy_det, *extra_dets.values())
     for f in frames[:5]:
-        for d in (det, trim_det, host_det, cl_det, cl_trim_det, *extra_dets.values()):
+        for d in every_det:
             d(f)
     ek_dets: Dict[int, Any] = {}
     trim_dets: Dict[int, Any] = {}
@@ -293,12 +301,57 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
             return [wall * 1e3 / max(n, 1)] * len(part)
         return run
 
+    torchdec_dets: Dict[int, Any] = {}
+    # Host parts alone, on the same frames (a frame fresh from memory, as from a decoder): the copy into a
+    # pinned buffer by numpy (one thread) and by torch (its intra-op threads); the host side of the decode
+    # (rows -> Detections in frame pixels); and the runner's own graph replayed without any host work.
+    pinned = torch.empty((args.imgsz, args.imgsz, 3), dtype=torch.uint8, pin_memory=cuda)
+    pinned_np = pinned.numpy()
+
+    def host_copy(use_torch):
+        def run(part):
+            out = []
+            for f in part:
+                t = time.perf_counter()
+                if use_torch and f.shape == pinned_np.shape:
+                    pinned.copy_(torch.from_numpy(f))
+                else:
+                    np.copyto(pinned_np[:f.shape[0], :f.shape[1]], f[:args.imgsz, :args.imgsz])
+                out.append((time.perf_counter() - t) * 1e3)
+            return out
+        return run
+
+    def host_post(part):
+        out = []
+        for f in part:
+            outputs, info = runner.collect(runner.submit(det.prepare(f, True)[0])), det.prepare(f)[1]
+            t = time.perf_counter()
+            det.decode(outputs, info)
+            out.append((time.perf_counter() - t) * 1e3)
+        return out
+
+    def runner_graph(part):
+        out = []
+        if not runner._slots:
+            return [0.0] * len(part)
+        slot = runner._slots[0]
+        for _ in part:
+            t = time.perf_counter()
+            slot.graph.replay()
+            sync()
+            out.append((time.perf_counter() - t) * 1e3)
+        return out
+
     methods = {"limit_graph": limit_graph, "limit_graph_channels_last": limit_graph_cl, "limit_eager": limit_eager,
                "ultralytics_predict": ul_predict, "ultralytics_stream": ul_stream, "edgekit_frame": ek_frame,
                "edgekit_frame_trim": ek_frame_trim, "edgekit_frame_channels_last": staged(cl_det, {}, {}),
                "edgekit_frame_channels_last_trim": staged(cl_trim_det, {}, {}), "edgekit_frame_host_decode": staged(host_det, host_dets, {}),
                "edgekit_pipelined": pipelined(det, pipe_fps["nms"]),
-               "edgekit_pipelined_trim": pipelined(trim_det, pipe_fps["trim"])}
+               "edgekit_pipelined_trim": pipelined(trim_det, pipe_fps["trim"]),
+               "edgekit_frame_torch_decode": staged(torchdec_det, torchdec_dets, {}),
+               "edgekit_frame_numpy_copy": staged(npcopy_det, {}, {}),
+               "runner_graph_only": runner_graph, "host_copy_numpy": host_copy(False), "host_copy_torch": host_copy(True),
+               "host_post_decoded_rows": host_post}
     compiled_dets: Dict[str, Dict[int, Any]] = {form: {} for form in extra_dets}
     if args.compile:
         methods["limit_graph_compiled"] = limit_graph_compiled
@@ -307,8 +360,9 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
             methods[f"edgekit_frame_compiled_{form}"] = staged(d, compiled_dets[form], {})
         methods["edgekit_pipelined_compiled_all"] = pipelined(extra_dets["all"], pipe_fps["compiled_all"])
     per_frame = timed_chunks(methods, frames, args.rounds)
-    fallbacks = {"nms": runner.decode_fallbacks, "trim": trim_runner.decode_fallbacks}
-    for d in (det, trim_det, host_det, cl_det, cl_trim_det, *extra_dets.values()):
+    fallbacks = {"nms": runner.decode_fallbacks, "trim": trim_runner.decode_fallbacks,
+                 "torch_decode": torchdec_runner.decode_fallbacks}
+    for d in every_det:
         d.__exit__(None, None, None)
 
     # ---- agreement: the same matching as the CPU side-by-side ----------------------------------------
@@ -318,6 +372,8 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     agree = agreement(frames, ek_dets, ul_dets)
     matched, total = agree["matched"], agree["total"]
     same = sum(1 for f in frames if id(f) in ek_dets and id(f) in host_dets and _same(ek_dets[id(f)], host_dets[id(f)]))
+    same_torchdec = sum(1 for f in frames if id(f) in torchdec_dets and id(f) in host_dets
+                        and _same(torchdec_dets[id(f)], host_dets[id(f)]))
     same_trim = sum(1 for f in frames if id(f) in trim_dets and id(f) in host_dets
                     and _same(trim_dets[id(f)], host_dets[id(f)]))
 
@@ -345,6 +401,11 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         "edgekit_trim_stage_p50_ms": {k: float(np.percentile(v, 50)) for k, v in trim_stage_ms.items()},
         "gpu_decode_fallbacks": fallbacks,
         "gpu_decode_equals_host_decode_frames": same, "trim_equals_host_decode_frames": same_trim,
+        "torch_decode_equals_host_decode_frames": same_torchdec,
+        "decode_impl_used": runner.decode_impl_used,
+        "torch_decode_over_default": result["edgekit_frame_torch_decode"]["p50"] / frame,
+        "numpy_copy_over_default": result["edgekit_frame_numpy_copy"]["p50"] / frame,
+        "runner_graph_over_limit": result["runner_graph_only"]["p50"] / lim,
         "frames_compared": len(frames),
         "detections_matched": matched, "detections_total": total,
         "agreement": agree["rate"],
@@ -403,6 +464,11 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
               f"- GPU decode: frames that fell back to the host decode (more than {args.max_candidates} candidates): "
               f"{fallbacks}; equal to the host decode on {same}/{len(frames)} frames (device NMS), "
               f"{same_trim}/{len(frames)} (trim)",
+              f"- decode: {summary['decode_impl_used']} (default); the torch-ops decode per frame is "
+              f"{summary['torch_decode_over_default']:.2f}x the default (equal to the host decode on "
+              f"{same_torchdec}/{len(frames)} frames); np.copyto instead of the threaded copy: "
+              f"{summary['numpy_copy_over_default']:.2f}x; the runner's graph alone (upload, normalise, forward, "
+              f"decode, copy back; no host work): {summary['runner_graph_over_limit']:.2f}x the limit",
               f"- detections matched edgekit vs Ultralytics: {matched}/{total} ({summary['agreement']:.3f})",
               f"- targets: {targets}"]
     if args.compile:

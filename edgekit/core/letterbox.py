@@ -9,7 +9,7 @@ exported from Ultralytics sees the same pixels it was validated on.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 from pydantic import field_validator
@@ -87,13 +87,15 @@ def as_bgr_frame(frame: object) -> np.ndarray:
     return frame
 
 
-def letterbox(img: np.ndarray, spec: LetterboxSpec, out: Optional[np.ndarray] = None
-              ) -> Tuple[np.ndarray, LetterboxInfo]:
+def letterbox(img: np.ndarray, spec: LetterboxSpec, out: Optional[np.ndarray] = None,
+              copy: Optional[Callable[[np.ndarray, np.ndarray], Any]] = None) -> Tuple[np.ndarray, LetterboxInfo]:
     """Resize keeping aspect ratio and pad to ``spec.imgsz`` (HWC uint8 in, HWC uint8 out).
 
     ``out`` ((H, W, 3) uint8, e.g. a runner's pinned input buffer) receives the result instead of a
     new array: the resize writes straight into its interior and the borders are filled, the same
-    pixels ``cv2.copyMakeBorder`` gives.
+    pixels ``cv2.copyMakeBorder`` gives. ``copy(dst, src)`` replaces ``np.copyto`` for a frame that
+    needs no resize (a runner may copy with several threads: one thread of a server CPU moves a
+    frame that is not in cache at a few GB/s, see docs/runtime.md).
     """
     import cv2  # lazy: cv2 is heavy to import and only needed here
 
@@ -114,7 +116,7 @@ def letterbox(img: np.ndarray, spec: LetterboxSpec, out: Optional[np.ndarray] = 
         if (w0, h0) != (unpad_w, unpad_h):
             cv2.resize(img, (unpad_w, unpad_h), dst=inner, interpolation=cv2.INTER_LINEAR)
         else:
-            np.copyto(inner, img)
+            (copy or np.copyto)(inner, img)
         out[:top], out[top + unpad_h:] = v, v
         out[top:top + unpad_h, :left], out[top:top + unpad_h, left + unpad_w:] = v, v
         return out, info

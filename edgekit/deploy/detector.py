@@ -97,7 +97,8 @@ class Detector:
         if self._uint8_input:  # the model normalises on its own (uint8_input.py): feed the letterboxed frame
             target = getattr(self.runner, "feed_buffer", None) if reuse else None
             buf = target() if callable(target) else None  # a runner's own (pinned) input: no host copy
-            boxed, info = letterbox(frame_bgr, self.letterbox, out=buf[0] if buf is not None else None)
+            copy = getattr(self.runner, "host_copy", None) if buf is not None else None
+            boxed, info = letterbox(frame_bgr, self.letterbox, out=buf[0] if buf is not None else None, copy=copy)
             return {name: boxed[None] if buf is None else buf}, info
         x, info = preprocess(frame_bgr, self.letterbox, out=self._input_buffer if reuse else None)
         if reuse:

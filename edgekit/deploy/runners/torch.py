@@ -7,6 +7,7 @@ runner keeps the first tensor, which is exactly what the exported ONNX graph out
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,8 @@ from edgekit.core.postprocess import CANDIDATE_OUTPUT, DECODED_OUTPUT
 
 from .base import Dim, Runner, TensorMeta
 from .torch_decode import decode_obb_rows, gpu_decodable, trim_obb_rows
+
+_log = logging.getLogger(__name__)
 
 
 class TorchRunner(Runner):
@@ -45,11 +48,18 @@ class TorchRunner(Runner):
       5.1 ms eager vs 1.05 ms as a graph on an H200), between pinned host buffers, nothing
       allocated per frame. There are ``slots`` graphs, each with its own buffers and stream, so
       :meth:`submit` can enqueue frame i+1 while frame i still runs (``max_in_flight = slots``);
+    * ``decode_impl``: how the device decode runs. ``"triton"``: the whole decode as one Triton kernel
+      (:mod:`edgekit.deploy.runners.triton_obb_decode`: one launch, no sort; CUDA and ``device_nms``
+      only); ``"torch"``: the torch ops of :mod:`.torch_decode` (any device; about 110 kernels);
+      ``"auto"`` (default): the kernel where it can run (CUDA, ``device_nms``, triton importable and
+      compiling on the first frame), else the torch ops; :attr:`decode_impl_used` says which ran;
     * ``compile``: ``"decode"`` fuses the decode's hundred-odd small kernels with ``torch.compile``
       (inductor; needs triton and a C compiler on CUDA), ``"all"`` the forward too; compiled once per
       shape while the slots warm up, then captured in the graphs like the eager ops. Float64 math in
       fused kernels may round differently in the last bit (FMA), so the bench counts frames equal to
       the numpy decode instead of assuming it;
+    * ``threaded_copy``: the frame goes into the pinned input through torch's multi-threaded CPU copy
+      (:meth:`host_copy`) instead of ``np.copyto`` (one thread);
     * ``trim_conf`` (with ``num_classes``, eager path, no ``decode``): only anchors whose best class
       score passes the threshold are copied back (the decoder drops the rest anyway).
     """
@@ -62,7 +72,7 @@ class TorchRunner(Runner):
                  fuse: bool = False, cuda_graph: bool = False, trim_conf: Optional[float] = None,
                  num_classes: Optional[int] = None, decode: Any = None, max_candidates: int = 256,
                  slots: int = 2, channels_last: bool = False, device_nms: bool = True,
-                 compile: str = "none") -> None:
+                 compile: str = "none", decode_impl: str = "auto", threaded_copy: bool = True) -> None:
         is_path = isinstance(model, (str, os.PathLike))
         super().__init__(name or (Path(model).name if is_path else type(model).__name__))
         self.model_source = model
@@ -85,6 +95,14 @@ class TorchRunner(Runner):
         if compile not in ("none", "decode", "all"):
             raise ValueError(f"compile must be 'none', 'decode' or 'all', got {compile!r}")
         self.compile = compile
+        if decode_impl not in ("auto", "triton", "torch"):
+            raise ValueError(f"decode_impl must be 'auto', 'triton' or 'torch', got {decode_impl!r}")
+        if decode_impl == "triton" and not (device_nms and str(device).startswith("cuda")):
+            raise ConfigError("decode_impl='triton' needs a CUDA device and device_nms=True",
+                              "use decode_impl='auto' (the torch ops where the kernel cannot run)")
+        self.decode_impl = decode_impl
+        self.threaded_copy = bool(threaded_copy)  # host_copy: the frame into the pinned input on torch's threads
+        self.decode_impl_used: Optional[str] = None  # "triton" or "torch", known after the first decode
         self._decoders: Dict[Tuple[bool, int], Any] = {}
         self.model = None
         self._slots: List[_Slot] = []
@@ -163,10 +181,41 @@ class TorchRunner(Runner):
         """raw -> rows for the current ``device_nms`` and ``max_candidates`` (compiled once each when asked)."""
         key = (self.device_nms, self.max_candidates)
         if key not in self._decoders:
-            fn = partial(decode_obb_rows if self.device_nms else trim_obb_rows, spec=self.decode_spec,
-                         max_candidates=self.max_candidates)
-            self._decoders[key] = self._torch.compile(fn, dynamic=False) if self.compile != "none" else fn
+            kernel = self._triton_decoder() if self.device_nms else None
+            if kernel is not None:
+                self._decoders[key] = kernel
+            else:
+                fn = partial(decode_obb_rows if self.device_nms else trim_obb_rows, spec=self.decode_spec,
+                             max_candidates=self.max_candidates)
+                self._decoders[key] = self._torch.compile(fn, dynamic=False) if self.compile != "none" else fn
+                self.decode_impl_used = "torch"
         return self._decoders[key]
+
+    def _triton_decoder(self) -> Any:
+        """The one-kernel decode, or None where it cannot run (``auto``: falls back to the torch ops)."""
+        if self.decode_impl == "torch" or not str(self.device).startswith("cuda"):
+            return None
+        try:
+            from . import triton_obb_decode
+        except ImportError as e:  # triton is not installed (torch wheels without it)
+            if self.decode_impl == "triton":
+                raise DeviceError(f"decode_impl='triton' but triton cannot be imported: {e}",
+                                  "pip install triton, or use decode_impl='auto'") from None
+            return None
+        params = triton_obb_decode.decode_params(self.decode_spec, self.device)
+        fn = partial(triton_obb_decode.decode_rows, spec=self.decode_spec, max_candidates=self.max_candidates,
+                     params=params)
+        try:  # compiles here, on the first call (outside any graph capture): a host without a C compiler fails now
+            fn(self._torch.zeros((6, 8), device=self.device))  # one class, eight anchors
+            self._torch.cuda.synchronize()
+        except Exception as e:  # triton raises many types for a failed build
+            if self.decode_impl == "triton":
+                raise DeviceError(f"the Triton decode kernel does not build here: {str(e).strip().splitlines()[0]}",
+                                  "use decode_impl='auto' or 'torch'") from None
+            _log.warning("Triton decode kernel unavailable (%s); decoding with torch ops", type(e).__name__)
+            return None
+        self.decode_impl_used = "triton"
+        return fn
 
     def _capture_slot(self) -> _Slot:
         """One graph: pinned uint8 in -> H2D -> normalise -> forward [-> decode] -> D2H into pinned outputs.
@@ -236,6 +285,15 @@ class TorchRunner(Runner):
         slot = self._slots[self._next % len(self._slots)]
         return None if slot.busy else slot.host.numpy()
 
+    def host_copy(self, dst: np.ndarray, src: np.ndarray) -> None:
+        """``np.copyto(dst, src)`` through torch, whose CPU copy is split over its intra-op threads: a
+        640 x 640 frame fresh from memory takes ~0.2 ms on one thread of a server Xeon (docs/runtime.md)."""
+        torch = self._torch
+        if self.threaded_copy and dst.size >= (1 << 18):
+            torch.from_numpy(dst).copy_(torch.from_numpy(src))
+        else:
+            np.copyto(dst, src)
+
     def _submit(self, feed: Dict[str, np.ndarray]) -> object:
         if not self._slots:
             return self._infer(feed)
@@ -244,7 +302,7 @@ class TorchRunner(Runner):
             raise RuntimeError(f"torch runner: more than {len(self._slots)} submitted frames not collected")
         host, frame = slot.host.numpy(), feed[self.input_name]
         if not (frame.ctypes.data == host.ctypes.data and frame.shape == host.shape):  # else already in place
-            np.copyto(host, frame)
+            self.host_copy(host, frame)
         with self._torch.cuda.stream(slot.stream):
             slot.graph.replay()
             slot.event.record(slot.stream)

@@ -1,0 +1,162 @@
+"""The one-kernel Triton OBB decode (edgekit/deploy/runners/triton_obb_decode.py) gives exactly the numpy
+decode's detections. On the CPU the kernel runs in Triton's interpreter, which must be switched on before
+triton is first imported, so the check runs in a subprocess (this file run as a script); the CUDA cases
+(compiled kernel, inside the runner's CUDA graphs) run under -m gpu."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+from edgekit.core.errors import ConfigError  # noqa: E402
+from edgekit.core.letterbox import LetterboxSpec  # noqa: E402
+from edgekit.core.postprocess import PostprocessSpec, decode_obb, detections_from_rows  # noqa: E402
+from edgekit.deploy.detector import Detector  # noqa: E402
+from edgekit.deploy.runners.torch import TorchRunner  # noqa: E402
+
+HERE = Path(__file__).resolve()
+POSTS = [PostprocessSpec(conf=0.25), PostprocessSpec(conf=0.1, iou=0.5, max_det=20),
+         PostprocessSpec(conf=0.3, agnostic=True), PostprocessSpec(conf=0.2, max_nms=40),
+         PostprocessSpec(conf=0.3, iou=0.45, max_det=3)]
+
+
+def _raw(rng, anchors: int, nc: int = 3, objects: int = 12) -> np.ndarray:
+    """(4+nc+1, A): clustered boxes (heavy overlap), sparse scores, exact score ties (as test_torch_decode)."""
+    raw = np.zeros((4 + nc + 1, anchors), np.float32)
+    raw[4:4 + nc] = rng.random((nc, anchors)) ** 6
+    centres = rng.uniform(0, 640, (objects, 2))[rng.integers(0, objects, anchors)]
+    raw[:2] = (centres + rng.normal(0, 3, centres.shape)).T
+    raw[2:4] = rng.uniform(5, 60, (2, anchors))
+    raw[-1] = rng.uniform(-np.pi / 4, 3 * np.pi / 4, anchors)
+    raw[4, : anchors // 10] = 0.5  # ties: the order must follow the anchor index, as numpy's stable sort
+    return raw.astype(np.float16).astype(np.float32)
+
+
+def _same(a, b) -> bool:
+    return (np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
+            and np.array_equal(a.class_ids, b.class_ids))
+
+
+def check_cases(device: str, limit: int = 512) -> list:
+    """Every (postprocess, table) case: kernel rows vs the numpy decode. One dict per case."""
+    from edgekit.deploy.runners import triton_obb_decode
+
+    rng = np.random.default_rng(0)
+    tables = [_raw(rng, a) for a in (7, 300, 2100)] + [_raw(rng, 300, nc=1), np.zeros((8, 50), np.float32)]
+    results = []
+    for p, post in enumerate(POSTS):
+        for t, raw in enumerate(tables):
+            params = triton_obb_decode.decode_params(post, device)
+            rows = triton_obb_decode.decode_rows(torch.from_numpy(raw).half().to(device), post, limit, params)
+            rows = rows.cpu().numpy()
+            count = int((raw[4:-1].max(0) > np.float32(post.conf)).sum())
+            case = {"post": p, "table": t, "count": count, "header": rows[0, :3].tolist()}
+            if rows[0, 1]:
+                case["overflow"] = True
+            else:
+                case["equal"] = _same(detections_from_rows(rows[: int(rows[0, 0]) + 1]), decode_obb(raw, post)[0])
+                case["kept"] = int(rows[0, 0])
+            results.append(case)
+    return results
+
+
+def _checked(cases: list) -> None:
+    for case in cases:
+        limit = min(512, POSTS[case["post"]].max_nms)
+        assert case["header"][2] == case["count"], case
+        assert case.get("overflow", False) == (case["count"] > limit), case  # overflow exactly when too many
+        if "equal" in case:
+            assert case["equal"], case
+    decoded = [c for c in cases if "equal" in c]
+    assert len(decoded) >= 15 and any(c["kept"] == 0 for c in decoded) and sum(c["kept"] for c in decoded) > 400
+
+
+def test_kernel_in_the_interpreter_equals_numpy_decode():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, str(HERE)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _checked(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_kernel_refuses_cpu_tensors_outside_the_interpreter():
+    from edgekit.deploy.runners import triton_obb_decode
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("interpreter on in this process")
+    post = PostprocessSpec()
+    with pytest.raises(ValueError, match="runs on CUDA tensors"):
+        triton_obb_decode.decode_rows(torch.zeros(8, 50), post, 16, triton_obb_decode.decode_params(post, "cpu"))
+
+
+def test_decode_impl_is_checked_and_auto_uses_torch_ops_on_the_cpu():
+    post = PostprocessSpec(conf=0.5)
+    net = torch.nn.Sequential()
+    with pytest.raises(ValueError, match="decode_impl must be"):
+        TorchRunner(net, decode=post, decode_impl="cuda")
+    with pytest.raises(ConfigError, match="needs a CUDA device and device_nms"):
+        TorchRunner(net, decode=post, decode_impl="triton")
+    with pytest.raises(ConfigError, match="needs a CUDA device and device_nms"):
+        TorchRunner(net, device="cuda", decode=post, device_nms=False, decode_impl="triton")
+
+    class Head(torch.nn.Module):  # a fixed raw table as the "model" output
+        def __init__(self, raw):
+            super().__init__()
+            self.raw = torch.from_numpy(raw)[None]
+
+        def forward(self, x):
+            return self.raw
+
+    raw = _raw(np.random.default_rng(3), 300)
+    spec = LetterboxSpec(imgsz=64)
+    runner = TorchRunner(Head(raw), uint8_input=spec, decode=post)
+    with Detector(runner, letterbox=spec, postprocess=post) as det:
+        dets = det(np.zeros((64, 64, 3), np.uint8))
+    assert runner.decode_impl_used == "torch" and _same(dets, decode_obb(raw, post)[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_kernel_equals_numpy_decode_on_cuda():
+    _checked(check_cases("cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_runner_with_the_kernel_equals_host_decode_of_its_own_output():
+    pytest.importorskip("ultralytics")
+    from ultralytics.nn.tasks import OBBModel
+
+    torch.manual_seed(0)
+    model = OBBModel("yolov8n-obb.yaml", nc=3, verbose=False).eval()
+    for seq in model.model[-1].cv3:
+        for p in seq.parameters():
+            p.data.normal_(0, 0.3)
+    spec, post = LetterboxSpec(imgsz=96), PostprocessSpec(conf=0.6)
+    runner = TorchRunner(copy.deepcopy(model), device="cuda", uint8_input=spec, half=True, fuse=True, cuda_graph=True,
+                         decode=post, decode_impl="triton", slots=2)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (70, 120, 3), dtype=np.uint8) for _ in range(6)]
+    with Detector(runner, letterbox=spec, postprocess=post) as det:
+        for f in frames:
+            got = det(f)
+            raw = runner._slots[(runner._next - 1) % len(runner._slots)].raw.float().cpu().numpy()
+            from edgekit.core.letterbox import letterbox, unletterbox_xywhr
+
+            want = decode_obb(raw, post)[0]
+            info = letterbox(f, spec)[1]
+            assert len(got) == len(want) and np.array_equal(got.boxes, unletterbox_xywhr(want.boxes, info))
+    assert runner.decode_impl_used == "triton" and runner.decode_fallbacks == 0
+
+
+if __name__ == "__main__":  # the interpreter run of test_kernel_in_the_interpreter_equals_numpy_decode
+    print(json.dumps(check_cases("cpu")))
