@@ -253,9 +253,9 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
     cl_trim_det = Detector(TorchRunner(copy.deepcopy(yolo.model), channels_last=True, device_nms=False, **dec, **fast),
                            letterbox=spec, postprocess=post).__enter__()
     # A/B of this release's two host/device changes, each against the default runner above:
-    # the torch-ops decode (about 110 kernels) instead of the one Triton kernel, np.copyto instead of the
+    # torch ops (the decode alone about 110 kernels) instead of the Triton kernels (normalise, decode), np.copyto instead of the
     # threaded copy of the frame into the pinned input
-    torchdec_runner = TorchRunner(copy.deepcopy(yolo.model), decode_impl="torch", **dec, **fast)
+    torchdec_runner = TorchRunner(copy.deepcopy(yolo.model), kernels="torch", **dec, **fast)
     torchdec_det = Detector(torchdec_runner, letterbox=spec, postprocess=post).__enter__()
     npcopy_det = Detector(TorchRunner(copy.deepcopy(yolo.model), threaded_copy=False, **dec, **fast), letterbox=spec,
                           postprocess=post).__enter__()
@@ -402,7 +402,7 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
         "gpu_decode_fallbacks": fallbacks,
         "gpu_decode_equals_host_decode_frames": same, "trim_equals_host_decode_frames": same_trim,
         "torch_decode_equals_host_decode_frames": same_torchdec,
-        "decode_impl_used": runner.decode_impl_used,
+        "kernels_used": runner.kernels_used,
         "torch_decode_over_default": result["edgekit_frame_torch_decode"]["p50"] / frame,
         "numpy_copy_over_default": result["edgekit_frame_numpy_copy"]["p50"] / frame,
         "runner_graph_over_limit": result["runner_graph_only"]["p50"] / lim,
@@ -464,7 +464,7 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
               f"- GPU decode: frames that fell back to the host decode (more than {args.max_candidates} candidates): "
               f"{fallbacks}; equal to the host decode on {same}/{len(frames)} frames (device NMS), "
               f"{same_trim}/{len(frames)} (trim)",
-              f"- decode: {summary['decode_impl_used']} (default); the torch-ops decode per frame is "
+              f"- kernels: {summary['kernels_used']} (default); with torch ops instead, per frame is "
               f"{summary['torch_decode_over_default']:.2f}x the default (equal to the host decode on "
               f"{same_torchdec}/{len(frames)} frames); np.copyto instead of the threaded copy: "
               f"{summary['numpy_copy_over_default']:.2f}x; the runner's graph alone (upload, normalise, forward, "

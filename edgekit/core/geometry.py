@@ -56,7 +56,7 @@ def regularize_xywhr(boxes: np.ndarray, convention: str = "le135") -> np.ndarray
     [[0.0, 0.0, 4.0, 2.0, 1.5708]]
     """
     b = np.array(_as_float(boxes), copy=True).reshape(-1, 5)
-    w, h, t = b[:, 2].copy(), b[:, 3].copy(), b[:, 4].copy()
+    w, h, t = b[:, 2].copy(), b[:, 3].copy(), b[:, 4]  # t: the assignments below never write it in place
     if convention == "rboxes":
         swap = np.mod(t, math.pi) >= _HALF_PI
         b[:, 2], b[:, 3] = np.where(swap, h, w), np.where(swap, w, h)
@@ -65,8 +65,9 @@ def regularize_xywhr(boxes: np.ndarray, convention: str = "le135") -> np.ndarray
     if convention not in ("le135", "le180"):
         raise ValueError(f"convention must be 'le135', 'le180' or 'rboxes', got {convention!r}")
     swap = w < h
-    b[:, 2], b[:, 3] = np.where(swap, h, w), np.where(swap, w, h)
-    t = np.where(swap, t + _HALF_PI, t)
+    if swap.any():  # (the per-frame decode calls this on a handful of boxes: fewer numpy calls when none swap)
+        b[:, 2], b[:, 3] = np.where(swap, h, w), np.where(swap, w, h)
+        t = np.where(swap, t + _HALF_PI, t)
     low = -math.pi / 4 if convention == "le135" else 0.0
     t = np.mod(t - low, math.pi) + low
     t = np.where(t >= low + math.pi, t - math.pi, t)  # float rounding can land exactly on the upper end

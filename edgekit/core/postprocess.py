@@ -137,10 +137,10 @@ def detections_from_rows(rows: np.ndarray) -> Detections:
     arr = np.asarray(rows, np.float32)
     if arr.ndim != 2 or arr.shape[1] != 7 or not 0 <= arr[0, 0] < arr.shape[0] or arr[0, 1] != 0:
         raise ValueError(f"not decoded OBB rows (shape {arr.shape}, header {arr[0].tolist() if arr.ndim == 2 else '?'})")
-    n = int(arr[0, 0])
-    body = arr[1:1 + n]
+    body = arr[1:1 + int(arr[0, 0])]
     boxes = regularize_xywhr(body[:, :5].astype(np.float64)).astype(np.float32)
-    return Detections(boxes, body[:, 5].copy(), body[:, 6].astype(np.int64))
+    # the arrays are built in Detections' checked form here: no second pass of checks per frame
+    return Detections.trusted(boxes, body[:, 5].copy(), body[:, 6].astype(np.int64))
 
 
 def detections_from_candidates(rows: np.ndarray, spec: PostprocessSpec) -> Detections:

@@ -48,11 +48,12 @@ class TorchRunner(Runner):
       5.1 ms eager vs 1.05 ms as a graph on an H200), between pinned host buffers, nothing
       allocated per frame. There are ``slots`` graphs, each with its own buffers and stream, so
       :meth:`submit` can enqueue frame i+1 while frame i still runs (``max_in_flight = slots``);
-    * ``decode_impl``: how the device decode runs. ``"triton"``: the whole decode as one Triton kernel
-      (:mod:`edgekit.deploy.runners.triton_obb_decode`: one launch, no sort; CUDA and ``device_nms``
-      only); ``"torch"``: the torch ops of :mod:`.torch_decode` (any device; about 110 kernels);
-      ``"auto"`` (default): the kernel where it can run (CUDA, ``device_nms``, triton importable and
-      compiling on the first frame), else the torch ops; :attr:`decode_impl_used` says which ran;
+    * ``kernels``: the device's own work around the forward. ``"triton"``: the input conversion
+      (:mod:`.triton_normalise`) and, with ``decode`` and ``device_nms``, the whole decode
+      (:mod:`.triton_obb_decode`: one launch, no sort) as Triton kernels, CUDA only; ``"torch"``: torch
+      ops (any device; the decode alone is about 110 kernels, :mod:`.torch_decode`); ``"auto"``
+      (default): the Triton kernels where they run (CUDA, triton importable, both compiling when the
+      runner starts), else the torch ops; :attr:`kernels_used` says which ran;
     * ``compile``: ``"decode"`` fuses the decode's hundred-odd small kernels with ``torch.compile``
       (inductor; needs triton and a C compiler on CUDA), ``"all"`` the forward too; compiled once per
       shape while the slots warm up, then captured in the graphs like the eager ops. Float64 math in
@@ -72,7 +73,7 @@ class TorchRunner(Runner):
                  fuse: bool = False, cuda_graph: bool = False, trim_conf: Optional[float] = None,
                  num_classes: Optional[int] = None, decode: Any = None, max_candidates: int = 256,
                  slots: int = 2, channels_last: bool = False, device_nms: bool = True,
-                 compile: str = "none", decode_impl: str = "auto", threaded_copy: bool = True) -> None:
+                 compile: str = "none", kernels: str = "auto", threaded_copy: bool = True) -> None:
         is_path = isinstance(model, (str, os.PathLike))
         super().__init__(name or (Path(model).name if is_path else type(model).__name__))
         self.model_source = model
@@ -95,14 +96,14 @@ class TorchRunner(Runner):
         if compile not in ("none", "decode", "all"):
             raise ValueError(f"compile must be 'none', 'decode' or 'all', got {compile!r}")
         self.compile = compile
-        if decode_impl not in ("auto", "triton", "torch"):
-            raise ValueError(f"decode_impl must be 'auto', 'triton' or 'torch', got {decode_impl!r}")
-        if decode_impl == "triton" and not (device_nms and str(device).startswith("cuda")):
-            raise ConfigError("decode_impl='triton' needs a CUDA device and device_nms=True",
-                              "use decode_impl='auto' (the torch ops where the kernel cannot run)")
-        self.decode_impl = decode_impl
+        if kernels not in ("auto", "triton", "torch"):
+            raise ValueError(f"kernels must be 'auto', 'triton' or 'torch', got {kernels!r}")
+        if kernels == "triton" and not str(device).startswith("cuda"):
+            raise ConfigError("kernels='triton' needs a CUDA device", "use kernels='auto' (torch ops where Triton cannot run)")
+        self.kernels = kernels
+        self.kernels_used: Optional[str] = None  # "triton" or "torch", known once the runner is active
+        self._triton: Any = None  # (normalise module, decode module, their parameter tensors) when used
         self.threaded_copy = bool(threaded_copy)  # host_copy: the frame into the pinned input on torch's threads
-        self.decode_impl_used: Optional[str] = None  # "triton" or "torch", known after the first decode
         self._decoders: Dict[Tuple[bool, int], Any] = {}
         self.model = None
         self._slots: List[_Slot] = []
@@ -136,6 +137,7 @@ class TorchRunner(Runner):
             self.model = self.model.to(memory_format=torch.channels_last)
         self._model_fn = torch.compile(self.model, dynamic=False) if self.compile == "all" else self.model
         self._decoders = {}
+        self._triton, self.kernels_used = None, "torch"  # _prepare_uint8 may start the Triton kernels
         self._slots, self._next = [], 0
         if self.uint8_input is not None:
             h, w = self.uint8_input.imgsz
@@ -155,20 +157,30 @@ class TorchRunner(Runner):
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._dtype = torch.float16 if self.half else torch.float32
+        self._affine = spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0)
+        self._start_triton()
         if self.cuda_graph:
             self._slots = [self._capture_slot() for _ in range(self.slots)]
 
     def _forward_uint8(self, frame: Any) -> List[Any]:
         """uint8 NHWC device tensor -> model outputs (every op on the device; graph-capturable)."""
         torch = self._torch
-        if self.channels_last:  # swap colours on the NHWC frame: the NCHW view of it is channels-last already
-            x = frame.index_select(3, self._order).permute(0, 3, 1, 2).float() * self._scale
+        if self._triton is not None:  # one kernel, the same values as the ops below
+            _, h, w, _ = frame.shape
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            x = torch.empty((1, 3, h, w), dtype=self._dtype, device=frame.device, memory_format=fmt)
+            self._triton[0].normalise(frame, x, self._triton[2], rgb=self.uint8_input.color_order == "RGB",
+                                      affine=self._affine)
         else:
-            x = frame.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
-        if self.uint8_input.mean != (0.0, 0.0, 0.0) or self.uint8_input.std != (1.0, 1.0, 1.0):
-            x = (x - self._mean) / self._std
+            if self.channels_last:  # swap colours on the NHWC frame: the NCHW view of it is channels-last already
+                x = frame.index_select(3, self._order).permute(0, 3, 1, 2).float() * self._scale
+            else:
+                x = frame.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
+            if self._affine:
+                x = (x - self._mean) / self._std
+            x = x.to(self._dtype)
         with torch.inference_mode():
-            return _tensor_leaves(self._model_fn(x.to(self._dtype)))[: len(self.output_names)]
+            return _tensor_leaves(self._model_fn(x))[: len(self.output_names)]
 
     def _results(self, outs: List[Any]) -> List[Any]:
         """What crosses back to the host: the decoded rows (one batch-1 OBB image) or the raw outputs."""
@@ -181,41 +193,47 @@ class TorchRunner(Runner):
         """raw -> rows for the current ``device_nms`` and ``max_candidates`` (compiled once each when asked)."""
         key = (self.device_nms, self.max_candidates)
         if key not in self._decoders:
-            kernel = self._triton_decoder() if self.device_nms else None
-            if kernel is not None:
-                self._decoders[key] = kernel
+            if self._triton is not None and self.device_nms:
+                _, dec, _, params = self._triton
+                self._decoders[key] = partial(dec.decode_rows, spec=self.decode_spec,
+                                              max_candidates=self.max_candidates, params=params)
             else:
                 fn = partial(decode_obb_rows if self.device_nms else trim_obb_rows, spec=self.decode_spec,
                              max_candidates=self.max_candidates)
                 self._decoders[key] = self._torch.compile(fn, dynamic=False) if self.compile != "none" else fn
-                self.decode_impl_used = "torch"
         return self._decoders[key]
 
-    def _triton_decoder(self) -> Any:
-        """The one-kernel decode, or None where it cannot run (``auto``: falls back to the torch ops)."""
-        if self.decode_impl == "torch" or not str(self.device).startswith("cuda"):
-            return None
+    def _start_triton(self) -> None:
+        """Import and build the Triton kernels (``kernels`` auto/triton on CUDA), or leave the torch ops.
+
+        Built here, before any graph capture, on tiny inputs: a host where they cannot build (no
+        triton, no C compiler for its launcher) fails now, not inside a capture.
+        """
+        self._triton, self.kernels_used = None, "torch"
+        if self.kernels == "torch" or not str(self.device).startswith("cuda") or self.uint8_input is None:
+            return
+        torch = self._torch
         try:
-            from . import triton_obb_decode
-        except ImportError as e:  # triton is not installed (torch wheels without it)
-            if self.decode_impl == "triton":
-                raise DeviceError(f"decode_impl='triton' but triton cannot be imported: {e}",
-                                  "pip install triton, or use decode_impl='auto'") from None
-            return None
-        params = triton_obb_decode.decode_params(self.decode_spec, self.device)
-        fn = partial(triton_obb_decode.decode_rows, spec=self.decode_spec, max_candidates=self.max_candidates,
-                     params=params)
-        try:  # compiles here, on the first call (outside any graph capture): a host without a C compiler fails now
-            fn(self._torch.zeros((6, 8), device=self.device))  # one class, eight anchors
-            self._torch.cuda.synchronize()
-        except Exception as e:  # triton raises many types for a failed build
-            if self.decode_impl == "triton":
-                raise DeviceError(f"the Triton decode kernel does not build here: {str(e).strip().splitlines()[0]}",
-                                  "use decode_impl='auto' or 'torch'") from None
-            _log.warning("Triton decode kernel unavailable (%s); decoding with torch ops", type(e).__name__)
-            return None
-        self.decode_impl_used = "triton"
-        return fn
+            from . import triton_normalise, triton_obb_decode
+
+            spec = self.uint8_input
+            norm_params = triton_normalise.normalise_params(spec, self.device)
+            triton_normalise.normalise(torch.zeros((1, 2, 2, 3), dtype=torch.uint8, device=self.device),
+                                       torch.empty((1, 3, 2, 2), dtype=self._dtype, device=self.device), norm_params,
+                                       rgb=spec.color_order == "RGB", affine=self._affine)
+            dec_params = None
+            if self.decode_spec is not None:
+                dec_params = triton_obb_decode.decode_params(self.decode_spec, self.device)
+                triton_obb_decode.decode_rows(torch.zeros((6, 8), device=self.device), self.decode_spec, 8, dec_params)
+            torch.cuda.synchronize()
+        except Exception as e:  # ImportError, or one of the many types a failed triton build raises
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if self.kernels == "triton":
+                raise DeviceError(f"the Triton kernels cannot run here: {first}", "use kernels='auto' or 'torch'") from None
+            _log.warning("Triton kernels unavailable (%s); using torch ops", first)
+            return
+        self._triton = (triton_normalise, triton_obb_decode, norm_params, dec_params)
+        self.kernels_used = "triton"
 
     def _capture_slot(self) -> _Slot:
         """One graph: pinned uint8 in -> H2D -> normalise -> forward [-> decode] -> D2H into pinned outputs.
@@ -283,7 +301,7 @@ class TorchRunner(Runner):
         if not self._slots:
             return None
         slot = self._slots[self._next % len(self._slots)]
-        return None if slot.busy else slot.host.numpy()
+        return None if slot.busy else slot.host_np
 
     def host_copy(self, dst: np.ndarray, src: np.ndarray) -> None:
         """``np.copyto(dst, src)`` through torch, whose CPU copy is split over its intra-op threads: a
@@ -300,12 +318,16 @@ class TorchRunner(Runner):
         slot = self._slots[self._next % len(self._slots)]
         if slot.busy:
             raise RuntimeError(f"torch runner: more than {len(self._slots)} submitted frames not collected")
-        host, frame = slot.host.numpy(), feed[self.input_name]
-        if not (frame.ctypes.data == host.ctypes.data and frame.shape == host.shape):  # else already in place
-            self.host_copy(host, frame)
-        with self._torch.cuda.stream(slot.stream):
+        frame = feed[self.input_name]
+        if frame is not slot.host_np:  # else letterboxed in place (feed_buffer)
+            self.host_copy(slot.host_np, frame)
+        if any(s.busy for s in self._slots):  # frames in flight: this one on the slot's own stream, beside them
+            with self._torch.cuda.stream(slot.stream):
+                slot.graph.replay()
+                slot.event.record(slot.stream)
+        else:  # alone: on the caller's stream, sparing the stream switch (tens of us of Python on a slow host)
             slot.graph.replay()
-            slot.event.record(slot.stream)
+            slot.event.record()
         slot.busy = True
         self._next += 1
         return slot
@@ -316,7 +338,7 @@ class TorchRunner(Runner):
         handle.event.synchronize()
         try:
             if self.decode_spec is not None:
-                return self._decoded(handle.out_host[0].numpy(), handle.raw)
+                return self._decoded(handle.out_np, handle.raw)
             return {name: h.numpy().astype(np.float32) for name, h in zip(self.output_names, handle.out_host)}
         finally:
             handle.busy = False
@@ -345,6 +367,7 @@ class _Slot:
     def __init__(self, graph: Any, host: Any, out_host: List[Any], raw: Any, stream: Any, event: Any) -> None:
         self.graph, self.host, self.out_host, self.raw = graph, host, out_host, raw
         self.stream, self.event = stream, event
+        self.host_np, self.out_np = host.numpy(), out_host[0].numpy()  # views made once, not per frame
         self.busy = False
 
 

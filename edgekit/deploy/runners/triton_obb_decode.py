@@ -168,6 +168,8 @@ def _obb_decode(raw_ptr, stride_c, n_anchors, nc, params_ptr, cand_ptr, keep_ptr
 
 
 _kernel = triton.jit(_obb_decode)
+# Block sizes and warps of the one block (benchmarks/triton_decode_gpu.py sweeps them on a GPU)
+CONFIG = {"BLOCK_A": 1024, "BLOCK_E": 64, "BLOCK_C": 32, "num_warps": 8}
 
 
 def launch(raw: Any, params: Any, cand: Any, keep: Any, out: Any, *, num_classes: int, limit: int, max_det: int,
@@ -182,9 +184,10 @@ def launch(raw: Any, params: Any, cand: Any, keep: Any, out: Any, *, num_classes
     on_cpu = raw.device.type == "cpu"
     if on_cpu and not isinstance(_kernel, InterpretedFunction):
         raise ValueError("the Triton OBB decode runs on CUDA tensors (CPU tensors only under TRITON_INTERPRET=1)")
-    kwargs = {} if on_cpu else {"num_warps": 8, "enable_fp_fusion": False}
+    kwargs = {} if on_cpu else {"num_warps": CONFIG["num_warps"], "enable_fp_fusion": False}
     _kernel[(1,)](raw, raw.stride(0), raw.shape[1], num_classes, params, cand, keep, out, limit, max_det,
-             AGNOSTIC=bool(agnostic), BLOCK_A=1024, BLOCK_E=64, BLOCK_C=32, **kwargs)
+             AGNOSTIC=bool(agnostic), BLOCK_A=CONFIG["BLOCK_A"], BLOCK_E=CONFIG["BLOCK_E"], BLOCK_C=CONFIG["BLOCK_C"],
+             **kwargs)
 
 
 def decode_rows(raw: Any, spec: Any, max_candidates: int, params: Any) -> Any:

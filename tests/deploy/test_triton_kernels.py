@@ -1,7 +1,8 @@
-"""The one-kernel Triton OBB decode (edgekit/deploy/runners/triton_obb_decode.py) gives exactly the numpy
-decode's detections. On the CPU the kernel runs in Triton's interpreter, which must be switched on before
-triton is first imported, so the check runs in a subprocess (this file run as a script); the CUDA cases
-(compiled kernel, inside the runner's CUDA graphs) run under -m gpu."""
+"""The torch runner's Triton kernels: the one-kernel OBB decode (edgekit/deploy/runners/triton_obb_decode.py)
+gives exactly the numpy decode's detections, the input conversion (triton_normalise.py) exactly the torch
+ops' input. On the CPU the kernels run in Triton's interpreter, which must be switched on before triton is
+first imported, so those checks run in a subprocess (this file run as a script); the CUDA cases (compiled
+kernels, inside the runner's CUDA graphs) run under -m gpu."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 from edgekit.core.errors import ConfigError  # noqa: E402
-from edgekit.core.letterbox import LetterboxSpec  # noqa: E402
+from edgekit.core.letterbox import LetterboxSpec, letterbox, unletterbox_xywhr  # noqa: E402
 from edgekit.core.postprocess import PostprocessSpec, decode_obb, detections_from_rows  # noqa: E402
 from edgekit.deploy.detector import Detector  # noqa: E402
 from edgekit.deploy.runners.torch import TorchRunner  # noqa: E402
@@ -70,6 +71,32 @@ def check_cases(device: str, limit: int = 512) -> list:
     return results
 
 
+NORM_SPECS = [LetterboxSpec(imgsz=32), LetterboxSpec(imgsz=(16, 24), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+              LetterboxSpec(imgsz=(40, 8), color_order="BGR", scale=1 / 127.5, mean=(1.0, 1.0, 1.0))]
+
+
+def check_normalise(device: str) -> list:
+    """The kernel's input vs the torch ops' (TorchRunner's torch path), bitwise, for each spec, dtype and layout."""
+    from edgekit.deploy.runners.triton_normalise import normalise, normalise_params
+
+    rng = np.random.default_rng(0)
+    results = []
+    for spec in NORM_SPECS:
+        h, w = spec.imgsz
+        frame = torch.from_numpy(rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8)).to(device)
+        order = torch.tensor([2, 1, 0] if spec.color_order == "RGB" else [0, 1, 2], device=device)
+        x = frame.permute(0, 3, 1, 2).index_select(1, order).float() * torch.tensor(spec.scale, device=device)
+        affine = spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0)
+        if affine:
+            x = (x - torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)) / torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+        for dtype in (torch.float16, torch.float32):
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                out = torch.empty((1, 3, h, w), dtype=dtype, device=device, memory_format=fmt)
+                normalise(frame, out, normalise_params(spec, device), rgb=spec.color_order == "RGB", affine=affine)
+                results.append(bool(torch.equal(out, x.to(dtype))))
+    return results
+
+
 def _checked(cases: list) -> None:
     for case in cases:
         limit = min(512, POSTS[case["post"]].max_nms)
@@ -81,11 +108,13 @@ def _checked(cases: list) -> None:
     assert len(decoded) >= 15 and any(c["kept"] == 0 for c in decoded) and sum(c["kept"] for c in decoded) > 400
 
 
-def test_kernel_in_the_interpreter_equals_numpy_decode():
+def test_kernels_in_the_interpreter_equal_numpy_decode_and_torch_input():
     env = dict(os.environ, TRITON_INTERPRET="1")
     proc = subprocess.run([sys.executable, str(HERE)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _checked(json.loads(proc.stdout.strip().splitlines()[-1]))
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    _checked(got["decode"])
+    assert got["normalise"] == [True] * 12
 
 
 def test_kernel_refuses_cpu_tensors_outside_the_interpreter():
@@ -98,15 +127,13 @@ def test_kernel_refuses_cpu_tensors_outside_the_interpreter():
         triton_obb_decode.decode_rows(torch.zeros(8, 50), post, 16, triton_obb_decode.decode_params(post, "cpu"))
 
 
-def test_decode_impl_is_checked_and_auto_uses_torch_ops_on_the_cpu():
+def test_kernels_option_is_checked_and_auto_uses_torch_ops_on_the_cpu():
     post = PostprocessSpec(conf=0.5)
     net = torch.nn.Sequential()
-    with pytest.raises(ValueError, match="decode_impl must be"):
-        TorchRunner(net, decode=post, decode_impl="cuda")
-    with pytest.raises(ConfigError, match="needs a CUDA device and device_nms"):
-        TorchRunner(net, decode=post, decode_impl="triton")
-    with pytest.raises(ConfigError, match="needs a CUDA device and device_nms"):
-        TorchRunner(net, device="cuda", decode=post, device_nms=False, decode_impl="triton")
+    with pytest.raises(ValueError, match="kernels must be"):
+        TorchRunner(net, decode=post, kernels="cuda")
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        TorchRunner(net, decode=post, kernels="triton")
 
     class Head(torch.nn.Module):  # a fixed raw table as the "model" output
         def __init__(self, raw):
@@ -121,18 +148,20 @@ def test_decode_impl_is_checked_and_auto_uses_torch_ops_on_the_cpu():
     runner = TorchRunner(Head(raw), uint8_input=spec, decode=post)
     with Detector(runner, letterbox=spec, postprocess=post) as det:
         dets = det(np.zeros((64, 64, 3), np.uint8))
-    assert runner.decode_impl_used == "torch" and _same(dets, decode_obb(raw, post)[0])
+    assert runner.kernels_used == "torch" and _same(dets, decode_obb(raw, post)[0])
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_compiled_kernel_equals_numpy_decode_on_cuda():
+def test_compiled_kernels_equal_numpy_decode_and_torch_input_on_cuda():
     _checked(check_cases("cuda"))
+    assert check_normalise("cuda") == [True] * 12
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graph_runner_with_the_kernel_equals_host_decode_of_its_own_output():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_graph_runner_with_the_kernels_equals_host_decode_of_its_own_output(channels_last):
     pytest.importorskip("ultralytics")
     from ultralytics.nn.tasks import OBBModel
 
@@ -143,20 +172,18 @@ def test_cuda_graph_runner_with_the_kernel_equals_host_decode_of_its_own_output(
             p.data.normal_(0, 0.3)
     spec, post = LetterboxSpec(imgsz=96), PostprocessSpec(conf=0.6)
     runner = TorchRunner(copy.deepcopy(model), device="cuda", uint8_input=spec, half=True, fuse=True, cuda_graph=True,
-                         decode=post, decode_impl="triton", slots=2)
+                         decode=post, kernels="triton", slots=2, channels_last=channels_last)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (70, 120, 3), dtype=np.uint8) for _ in range(6)]
     with Detector(runner, letterbox=spec, postprocess=post) as det:
         for f in frames:
             got = det(f)
             raw = runner._slots[(runner._next - 1) % len(runner._slots)].raw.float().cpu().numpy()
-            from edgekit.core.letterbox import letterbox, unletterbox_xywhr
-
             want = decode_obb(raw, post)[0]
             info = letterbox(f, spec)[1]
             assert len(got) == len(want) and np.array_equal(got.boxes, unletterbox_xywhr(want.boxes, info))
-    assert runner.decode_impl_used == "triton" and runner.decode_fallbacks == 0
+    assert runner.kernels_used == "triton" and runner.decode_fallbacks == 0
 
 
-if __name__ == "__main__":  # the interpreter run of test_kernel_in_the_interpreter_equals_numpy_decode
-    print(json.dumps(check_cases("cpu")))
+if __name__ == "__main__":  # the interpreter run of test_kernels_in_the_interpreter_equal_numpy_decode_and_torch_input
+    print(json.dumps({"decode": check_cases("cpu"), "normalise": check_normalise("cpu")}))
