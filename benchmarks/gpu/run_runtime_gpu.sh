@@ -21,7 +21,7 @@ if [ "$mode" = cpu2 ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 echo "== GPU tests: graph slots + GPU decode == eager decode, pipeline order =="
-[ -n "${RUNTIME_SKIP_TESTS:-}" ] || python -m pytest -m gpu -q -p no:cacheprovider --tb=short tests/deploy/test_torch_decode.py tests/deploy/test_triton_decode.py tests/deploy/test_torch_fast.py 2>&1 | tail -n 40
+[ -n "${RUNTIME_SKIP_TESTS:-}" ] || python -m pytest -m gpu -q -p no:cacheprovider --tb=short tests/deploy/test_torch_decode.py tests/deploy/test_triton_kernels.py tests/deploy/test_torch_fast.py 2>&1 | tail -n 40
 echo "== runtime benchmark =="
 # RUNTIME_WEIGHTS=path/last.pt measures an existing model (a quiet rerun without the training); otherwise
 # the script trains one and its weights are copied to OUT_DIR for such a rerun.

@@ -185,9 +185,9 @@ def preprocess_reference(img_bgr: np.ndarray, spec: LetterboxSpec) -> np.ndarray
 def unletterbox_xywhr(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
     """Map (N, 5) xywhr boxes from network pixels back to source-frame pixels."""
     out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 5)
-    out[:, 0] = (out[:, 0] - info.pad[0]) / info.ratio
-    out[:, 1] = (out[:, 1] - info.pad[1]) / info.ratio
-    out[:, 2:4] /= info.ratio
+    # float32 arithmetic, as (x - pad) / ratio per column with Python floats; two ufunc calls in place
+    out[:, :2] -= np.asarray(info.pad, np.float32)
+    out[:, :4] /= np.float32(info.ratio)
     return out
 
 

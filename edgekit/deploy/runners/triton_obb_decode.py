@@ -1,23 +1,27 @@
-"""The whole OBB decode as one Triton kernel (one thread block): the torch runner's fastest GPU decode.
+"""The whole OBB decode as three small Triton kernels: the torch runner's fastest GPU decode.
 
-Why a kernel of our own: the torch form of the decode (:mod:`.torch_decode`) is about 110 small
+Why kernels of our own: the torch form of the decode (:mod:`.torch_decode`) is about 110 small
 kernels (top-k, ~45 ``K x K`` float64 ProbIoU and Fast-NMS ops, output assembly); inside a CUDA
-graph they still cost ~0.3-0.4 ms on an H200, a third of the yolov8n-obb forward, and
-``torch.compile`` fuses them only down to ~0.15 ms less (``benchmarks/results/runtime_gpu_nvidia-h200.md``).
-One block that keeps the candidates in its own scratch needs one launch and no sort:
+graph they cost 0.33 ms on an H200, a third of the yolov8n-obb forward, and ``torch.compile`` fuses
+them only down to ~0.15 ms less. Three launches over a scratch of candidates, no sort
+(``benchmarks/results/triton_kernels_nvidia-h200.md`` has the measured forms):
 
-1. **candidates** - best class per anchor (first index on ties, as ``argmax``), ``score > conf``
-   compared in float32 (as numpy and torch compare a float32 array with a Python float), a prefix
-   sum places each candidate in anchor order (the order :func:`edgekit.core.postprocess.decode_obb`
-   collects them), and the class-offset span (largest ``|x|, |y|`` plus largest ``|w|, |h|`` over
-   every candidate) is reduced on the way;
-2. **Fast-NMS without sorting** - candidate ``c`` is dropped when an *earlier* one (higher score, or
-   equal score and lower anchor: numpy's stable ``argsort(-scores)``) overlaps it above ``iou``;
-   the ProbIoU is :func:`edgekit.core.geometry.probiou_matrix` op for op in float64 with the earlier
-   box as ``a``, FMA contraction off (``enable_fp_fusion=False``);
-3. **output** - each kept candidate's rank is the number of kept candidates earlier than it; the
-   first ``max_det`` go to rows ``1 + rank`` of :data:`edgekit.core.postprocess.DECODED_OUTPUT`
-   (``[cx, cy, w, h, angle, score, class]``, raw values), row 0 is ``[kept, overflow, candidates]``.
+1. **candidates** (one program per 1024 anchors) - best class per anchor (first index on ties, as
+   ``argmax``), ``score > conf`` compared in float32 (as numpy and torch compare a float32 array with a
+   Python float); a shared counter and a prefix sum place each candidate in the scratch, and the
+   class-offset span (largest ``|x|, |y|`` plus largest ``|w|, |h|`` over every candidate) is reduced
+   with atomic maxima;
+2. **Fast-NMS without sorting** (one program per 32 candidates) - candidate ``c`` is dropped when an
+   *earlier* one (higher score, or equal score and lower anchor: numpy's stable ``argsort(-scores)``)
+   overlaps it above ``iou``; the ProbIoU is :func:`edgekit.core.geometry.probiou_matrix` op for op
+   in float64 with the earlier box as ``a``, FMA contraction off (``enable_fp_fusion=False``);
+3. **output** (one program per 32 candidates) - each kept candidate's rank is the number of kept
+   candidates earlier than it; the first ``max_det`` go to rows ``1 + rank`` of
+   :data:`edgekit.core.postprocess.DECODED_OUTPUT` (``[cx, cy, w, h, angle, score, class]``, raw
+   values), row 0 is ``[kept, overflow, candidates]``.
+
+Where a candidate sits in the scratch does not matter (the order is decided by score and anchor
+index), so the result does not depend on which program reached the counter first.
 
 More candidates than ``limit`` (the runner's ``max_candidates``, at most ``max_nms``): ``overflow``
 is set and the runner hands the raw output to the numpy decode, as the torch forms do.
@@ -66,57 +70,61 @@ def _box(cand_ptr, idx, mask, span, AGNOSTIC: tl.constexpr):
     return x, y, a * cos2 + b * sin2, a * sin2 + b * cos2, (a - b) * cos * sin, s, k
 
 
-def _obb_decode(raw_ptr, stride_c, n_anchors, nc, params_ptr, cand_ptr, keep_ptr, out_ptr, limit, max_det,
-                AGNOSTIC: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr):
+def _candidates(raw_ptr, stride_c, n_anchors, nc, params_ptr, state_ptr, cand_ptr, limit, BLOCK_A: tl.constexpr):
+    """1. One block of anchors: best class, ``score > conf``, candidates into the scratch, span maxima."""
+    offs = tl.program_id(0) * BLOCK_A + tl.arange(0, BLOCK_A)
+    inside = offs < n_anchors
     conf = tl.load(params_ptr).to(tl.float32)  # float32 comparison, as numpy/torch with a Python float
-    iou_thr = tl.load(params_ptr + 1)  # float64, as numpy compares the float64 ProbIoU matrix
-    eps = tl.load(params_ptr + 2)  # probiou_matrix's 1e-7 in float64 (a literal would be a float32 constant)
+    best = tl.full((BLOCK_A,), float("-inf"), tl.float32)
+    cls = tl.zeros((BLOCK_A,), dtype=tl.int32)
+    for c in range(nc):
+        s = tl.load(raw_ptr + (4 + c) * stride_c + offs, mask=inside, other=float("-inf")).to(tl.float32)
+        better = s > best
+        best = tl.where(better, s, best)
+        cls = tl.where(better, c, cls)
+    passing = inside & (best > conf)
+    # places: this block's share of a counter, then a prefix sum (the order of candidates in the scratch
+    # does not matter: "earlier" is decided by score and anchor index below)
+    base = tl.atomic_add(state_ptr, tl.sum(passing.to(tl.int32), 0))
+    rank = tl.cumsum(passing.to(tl.int32), 0) + base  # 1-based
+    stored = passing & (rank <= limit)
+    row = cand_ptr + (rank - 1) * 8
+    x = tl.load(raw_ptr + offs, mask=passing, other=0.0).to(tl.float32)
+    y = tl.load(raw_ptr + stride_c + offs, mask=passing, other=0.0).to(tl.float32)
+    w = tl.load(raw_ptr + 2 * stride_c + offs, mask=passing, other=0.0).to(tl.float32)
+    h = tl.load(raw_ptr + 3 * stride_c + offs, mask=passing, other=0.0).to(tl.float32)
+    t = tl.load(raw_ptr + (4 + nc) * stride_c + offs, mask=passing, other=0.0).to(tl.float32)
+    tl.store(row, x.to(tl.float64), mask=stored)
+    tl.store(row + 1, y.to(tl.float64), mask=stored)
+    tl.store(row + 2, w.to(tl.float64), mask=stored)
+    tl.store(row + 3, h.to(tl.float64), mask=stored)
+    tl.store(row + 4, t.to(tl.float64), mask=stored)
+    tl.store(row + 5, best.to(tl.float64), mask=stored)
+    tl.store(row + 6, cls.to(tl.float64), mask=stored)
+    tl.store(row + 7, offs.to(tl.float64), mask=stored)
+    # span maxima over every candidate (0 elsewhere): non-negative float32 bits order like the values
+    max_xy = tl.max(tl.maximum(tl.abs(x), tl.abs(y)), 0)
+    max_wh = tl.max(tl.maximum(tl.abs(w), tl.abs(h)), 0)
+    tl.atomic_max(state_ptr + 1, max_xy.to(tl.int32, bitcast=True))
+    tl.atomic_max(state_ptr + 2, max_wh.to(tl.int32, bitcast=True))
 
-    # ---- 1. candidates in anchor order, and the class-offset span --------------------------------
-    count = tl.zeros((), dtype=tl.int32)
-    max_xy = tl.zeros((), dtype=tl.float32)
-    max_wh = tl.zeros((), dtype=tl.float32)
-    for a0 in range(0, n_anchors, BLOCK_A):
-        offs = a0 + tl.arange(0, BLOCK_A)
-        inside = offs < n_anchors
-        best = tl.full((BLOCK_A,), float("-inf"), tl.float32)
-        cls = tl.zeros((BLOCK_A,), dtype=tl.int32)
-        for c in range(nc):
-            s = tl.load(raw_ptr + (4 + c) * stride_c + offs, mask=inside, other=float("-inf")).to(tl.float32)
-            better = s > best
-            best = tl.where(better, s, best)
-            cls = tl.where(better, c, cls)
-        passing = inside & (best > conf)
-        rank = tl.cumsum(passing.to(tl.int32), 0) + count  # 1-based place of each candidate
-        stored = passing & (rank <= limit)
-        row = cand_ptr + (rank - 1) * 8
-        x = tl.load(raw_ptr + offs, mask=passing, other=0.0).to(tl.float32)
-        y = tl.load(raw_ptr + stride_c + offs, mask=passing, other=0.0).to(tl.float32)
-        w = tl.load(raw_ptr + 2 * stride_c + offs, mask=passing, other=0.0).to(tl.float32)
-        h = tl.load(raw_ptr + 3 * stride_c + offs, mask=passing, other=0.0).to(tl.float32)
-        t = tl.load(raw_ptr + (4 + nc) * stride_c + offs, mask=passing, other=0.0).to(tl.float32)
-        tl.store(row, x.to(tl.float64), mask=stored)
-        tl.store(row + 1, y.to(tl.float64), mask=stored)
-        tl.store(row + 2, w.to(tl.float64), mask=stored)
-        tl.store(row + 3, h.to(tl.float64), mask=stored)
-        tl.store(row + 4, t.to(tl.float64), mask=stored)
-        tl.store(row + 5, best.to(tl.float64), mask=stored)
-        tl.store(row + 6, cls.to(tl.float64), mask=stored)
-        tl.store(row + 7, offs.to(tl.float64), mask=stored)
-        max_xy = tl.maximum(max_xy, tl.max(tl.maximum(tl.abs(x), tl.abs(y)), 0))  # 0 where not passing
-        max_wh = tl.maximum(max_wh, tl.max(tl.maximum(tl.abs(w), tl.abs(h)), 0))
-        count += tl.sum(passing.to(tl.int32), 0)
-    n = tl.minimum(count, limit)
-    span = (max_xy.to(tl.float64) + max_wh.to(tl.float64)) * 2 + 1.0
-    tl.debug_barrier()  # the scratch rows are written by other threads of the block
 
-    # ---- 2. Fast-NMS: c is dropped when an earlier candidate e overlaps it --------------------------
-    for c0 in range(0, n, BLOCK_C):
+def _suppress(params_ptr, state_ptr, cand_ptr, keep_ptr, limit, AGNOSTIC: tl.constexpr, BLOCK_E: tl.constexpr,
+              BLOCK_C: tl.constexpr):
+    """2. One block of candidates c: dropped when an earlier candidate e overlaps it (Fast-NMS)."""
+    n = tl.minimum(tl.load(state_ptr), limit)
+    c0 = tl.program_id(0) * BLOCK_C
+    if c0 < n:
+        iou_thr = tl.load(params_ptr + 1)  # float64, as numpy compares the float64 ProbIoU matrix
+        eps = tl.load(params_ptr + 2)  # probiou_matrix's 1e-7 in float64 (a literal would be a float32 constant)
+        max_xy = tl.load(state_ptr + 1).to(tl.float32, bitcast=True)
+        max_wh = tl.load(state_ptr + 2).to(tl.float32, bitcast=True)
+        span = (max_xy.to(tl.float64) + max_wh.to(tl.float64)) * 2 + 1.0
         oc = c0 + tl.arange(0, BLOCK_C)
         in_c = oc < n
         xc, yc, ac, bc, cc, sc, kc = _box(cand_ptr, oc, in_c, span, AGNOSTIC)
         dropped = tl.zeros((BLOCK_C,), dtype=tl.int1)
-        for e0 in range(0, n, BLOCK_E):  # in anchor order, an earlier (higher-scoring) one may sit anywhere
+        for e0 in range(0, n, BLOCK_E):  # an earlier (higher-scoring) candidate may sit anywhere in the scratch
             oe = e0 + tl.arange(0, BLOCK_E)
             in_e = oe < n
             xe, ye, ae, be, ce, se, ke = _box(cand_ptr, oe, in_e, span, AGNOSTIC)
@@ -136,58 +144,68 @@ def _obb_decode(raw_ptr, stride_c, n_anchors, nc, params_ptr, cand_ptr, keep_ptr
             hit = earlier & in_e[:, None] & (probiou > iou_thr)
             dropped = dropped | (tl.max(hit.to(tl.int32), 0) > 0)
         tl.store(keep_ptr + oc, (in_c & ~dropped).to(tl.int32), mask=in_c)
-    tl.debug_barrier()
-
-    # ---- 3. rank among the kept, the first max_det into their rows ------------------------------
-    kept = tl.zeros((), dtype=tl.int32)
-    for c0 in range(0, n, BLOCK_C):
-        oc = c0 + tl.arange(0, BLOCK_C)
-        in_c = oc < n
-        keep_c = tl.load(keep_ptr + oc, mask=in_c, other=0, cache_modifier=".cg") > 0
-        sc = tl.load(cand_ptr + oc * 8 + 5, mask=in_c, other=0.0, cache_modifier=".cg")
-        kc = tl.load(cand_ptr + oc * 8 + 7, mask=in_c, other=0.0, cache_modifier=".cg")
-        rank = tl.zeros((BLOCK_C,), dtype=tl.int32)
-        for e0 in range(0, n, BLOCK_E):
-            oe = e0 + tl.arange(0, BLOCK_E)
-            in_e = oe < n
-            keep_e = tl.load(keep_ptr + oe, mask=in_e, other=0, cache_modifier=".cg") > 0
-            se = tl.load(cand_ptr + oe * 8 + 5, mask=in_e, other=0.0, cache_modifier=".cg")
-            ke = tl.load(cand_ptr + oe * 8 + 7, mask=in_e, other=0.0, cache_modifier=".cg")
-            se2, sc2 = se[:, None], sc[None, :]
-            earlier = (se2 > sc2) | ((se2 == sc2) & (ke[:, None] < kc[None, :]))
-            rank += tl.sum((earlier & keep_e[:, None]).to(tl.int32), 0)
-        out = keep_c & (rank < max_det)
-        dest = out_ptr + (1 + rank) * 7
-        for col in range(7):
-            v = tl.load(cand_ptr + oc * 8 + col, mask=out, other=0.0, cache_modifier=".cg")
-            tl.store(dest + col, v.to(tl.float32), mask=out)
-        kept += tl.sum(out.to(tl.int32), 0)
-    tl.store(out_ptr, kept.to(tl.float32))
-    tl.store(out_ptr + 1, (count > limit).to(tl.float32))
-    tl.store(out_ptr + 2, count.to(tl.float32))
 
 
-_kernel = triton.jit(_obb_decode)
-# Block sizes and warps of the one block (benchmarks/triton_decode_gpu.py sweeps them on a GPU)
-CONFIG = {"BLOCK_A": 1024, "BLOCK_E": 64, "BLOCK_C": 32, "num_warps": 8}
+def _place(state_ptr, cand_ptr, keep_ptr, out_ptr, limit, max_det, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr):
+    """3. One block of kept candidates: rank = kept candidates earlier than it; the first max_det into rows."""
+    count = tl.load(state_ptr)
+    n = tl.minimum(count, limit)
+    pid = tl.program_id(0)
+    oc = pid * BLOCK_C + tl.arange(0, BLOCK_C)
+    in_c = oc < n
+    keep_c = tl.load(keep_ptr + oc, mask=in_c, other=0) > 0
+    sc = tl.load(cand_ptr + oc * 8 + 5, mask=in_c, other=0.0)
+    kc = tl.load(cand_ptr + oc * 8 + 7, mask=in_c, other=0.0)
+    rank = tl.zeros((BLOCK_C,), dtype=tl.int32)
+    total = tl.zeros((), dtype=tl.int32)
+    for e0 in range(0, n, BLOCK_E):
+        oe = e0 + tl.arange(0, BLOCK_E)
+        in_e = oe < n
+        keep_e = tl.load(keep_ptr + oe, mask=in_e, other=0) > 0
+        se = tl.load(cand_ptr + oe * 8 + 5, mask=in_e, other=0.0)
+        ke = tl.load(cand_ptr + oe * 8 + 7, mask=in_e, other=0.0)
+        se2, sc2 = se[:, None], sc[None, :]
+        earlier = (se2 > sc2) | ((se2 == sc2) & (ke[:, None] < kc[None, :]))
+        rank += tl.sum((earlier & keep_e[:, None]).to(tl.int32), 0)
+        total += tl.sum(keep_e.to(tl.int32), 0)
+    out = keep_c & (rank < max_det)
+    dest = out_ptr + (1 + rank) * 7
+    for col in range(7):
+        v = tl.load(cand_ptr + oc * 8 + col, mask=out, other=0.0)
+        tl.store(dest + col, v.to(tl.float32), mask=out)
+    if pid == 0:  # the header: [kept, overflow, candidates]
+        tl.store(out_ptr, tl.minimum(total, max_det).to(tl.float32))
+        tl.store(out_ptr + 1, (count > limit).to(tl.float32))
+        tl.store(out_ptr + 2, count.to(tl.float32))
 
 
-def launch(raw: Any, params: Any, cand: Any, keep: Any, out: Any, *, num_classes: int, limit: int, max_det: int,
-           agnostic: bool) -> None:
+_kernels = tuple(triton.jit(fn) for fn in (_candidates, _suppress, _place))
+# Block sizes and warps (benchmarks/triton_kernels_gpu.py sweeps them on a GPU)
+CONFIG = {"BLOCK_A": 1024, "BLOCK_E": 64, "BLOCK_C": 32, "num_warps": 4}
+
+
+def launch(raw: Any, params: Any, state: Any, cand: Any, keep: Any, out: Any, *, num_classes: int, limit: int,
+           max_det: int, agnostic: bool) -> None:
     """Decode one image's raw output ``(4 + nc + 1, A)`` (contiguous rows) into ``out`` (``(max_det + 2, 7)`` float32).
 
-    ``params``: float64 ``[conf, iou, 1e-7]`` on the device; ``cand`` ``(K, 8)`` float64 and ``keep`` ``(K,)``
-    int32 scratch with ``K >= limit``. Every argument stays the same tensor from frame to frame, so the
-    launch can be captured in a CUDA graph. CPU tensors run in Triton's interpreter, which must be on
-    (``TRITON_INTERPRET=1``) before triton is first imported: the tests run it in a subprocess.
+    ``params``: float64 ``[conf, iou, 1e-7]`` on the device; ``state`` ``(3,)`` int32 zeros (counter, span
+    maxima); ``cand`` ``(K, 8)`` float64 and ``keep`` ``(K,)`` int32 scratch with ``K >= limit``. Every
+    argument stays the same tensor from frame to frame, so the launches can be captured in a CUDA graph.
+    CPU tensors run in Triton's interpreter, which must be on (``TRITON_INTERPRET=1``) before triton is
+    first imported: the tests run it in a subprocess.
     """
     on_cpu = raw.device.type == "cpu"
-    if on_cpu and not isinstance(_kernel, InterpretedFunction):
+    if on_cpu and not isinstance(_kernels[0], InterpretedFunction):
         raise ValueError("the Triton OBB decode runs on CUDA tensors (CPU tensors only under TRITON_INTERPRET=1)")
-    kwargs = {} if on_cpu else {"num_warps": CONFIG["num_warps"], "enable_fp_fusion": False}
-    _kernel[(1,)](raw, raw.stride(0), raw.shape[1], num_classes, params, cand, keep, out, limit, max_det,
-             AGNOSTIC=bool(agnostic), BLOCK_A=CONFIG["BLOCK_A"], BLOCK_E=CONFIG["BLOCK_E"], BLOCK_C=CONFIG["BLOCK_C"],
-             **kwargs)
+    warps = {} if on_cpu else {"num_warps": CONFIG["num_warps"]}
+    exact = {} if on_cpu else {"enable_fp_fusion": False, **warps}  # no FMA contraction in the float64 ProbIoU
+    block_a, block_e, block_c = CONFIG["BLOCK_A"], CONFIG["BLOCK_E"], CONFIG["BLOCK_C"]
+    candidates, suppress, place = _kernels
+    candidates[(triton.cdiv(raw.shape[1], block_a),)](raw, raw.stride(0), raw.shape[1], num_classes, params, state, cand,
+                                                      limit, BLOCK_A=block_a, **warps)
+    blocks = (triton.cdiv(limit, block_c),)
+    suppress[blocks](params, state, cand, keep, limit, AGNOSTIC=bool(agnostic), BLOCK_E=block_e, BLOCK_C=block_c, **exact)
+    place[blocks](state, cand, keep, out, limit, max_det, BLOCK_E=block_e, BLOCK_C=block_c, **warps)
 
 
 def decode_rows(raw: Any, spec: Any, max_candidates: int, params: Any) -> Any:
@@ -203,10 +221,11 @@ def decode_rows(raw: Any, spec: Any, max_candidates: int, params: Any) -> Any:
     if raw.stride(1) != 1:
         raw = raw.contiguous()
     k = max(1, min(int(max_candidates), raw.shape[1], spec.max_nms))
+    state = torch.zeros(3, dtype=torch.int32, device=raw.device)
     cand = torch.empty((k, _SCRATCH_COLS), dtype=torch.float64, device=raw.device)
     keep = torch.empty(k, dtype=torch.int32, device=raw.device)
     out = torch.empty((spec.max_det + 2, _COLS), dtype=torch.float32, device=raw.device)
-    launch(raw, params, cand, keep, out, num_classes=raw.shape[0] - 5, limit=k, max_det=spec.max_det,
+    launch(raw, params, state, cand, keep, out, num_classes=raw.shape[0] - 5, limit=k, max_det=spec.max_det,
            agnostic=spec.agnostic)
     return out
 
