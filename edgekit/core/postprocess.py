@@ -119,8 +119,10 @@ def decode(raw: np.ndarray, spec: PostprocessSpec) -> List[Detections]:
 
 
 # A runner that decodes on its own device (the torch runner's GPU decode) returns this output instead
-# of the raw one: (max_det + 2, 7) float32, row 0 = [kept, overflow, candidates, 0, 0, 0, 0], rows
-# 1..kept = [cx, cy, w, h, angle, score, class] (raw box values, best score first).
+# of the raw one: (max_det + 2, 7) float32, row 0 = [kept, overflow, candidates, regularised, 0, 0, 0],
+# rows 1..kept = [cx, cy, w, h, angle, score, class], best score first: raw box values when
+# regularised is 0; else boxes already regularised (regularize_xywhr), except rows whose class is
+# written -(class + 1), which hold raw values.
 DECODED_OUTPUT = "edgekit:decoded_obb"
 # A runner that only trims the decode's input on its device returns this output: (k + 1, 7) float32,
 # row 0 = [rows, overflow, candidates, 0, 0, 0, 0], rows 1..rows = [cx, cy, w, h, angle, score, class]
@@ -138,9 +140,17 @@ def detections_from_rows(rows: np.ndarray) -> Detections:
     if arr.ndim != 2 or arr.shape[1] != 7 or not 0 <= arr[0, 0] < arr.shape[0] or arr[0, 1] != 0:
         raise ValueError(f"not decoded OBB rows (shape {arr.shape}, header {arr[0].tolist() if arr.ndim == 2 else '?'})")
     body = arr[1:1 + int(arr[0, 0])]
-    boxes = regularize_xywhr(body[:, :5].astype(np.float64)).astype(np.float32)
+    if arr[0, 3] == 0:  # raw box values: regularised here
+        boxes = regularize_xywhr(body[:, :5].astype(np.float64)).astype(np.float32)
+        classes = body[:, 6].astype(np.int64)
+    else:  # regularised on the device, except rows whose class is -(class + 1)
+        boxes, classes = body[:, :5].copy(), body[:, 6].astype(np.int64)
+        raw = classes < 0
+        if raw.any():
+            boxes[raw] = regularize_xywhr(boxes[raw].astype(np.float64)).astype(np.float32)
+            classes[raw] = -classes[raw] - 1
     # the arrays are built in Detections' checked form here: no second pass of checks per frame
-    return Detections.trusted(boxes, body[:, 5].copy(), body[:, 6].astype(np.int64))
+    return Detections.trusted(boxes, body[:, 5].copy(), classes)
 
 
 def detections_from_candidates(rows: np.ndarray, spec: PostprocessSpec) -> Detections:

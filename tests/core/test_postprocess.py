@@ -143,3 +143,20 @@ def test_decode_detect_matches_ultralytics_nms(ultralytics_raw):
         np.testing.assert_allclose(d.boxes, t[:, :4], atol=1e-3)
         np.testing.assert_allclose(d.scores, t[:, 4], rtol=1e-6)
         assert d.class_ids.tolist() == t[:, 5].astype(int).tolist()
+
+
+def test_decoded_rows_regularised_on_the_device_read_as_the_raw_ones():
+    """DECODED_OUTPUT with header[3] = 1: boxes already regularised, except rows whose class is -(class + 1)."""
+    from edgekit.core.geometry import regularize_xywhr
+    from edgekit.core.postprocess import detections_from_rows
+
+    raw = np.array([[10, 20, 4, 9, 0.3, 0.9, 2], [30, 40, 8, 3, 7.5, 0.8, 0], [5, 6, 2, 2, -0.2, 0.7, 1]], np.float32)
+    plain = np.zeros((5, 7), np.float32)
+    plain[0, 0], plain[1:4] = 3, raw
+    want = detections_from_rows(plain)  # raw values: regularised on the host
+    device = plain.copy()
+    device[0, 3] = 1
+    device[1:4, :5] = regularize_xywhr(raw[:, :5].astype(np.float64)).astype(np.float32)
+    device[2, :5], device[2, 6] = raw[1, :5], -1  # one row left raw (an angle no OBB head gives): class 0 -> -1
+    got = detections_from_rows(device)
+    assert got == want and got.class_ids.tolist() == [2, 0, 1]

@@ -53,7 +53,9 @@ def check_cases(device: str, limit: int = 512) -> list:
     from edgekit.deploy.runners import triton_obb_decode
 
     rng = np.random.default_rng(0)
-    tables = [_raw(rng, a) for a in (7, 300, 2100)] + [_raw(rng, 300, nc=1), np.zeros((8, 50), np.float32)]
+    wild = _raw(rng, 300)  # angles no OBB head gives: regularised on the host (the class comes back negative)
+    wild[-1] = rng.uniform(-10, 10, 300).astype(np.float16)
+    tables = [_raw(rng, a) for a in (7, 300, 2100)] + [_raw(rng, 300, nc=1), np.zeros((8, 50), np.float32), wild]
     results = []
     for p, post in enumerate(POSTS):
         for t, raw in enumerate(tables):
@@ -61,7 +63,8 @@ def check_cases(device: str, limit: int = 512) -> list:
             rows = triton_obb_decode.decode_rows(torch.from_numpy(raw).half().to(device), post, limit, params)
             rows = rows.cpu().numpy()
             count = int((raw[4:-1].max(0) > np.float32(post.conf)).sum())
-            case = {"post": p, "table": t, "count": count, "header": rows[0, :3].tolist()}
+            case = {"post": p, "table": t, "count": count, "header": rows[0, :4].tolist(),
+                    "raw_rows": int((rows[1:1 + int(rows[0, 0]), 6] < 0).sum())}
             if rows[0, 1]:
                 case["overflow"] = True
             else:
@@ -104,8 +107,10 @@ def _checked(cases: list) -> None:
         assert case.get("overflow", False) == (case["count"] > limit), case  # overflow exactly when too many
         if "equal" in case:
             assert case["equal"], case
+        assert case["header"][3] == 1  # boxes regularised on the device
+    assert any(c["raw_rows"] for c in cases if c["table"] == 5) and not any(c["raw_rows"] for c in cases if c["table"] < 5)
     decoded = [c for c in cases if "equal" in c]
-    assert len(decoded) >= 15 and any(c["kept"] == 0 for c in decoded) and sum(c["kept"] for c in decoded) > 400
+    assert len(decoded) >= 18 and any(c["kept"] == 0 for c in decoded) and sum(c["kept"] for c in decoded) > 400
 
 
 def test_kernels_in_the_interpreter_equal_numpy_decode_and_torch_input():

@@ -3,7 +3,7 @@
 The torch ops (``permute``, ``index_select`` for the colour order, ``float``, ``* scale``, the optional
 ``(x - mean) / std``, ``to(fp16)``) are four to six full-frame kernels; this is one, reading each
 pixel's three bytes once. Same float32 arithmetic in the same order (the division rounded to nearest,
-as torch's), then the same round-to-nearest cast, so the input is bit-identical (tests run it in
+as torch's; no FMA contraction), then the same round-to-nearest cast, so the input is bit-identical (tests run it in
 Triton's interpreter against the torch ops). The output may be NCHW or channels-last: the kernel
 writes through the output's strides.
 """
@@ -53,8 +53,9 @@ def normalise(frame: Any, out: Any, params: Any, *, rgb: bool, affine: bool) -> 
         raise ValueError("normalise needs a contiguous frame and an NCHW or channels-last output")
     order = (2, 1, 0) if rgb else (0, 1, 2)
     n = h * w
+    exact = {} if on_cpu else {"enable_fp_fusion": False}  # x * scale - mean must not become one FMA
     _kernel[(triton.cdiv(n, BLOCK),)](frame, out, params, n, out.stride(1), stride_p, SRC_0=order[0], SRC_1=order[1],
-                                      SRC_2=order[2], AFFINE=bool(affine), BLOCK=BLOCK)
+                                      SRC_2=order[2], AFFINE=bool(affine), BLOCK=BLOCK, **exact)
     return out
 
 

@@ -6,19 +6,20 @@ graph they cost 0.33 ms on an H200, a third of the yolov8n-obb forward, and ``to
 them only down to ~0.15 ms less. Three launches over a scratch of candidates, no sort
 (``benchmarks/results/triton_kernels_nvidia-h200.md`` has the measured forms):
 
-1. **candidates** (one program per 1024 anchors) - best class per anchor (first index on ties, as
+1. **candidates** (one program per 512 anchors) - best class per anchor (first index on ties, as
    ``argmax``), ``score > conf`` compared in float32 (as numpy and torch compare a float32 array with a
    Python float); a shared counter and a prefix sum place each candidate in the scratch, and the
    class-offset span (largest ``|x|, |y|`` plus largest ``|w|, |h|`` over every candidate) is reduced
    with atomic maxima;
-2. **Fast-NMS without sorting** (one program per 32 candidates) - candidate ``c`` is dropped when an
+2. **Fast-NMS without sorting** (one program per 16 candidates) - candidate ``c`` is dropped when an
    *earlier* one (higher score, or equal score and lower anchor: numpy's stable ``argsort(-scores)``)
    overlaps it above ``iou``; the ProbIoU is :func:`edgekit.core.geometry.probiou_matrix` op for op
    in float64 with the earlier box as ``a``, FMA contraction off (``enable_fp_fusion=False``);
-3. **output** (one program per 32 candidates) - each kept candidate's rank is the number of kept
+3. **output** (one program per 16 candidates) - each kept candidate's rank is the number of kept
    candidates earlier than it; the first ``max_det`` go to rows ``1 + rank`` of
-   :data:`edgekit.core.postprocess.DECODED_OUTPUT` (``[cx, cy, w, h, angle, score, class]``, raw
-   values), row 0 is ``[kept, overflow, candidates]``.
+   :data:`edgekit.core.postprocess.DECODED_OUTPUT` (``[cx, cy, w, h, angle, score, class]``, boxes
+   regularised as :func:`edgekit.core.geometry.regularize_xywhr` does, in float64 op for op), row 0 is
+   ``[kept, overflow, candidates, 1]`` (the 1: regularised here, so the host only reads the rows).
 
 Where a candidate sits in the scratch does not matter (the order is decided by score and anchor
 index), so the result does not depend on which program reached the counter first.
@@ -38,6 +39,7 @@ Linux); nothing on the device (Jetson) side imports it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import triton
@@ -146,7 +148,7 @@ def _suppress(params_ptr, state_ptr, cand_ptr, keep_ptr, limit, AGNOSTIC: tl.con
         tl.store(keep_ptr + oc, (in_c & ~dropped).to(tl.int32), mask=in_c)
 
 
-def _place(state_ptr, cand_ptr, keep_ptr, out_ptr, limit, max_det, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr):
+def _place(params_ptr, state_ptr, cand_ptr, keep_ptr, out_ptr, limit, max_det, BLOCK_E: tl.constexpr, BLOCK_C: tl.constexpr):
     """3. One block of kept candidates: rank = kept candidates earlier than it; the first max_det into rows."""
     count = tl.load(state_ptr)
     n = tl.minimum(count, limit)
@@ -170,25 +172,52 @@ def _place(state_ptr, cand_ptr, keep_ptr, out_ptr, limit, max_det, BLOCK_E: tl.c
         total += tl.sum(keep_e.to(tl.int32), 0)
     out = keep_c & (rank < max_det)
     dest = out_ptr + (1 + rank) * 7
-    for col in range(7):
-        v = tl.load(cand_ptr + oc * 8 + col, mask=out, other=0.0)
-        tl.store(dest + col, v.to(tl.float32), mask=out)
-    if pid == 0:  # the header: [kept, overflow, candidates]
+    row = cand_ptr + oc * 8
+    x = tl.load(row, mask=out, other=0.0)
+    y = tl.load(row + 1, mask=out, other=0.0)
+    w = tl.load(row + 2, mask=out, other=0.0)
+    h = tl.load(row + 3, mask=out, other=0.0)
+    t = tl.load(row + 4, mask=out, other=0.0)
+    # geometry.regularize_xywhr(le135) in float64, op for op: w >= h, angle in [-pi/4, 3pi/4). np.mod's
+    # floored remainder is exact here without fmod (which Triton's interpreter lacks) for -pi < a < 2pi:
+    # a - pi is exact on [pi, 2pi) (Sterbenz); other angles (never from an OBB head, whose angle is in
+    # [-pi/4, 3pi/4]) come back raw with the class as -(class + 1), regularised on the host.
+    half_pi, low = tl.load(params_ptr + 3), tl.load(params_ptr + 4)
+    pi, top = tl.load(params_ptr + 5), tl.load(params_ptr + 6)  # top = low + pi, as numpy adds them
+    swap = w < h
+    t2 = tl.where(swap, t + half_pi, t)
+    a = t2 - low
+    in_range = (a > -pi) & (a < pi + pi)
+    m = tl.where(a >= pi, a - pi, tl.where(a < 0, a + pi, a))
+    m = tl.where(m == 0, 0.0, m)  # numpy gives +0.0 for a zero remainder
+    t3 = m + low
+    t3 = tl.where(t3 >= top, t3 - pi, t3)
+    reg = in_range
+    tl.store(dest, x.to(tl.float32), mask=out)
+    tl.store(dest + 1, y.to(tl.float32), mask=out)
+    tl.store(dest + 2, tl.where(reg & swap, h, w).to(tl.float32), mask=out)
+    tl.store(dest + 3, tl.where(reg & swap, w, h).to(tl.float32), mask=out)
+    tl.store(dest + 4, tl.where(reg, t3, t).to(tl.float32), mask=out)
+    tl.store(dest + 5, tl.load(row + 5, mask=out, other=0.0).to(tl.float32), mask=out)
+    cls = tl.load(row + 6, mask=out, other=0.0)
+    tl.store(dest + 6, tl.where(reg, cls, -cls - 1).to(tl.float32), mask=out)
+    if pid == 0:  # the header: [kept, overflow, candidates, boxes regularised here]
         tl.store(out_ptr, tl.minimum(total, max_det).to(tl.float32))
         tl.store(out_ptr + 1, (count > limit).to(tl.float32))
         tl.store(out_ptr + 2, count.to(tl.float32))
+        tl.store(out_ptr + 3, 1.0)
 
 
 _kernels = tuple(triton.jit(fn) for fn in (_candidates, _suppress, _place))
 # Block sizes and warps (benchmarks/triton_kernels_gpu.py sweeps them on a GPU)
-CONFIG = {"BLOCK_A": 1024, "BLOCK_E": 64, "BLOCK_C": 32, "num_warps": 4}
+CONFIG = {"BLOCK_A": 512, "BLOCK_E": 64, "BLOCK_C": 16, "num_warps": 4}
 
 
 def launch(raw: Any, params: Any, state: Any, cand: Any, keep: Any, out: Any, *, num_classes: int, limit: int,
            max_det: int, agnostic: bool) -> None:
     """Decode one image's raw output ``(4 + nc + 1, A)`` (contiguous rows) into ``out`` (``(max_det + 2, 7)`` float32).
 
-    ``params``: float64 ``[conf, iou, 1e-7]`` on the device; ``state`` ``(3,)`` int32 zeros (counter, span
+    ``params``: :func:`decode_params` on the device; ``state`` ``(3,)`` int32 zeros (counter, span
     maxima); ``cand`` ``(K, 8)`` float64 and ``keep`` ``(K,)`` int32 scratch with ``K >= limit``. Every
     argument stays the same tensor from frame to frame, so the launches can be captured in a CUDA graph.
     CPU tensors run in Triton's interpreter, which must be on (``TRITON_INTERPRET=1``) before triton is
@@ -205,7 +234,7 @@ def launch(raw: Any, params: Any, state: Any, cand: Any, keep: Any, out: Any, *,
                                                       limit, BLOCK_A=block_a, **warps)
     blocks = (triton.cdiv(limit, block_c),)
     suppress[blocks](params, state, cand, keep, limit, AGNOSTIC=bool(agnostic), BLOCK_E=block_e, BLOCK_C=block_c, **exact)
-    place[blocks](state, cand, keep, out, limit, max_det, BLOCK_E=block_e, BLOCK_C=block_c, **warps)
+    place[blocks](params, state, cand, keep, out, limit, max_det, BLOCK_E=block_e, BLOCK_C=block_c, **warps)
 
 
 def decode_rows(raw: Any, spec: Any, max_candidates: int, params: Any) -> Any:
@@ -231,10 +260,12 @@ def decode_rows(raw: Any, spec: Any, max_candidates: int, params: Any) -> Any:
 
 
 def decode_params(spec: Any, device: Any) -> Any:
-    """The kernel's float64 ``[conf, iou, eps]`` (read-only, so every slot may share it)."""
+    """The kernels' float64 ``[conf, iou, eps, pi/2, -pi/4, pi, 3pi/4]`` (read-only: every slot may share it)."""
     import torch
 
-    return torch.tensor([spec.conf, spec.iou, 1e-7], dtype=torch.float64, device=device)
+    low = -math.pi / 4  # geometry.regularize_xywhr's le135 bounds, computed as it does
+    return torch.tensor([spec.conf, spec.iou, 1e-7, math.pi / 2, low, math.pi, low + math.pi], dtype=torch.float64,
+                        device=device)
 
 
 __all__ = ["decode_params", "decode_rows", "launch"]
