@@ -70,3 +70,38 @@ def test_detector_reads_specs_from_manifest(tmp_path, raw):
         out = det(np.zeros((64, 64, 3), np.uint8))
     assert det.input_name == "images" and det.output_name == "output0"
     assert len(out) == 1 and out.class_ids.tolist() == [0]  # conf 0.7 from the manifest drops the 0.6 box
+
+
+def test_feed_checks_are_skipped_only_for_a_feed_like_the_last_checked_one():
+    """The detector checks a feed once per (name, shape, dtype): a later feed that differs is checked again."""
+    from edgekit.core.errors import DataError
+    from edgekit.deploy.runners.base import Runner, TensorMeta
+
+    class Echo(Runner):
+        backend = "echo"
+        checks = 0
+
+        def _activate(self):
+            return {"images": TensorMeta("images", (1, 3, 8, 8), np.dtype(np.float32))}
+
+        def _check_feed(self, feed):
+            Echo.checks += 1
+            super()._check_feed(feed)
+
+        def _infer(self, feed):
+            return {"out": feed["images"]}
+
+        def _deactivate(self):
+            pass
+
+    det = Detector(Echo("echo"))
+    with det:
+        good = {"images": np.zeros((1, 3, 8, 8), np.float32)}
+        det.infer(good), det.infer(good), det.collect(det.submit(good))
+        assert Echo.checks == 1
+        with pytest.raises(DataError, match="dtype"):
+            det.infer({"images": np.zeros((1, 3, 8, 8), np.float64)})
+        with pytest.raises(DataError, match="shape"):
+            det.infer({"images": np.zeros((1, 3, 8, 9), np.float32)})
+        det.infer(good)  # a refused feed leaves the last checked one as it was: no new check
+        assert Echo.checks == 3

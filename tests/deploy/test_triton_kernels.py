@@ -192,3 +192,43 @@ def test_cuda_graph_runner_with_the_kernels_equals_host_decode_of_its_own_output
 
 if __name__ == "__main__":  # the interpreter run of test_kernels_in_the_interpreter_equal_numpy_decode_and_torch_input
     print(json.dumps({"decode": check_cases("cpu"), "normalise": check_normalise("cpu")}))
+
+
+def test_auto_falls_back_to_torch_ops_when_the_kernels_cannot_start(caplog):
+    """A CUDA runner whose Triton kernels cannot build (here: no GPU at all) keeps the torch ops with a
+    warning under kernels='auto', and names the failure under kernels='triton'."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a host where the CUDA kernels cannot start")
+    from edgekit.core.errors import DeviceError
+
+    def started(kernels: str) -> TorchRunner:
+        runner = TorchRunner(torch.nn.Sequential(), device="cuda", uint8_input=LetterboxSpec(imgsz=32),
+                             decode=PostprocessSpec(), kernels=kernels)
+        runner._torch, runner._dtype, runner._affine = torch, torch.float16, False
+        runner._start_triton()
+        return runner
+
+    with caplog.at_level("WARNING"):
+        runner = started("auto")
+    assert runner.kernels_used == "torch" and runner._triton is None and "Triton kernels unavailable" in caplog.text
+    with pytest.raises(DeviceError, match="Triton kernels cannot run here"):
+        started("triton")
+
+
+def test_host_copy_takes_any_frame_view():
+    """The threaded copy into the pinned input: frames with negative strides (an RGB->BGR view), read-only
+    frames and strided destinations (the letterbox interior) give np.copyto's result, without warnings."""
+    import warnings
+
+    runner = TorchRunner(torch.nn.Sequential())
+    runner._torch = torch
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (400, 700, 3), dtype=np.uint8)
+    readonly = frame.copy()
+    readonly.flags.writeable = False
+    for src in (frame, frame[:, :, ::-1], frame[::-1], readonly):
+        dst = np.zeros((640, 720, 3), np.uint8)[100:500, 10:710]  # a strided interior, as letterbox's
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            runner.host_copy(dst, src)
+        assert np.array_equal(dst, src)

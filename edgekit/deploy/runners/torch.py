@@ -313,9 +313,10 @@ class TorchRunner(Runner):
     def host_copy(self, dst: np.ndarray, src: np.ndarray) -> None:
         """``np.copyto(dst, src)`` through torch, whose CPU copy is split over its intra-op threads: a
         640 x 640 frame fresh from memory takes ~0.2 ms on one thread of a server Xeon (docs/runtime.md)."""
-        torch = self._torch
-        if self.threaded_copy and dst.size >= (1 << 18):
-            torch.from_numpy(dst).copy_(torch.from_numpy(src))
+        # torch.from_numpy takes neither negative strides (a frame[..., ::-1] view) nor, without a
+        # warning, read-only arrays: those (and small frames) take np.copyto
+        if self.threaded_copy and dst.size >= (1 << 18) and src.flags.writeable and min(src.strides) >= 0:
+            self._torch.from_numpy(dst).copy_(self._torch.from_numpy(src))
         else:
             np.copyto(dst, src)
 
