@@ -330,44 +330,26 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
             out.append((time.perf_counter() - t) * 1e3)
         return out
 
-    def runner_graph(part):
-        out = []
-        if not runner._slots:
-            return [0.0] * len(part)
-        slot = runner._slots[0]
-        for _ in part:
-            t = time.perf_counter()
-            slot.graph.replay()
-            sync()
-            out.append((time.perf_counter() - t) * 1e3)
-        return out
-
-    def runner_graph_after_write(part):  # the same, each replay after the frame was written into its pinned input
-        out = []
-        if not runner._slots:
-            return [0.0] * len(part)
-        slot = runner._slots[0]
-        for f in part:
-            runner.host_copy(slot.host_np, f if f.shape == slot.host_np.shape[1:] else slot.host_np[0])
-            t = time.perf_counter()
-            slot.graph.replay()
-            sync()
-            out.append((time.perf_counter() - t) * 1e3)
-        return out
-
-    def runner_graph_event(part):  # the same wait as the runner's collect: an event recorded after the replay
-        out = []
-        if not runner._slots:
-            return [0.0] * len(part)
-        slot = runner._slots[0]
-        for f in part:
-            runner.host_copy(slot.host_np, f if f.shape == slot.host_np.shape[1:] else slot.host_np[0])
-            t = time.perf_counter()
-            slot.graph.replay()
-            slot.event.record()
-            slot.event.synchronize()
-            out.append((time.perf_counter() - t) * 1e3)
-        return out
+    def runner_graph(write: bool, event: bool):
+        """The runner's first slot graph replayed alone (no host work); ``write``: each replay after the frame
+        was written into its pinned input; ``event``: waited on as the runner's collect does."""
+        def run(part):
+            if not runner._slots:
+                return [0.0] * len(part)
+            slot, out = runner._slots[0], []
+            for f in part:
+                if write:
+                    runner.host_copy(slot.host_np, f if f.shape == slot.host_np.shape[1:] else slot.host_np[0])
+                t = time.perf_counter()
+                slot.graph.replay()
+                if event:
+                    slot.event.record()
+                    slot.event.synchronize()
+                else:
+                    sync()
+                out.append((time.perf_counter() - t) * 1e3)
+            return out
+        return run
 
     def runner_submit_collect(part):  # the runner's own Python around its graph: submit + collect, frame in place
         out = []
@@ -386,8 +368,8 @@ def main() -> None:  # noqa: C901 - a benchmark script reads best top to bottom
                "edgekit_pipelined_trim": pipelined(trim_det, pipe_fps["trim"]),
                "edgekit_frame_torch_decode": staged(torchdec_det, torchdec_dets, {}),
                "edgekit_frame_numpy_copy": staged(npcopy_det, {}, {}),
-               "runner_graph_only": runner_graph, "runner_graph_after_host_write": runner_graph_after_write,
-               "runner_graph_event_wait": runner_graph_event,
+               "runner_graph_only": runner_graph(False, False),
+               "runner_graph_after_host_write": runner_graph(True, False), "runner_graph_event_wait": runner_graph(True, True),
                "runner_submit_collect": runner_submit_collect, "host_copy_numpy": host_copy(False), "host_copy_torch": host_copy(True),
                "host_post_decoded_rows": host_post}
     compiled_dets: Dict[str, Dict[int, Any]] = {form: {} for form in extra_dets}

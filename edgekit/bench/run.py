@@ -64,6 +64,8 @@ class BenchSettings(StrictModel):
     parity: bool = True
     intra_op_threads: Optional[int] = Field(None, ge=1)
     uint8_input: bool = False  # onnxruntime: the graph variant that normalises uint8 frames itself
+    # onnxruntime: N single-threaded sessions run whole frames in parallel in the pipelined run (docs/runtime.md)
+    pipeline_sessions: int = Field(0, ge=0)
     tile: Optional[int] = Field(None, ge=0)  # sliced inference (edgekit.deploy.tiling); None: the bundle's plan; 0: off
     tile_overlap: Optional[int] = Field(None, ge=0)
 
@@ -78,6 +80,8 @@ class BenchSettings(StrictModel):
             raise ValueError("give iterations or duration_s, not both")
         if self.tile and self.batch > 1:
             raise ValueError("tile runs a frame's tiles as its batch; give tile or batch > 1, not both")
+        if self.pipeline_sessions == 1:
+            raise ValueError("pipeline_sessions 1 adds nothing to the main session: give 0 (off) or 2 and more")
         return self
 
     @property
@@ -105,7 +109,7 @@ class BenchSettings(StrictModel):
         args += [flag for flag, on in (("--no-parity", not self.parity), ("--uint8-input", self.uint8_input)) if on]
         for flag, value in (("--tile", self.tile), ("--tile-overlap", self.tile_overlap)):
             args += [flag, str(value)] if value is not None else []
-        return args
+        return args + (["--pipeline-sessions", str(self.pipeline_sessions)] if self.pipeline_sessions else [])
 
     def policy(self) -> WarmupPolicy:
         return WarmupPolicy(self.warmup, self.warmup_s, self.steady_window, self.steady_tolerance, self.max_warmup)
@@ -122,9 +126,13 @@ def _runner_options(s: BenchSettings) -> Dict[str, Any]:
             opts["providers"] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         if s.uint8_input:
             opts["uint8_input"] = True
+        if s.pipeline_sessions:
+            opts["pipeline_sessions"] = s.pipeline_sessions
         return opts
     if s.uint8_input:
         raise ConfigError(f"--uint8-input is an onnxruntime option, not {s.backend}", "drop --uint8-input")
+    if s.pipeline_sessions:
+        raise ConfigError(f"--pipeline-sessions is an onnxruntime option, not {s.backend}", "drop --pipeline-sessions")
     if s.backend == "tensorrt" and s.device == "cpu":
         raise ConfigError("--backend tensorrt runs on a GPU, not --device cpu", "pass --device cuda (or jetson)")
     return {}

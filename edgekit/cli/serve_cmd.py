@@ -36,6 +36,8 @@ def _daemon_config(config: Optional[str], cli: Dict[str, Any], source: Dict[str,
 @click.option("--tile", type=click.IntRange(min=0), default=None,
               help="Sliced inference: tile size in px (0 = whole frames) [default: the bundle's tiling plan].")
 @click.option("--tile-overlap", type=click.IntRange(min=0), default=None, help="Pixels shared by neighbouring tiles.")
+@click.option("--pipeline-sessions", type=click.IntRange(min=0), default=None,
+              help="onnxruntime: N single-threaded sessions run whole frames in parallel [default: 0, one session].")
 @click.option("--host", default=None, help="Bind address [default: 127.0.0.1]; others need a token.")
 @click.option("--port", type=int, default=None, help="TCP port [default: 8080].")
 @click.option("--config", "config", type=click.Path(path_type=str), help="daemon.yaml (see jetson/daemon.yaml).")
@@ -46,7 +48,8 @@ def _daemon_config(config: Optional[str], cli: Dict[str, Any], source: Dict[str,
 @click.option("-v", "--verbose", is_flag=True, help="Log state changes.")
 @click.pass_context
 def serve(ctx: click.Context, bundle: Optional[str], uri: Optional[str], backend: Optional[str],
-          precision: Optional[str], tile: Optional[int], tile_overlap: Optional[int], host: Optional[str], port: Optional[int], config: Optional[str],
+          precision: Optional[str], tile: Optional[int], tile_overlap: Optional[int], pipeline_sessions: Optional[int],
+          host: Optional[str], port: Optional[int], config: Optional[str],
           token_file: Optional[str], models_dir: Optional[str], loop: Optional[bool], realtime: Optional[bool],
           verbose: bool) -> None:
     """Serve BUNDLE's detections over HTTP/WebSocket from --source, with metrics and a live page at /."""
@@ -54,7 +57,7 @@ def serve(ctx: click.Context, bundle: Optional[str], uri: Optional[str], backend
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     cfg = _daemon_config(config, {"bundle": bundle, "backend": backend, "precision": precision, "tile": tile,
-                                  "tile_overlap": tile_overlap, "host": host,
+                                  "tile_overlap": tile_overlap, "pipeline_sessions": pipeline_sessions, "host": host,
                                   "port": port, "token_file": token_file, "models_dir": models_dir},
                          {"uri": uri, "loop": loop, "realtime": realtime})
     code = Daemon(cfg).run()

@@ -183,7 +183,7 @@ def test_jetson_handover_without_the_jetson_package_is_one_line(small_bundle):
     {},
     {"backend": "tensorrt", "device": "jetson", "precision": "int8", "duration_s": 2.5, "warmup": 0, "warmup_s": 1.5},
     {"images": "/remote/imgs", "data": "/remote/ds", "batch": 4, "parity": False, "uint8_input": True,
-     "iterations": 7},
+     "iterations": 7, "pipeline_sessions": 2},
     {"tile": 640, "tile_overlap": 128, "iterations": 3},
     {"tile": 0},
 ])
@@ -230,3 +230,17 @@ def test_out_inside_the_bundle_is_refused_before_measuring(small_bundle):
 
 def test_compare_of_a_missing_file_is_one_line(bench_run, tmp_path):
     _one_line_error(_run("bench", "compare", str(bench_run), str(tmp_path / "nope.json")), "nope.json", "does not exist")
+
+
+def test_pipeline_sessions_run_the_pipelined_part_on_worker_sessions(small_bundle, tmp_path):
+    """--pipeline-sessions 2: the ORT runner gets two single-threaded worker sessions (the pipelined FPS runs
+    on them); 1 is refused (it adds nothing), and so is any other backend."""
+    from edgekit.bench import BenchSettings, run_bench
+    from edgekit.core.errors import ConfigError
+
+    report = run_bench(small_bundle, {"iterations": 5, "warmup": 1, "max_warmup": 3, "parity": False,
+                                      "pipeline_sessions": 2}, progress=False)
+    assert report.throughput.pipelined_fps > 0
+    _one_line_error(_run("bench", str(small_bundle), "--pipeline-sessions", "1"), "pipeline_sessions 1 adds nothing")
+    with pytest.raises(ConfigError, match="onnxruntime option"):
+        run_bench(small_bundle, BenchSettings(backend="tensorrt", device="cuda", pipeline_sessions=2), progress=False)

@@ -60,6 +60,16 @@ def test_file_source_end_exits_zero(media):
     assert p.wait(timeout=30) == 0, p.stderr.read()
 
 
+def test_pipeline_sessions_serve_a_file_and_are_refused_off_onnxruntime(media):
+    p = serve([str(media["b1"]), "--source", str(media["video"]), "--port", "0", "--pipeline-sessions", "2"])
+    assert p.wait(timeout=60) == 0, p.stderr.read()
+    p = serve([str(media["b1"]), "--source", str(media["video"]), "--port", "0", "--pipeline-sessions", "2",
+               "--backend", "tensorrt"])
+    assert p.wait(timeout=30) == 1
+    err = p.stderr.read()
+    assert "pipeline_sessions is 0 or 2 and more, with backend onnxruntime" in err and "Traceback" not in err
+
+
 def test_fatal_runtime_error_exits_nonzero(media):
     # The TensorRT backend where TensorRT is missing: the engine build fails after the port opened.
     pytest.importorskip("onnxruntime")

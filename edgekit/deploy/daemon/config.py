@@ -52,6 +52,8 @@ class DaemonConfig(StrictModel):
                                                        "default: the bundle's tiling plan, if any)")
     tile_overlap: Optional[int] = Field(None, ge=0, description="pixels shared by neighbouring tiles "
                                                                "(default: the plan's, else tile/5)")
+    pipeline_sessions: int = Field(0, ge=0, description="onnxruntime: N single-threaded sessions run whole frames "
+                                                         "in parallel (0: one multi-threaded session)")
     host: str = Field("127.0.0.1", description="bind address; anything but loopback needs a token")
     port: int = Field(8080, ge=0, lt=65536, description="TCP port (0 = any free port)")
     token_file: str = Field("", description="file holding the bearer token (else env EDGEKIT_TOKEN)")
@@ -100,6 +102,9 @@ def check_bind(cfg: DaemonConfig, token: Optional[str]) -> None:
                           "set EDGEKIT_TOKEN or pass --token-file, or bind 127.0.0.1")
     if cfg.backend not in ("onnxruntime", "tensorrt"):
         raise ConfigError(f"backend '{cfg.backend}' cannot serve", "use --backend onnxruntime or tensorrt")
+    if cfg.pipeline_sessions and (cfg.backend != "onnxruntime" or cfg.pipeline_sessions == 1):
+        raise ConfigError(f"pipeline_sessions {cfg.pipeline_sessions} with backend {cfg.backend}",
+                          "pipeline_sessions is 0 or 2 and more, with backend onnxruntime")
 
 
 __all__ = ["DaemonConfig", "SourceConfig", "MqttConfig", "is_loopback", "read_token", "check_bind"]

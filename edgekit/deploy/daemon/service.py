@@ -121,7 +121,9 @@ class Service:
         if announce:
             self._set_state("building_engine" if self.cfg.backend == "tensorrt" else "loading_model")
             threading.Thread(target=self._log_progress, name="edgekit-progress", daemon=True).start()
-        det = bundle.detector(self.cfg.backend, self.cfg.precision, tile=self.cfg.tile, tile_overlap=self.cfg.tile_overlap)
+        extra = {"pipeline_sessions": self.cfg.pipeline_sessions} if self.cfg.pipeline_sessions else {}
+        det = bundle.detector(self.cfg.backend, self.cfg.precision, tile=self.cfg.tile, tile_overlap=self.cfg.tile_overlap,
+                              **extra)
         det.__enter__()
         try:
             if announce:
