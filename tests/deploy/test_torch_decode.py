@@ -21,6 +21,8 @@ from edgekit.core.postprocess import (
     detections_from_rows,
 )
 from edgekit.deploy.detector import Detector
+from tests.deploy.obb_tables import raw_table as _raw
+from tests.deploy.obb_tables import same_detections as _same
 
 torch = pytest.importorskip("torch")
 from edgekit.deploy.runners.torch import TorchRunner  # noqa: E402
@@ -33,23 +35,6 @@ SPEC = LetterboxSpec(imgsz=IMGSZ)
 # thresholds, max_det, class-agnostic, and max_nms below the candidate count
 POSTS = [PostprocessSpec(conf=0.25), PostprocessSpec(conf=0.1, iou=0.5, max_det=20),
          PostprocessSpec(conf=0.3, agnostic=True), PostprocessSpec(conf=0.2, max_nms=40)]
-
-
-def _raw(rng, anchors: int, nc: int = 3, objects: int = 12) -> np.ndarray:
-    """(4+nc+1, A) raw OBB output: clustered boxes (heavy overlap), sparse scores, exact score ties."""
-    raw = np.zeros((4 + nc + 1, anchors), np.float32)
-    raw[4:4 + nc] = rng.random((nc, anchors)) ** 6
-    centres = rng.uniform(0, 640, (objects, 2))[rng.integers(0, objects, anchors)]
-    raw[:2] = (centres + rng.normal(0, 3, centres.shape)).T
-    raw[2:4] = rng.uniform(5, 60, (2, anchors))
-    raw[-1] = rng.uniform(-np.pi / 4, 3 * np.pi / 4, anchors)
-    raw[4, : anchors // 10] = 0.5  # ties: the order must follow the anchor index, as numpy's stable sort
-    return raw.astype(np.float16).astype(np.float32)  # values an fp16 model can output
-
-
-def _same(a, b) -> bool:
-    return (np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
-            and np.array_equal(a.class_ids, b.class_ids))
 
 
 @pytest.mark.parametrize("post", POSTS)

@@ -24,28 +24,13 @@ from edgekit.core.letterbox import LetterboxSpec, letterbox, unletterbox_xywhr  
 from edgekit.core.postprocess import PostprocessSpec, decode_obb, detections_from_rows  # noqa: E402
 from edgekit.deploy.detector import Detector  # noqa: E402
 from edgekit.deploy.runners.torch import TorchRunner  # noqa: E402
+from tests.deploy.obb_tables import raw_table as _raw  # noqa: E402
+from tests.deploy.obb_tables import same_detections as _same  # noqa: E402
 
 HERE = Path(__file__).resolve()
 POSTS = [PostprocessSpec(conf=0.25), PostprocessSpec(conf=0.1, iou=0.5, max_det=20),
          PostprocessSpec(conf=0.3, agnostic=True), PostprocessSpec(conf=0.2, max_nms=40),
          PostprocessSpec(conf=0.3, iou=0.45, max_det=3)]
-
-
-def _raw(rng, anchors: int, nc: int = 3, objects: int = 12) -> np.ndarray:
-    """(4+nc+1, A): clustered boxes (heavy overlap), sparse scores, exact score ties (as test_torch_decode)."""
-    raw = np.zeros((4 + nc + 1, anchors), np.float32)
-    raw[4:4 + nc] = rng.random((nc, anchors)) ** 6
-    centres = rng.uniform(0, 640, (objects, 2))[rng.integers(0, objects, anchors)]
-    raw[:2] = (centres + rng.normal(0, 3, centres.shape)).T
-    raw[2:4] = rng.uniform(5, 60, (2, anchors))
-    raw[-1] = rng.uniform(-np.pi / 4, 3 * np.pi / 4, anchors)
-    raw[4, : anchors // 10] = 0.5  # ties: the order must follow the anchor index, as numpy's stable sort
-    return raw.astype(np.float16).astype(np.float32)
-
-
-def _same(a, b) -> bool:
-    return (np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
-            and np.array_equal(a.class_ids, b.class_ids))
 
 
 def check_cases(device: str, limit: int = 512) -> list:
@@ -114,7 +99,7 @@ def _checked(cases: list) -> None:
 
 
 def test_kernels_in_the_interpreter_equal_numpy_decode_and_torch_input():
-    env = dict(os.environ, TRITON_INTERPRET="1")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(HERE.parents[2]))  # tests.deploy importable
     proc = subprocess.run([sys.executable, str(HERE)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
