@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Tuple
 
 import click
 
-from edgekit.cli.params import FiniteFloatRange
+from edgekit.cli.params import SESSIONS, FiniteFloatRange
 from edgekit.core.errors import DeviceError
 
 _EXISTING = click.Path(exists=False, path_type=Path)
@@ -56,7 +56,7 @@ def bench() -> None:
 @click.option("--no-parity", is_flag=True, help="Skip the golden-set parity check.")
 @click.option("--uint8-input", is_flag=True,
               help="onnxruntime: feed uint8 frames to a graph variant that normalises them itself.")
-@click.option("--pipeline-sessions", type=click.IntRange(min=0), default=0,
+@click.option("--pipeline-sessions", type=SESSIONS, default=0,
               help="onnxruntime: N single-threaded sessions run whole frames in parallel in the pipelined run "
                    "(on a 2-core CPU 2 measured 1.09-1.31x the FPS of one session; 0: one session).")
 @click.option("--tile", type=click.IntRange(min=0), default=None,

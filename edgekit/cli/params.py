@@ -22,6 +22,21 @@ class FiniteFloatRange(click.FloatRange):
         return rv
 
 
+class _Sessions(click.IntRange):
+    """ONNX Runtime worker sessions for the pipelined run: 0 (off) or 2..64; 1 adds nothing (exit 2)."""
+
+    def __init__(self) -> None:
+        super().__init__(min=0, max=64)
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        rv = super().convert(value, param, ctx)
+        if rv == 1:
+            self.fail("1 adds nothing to the main session: give 0 (off) or 2 and more.", param, ctx)
+        return rv
+
+
+SESSIONS = _Sessions()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional
 
 import click
 
+from edgekit.cli.params import SESSIONS
+
 
 def _daemon_config(config: Optional[str], cli: Dict[str, Any], source: Dict[str, Any]) -> Any:
     from pathlib import Path
@@ -36,7 +38,7 @@ def _daemon_config(config: Optional[str], cli: Dict[str, Any], source: Dict[str,
 @click.option("--tile", type=click.IntRange(min=0), default=None,
               help="Sliced inference: tile size in px (0 = whole frames) [default: the bundle's tiling plan].")
 @click.option("--tile-overlap", type=click.IntRange(min=0), default=None, help="Pixels shared by neighbouring tiles.")
-@click.option("--pipeline-sessions", type=click.IntRange(min=0), default=None,
+@click.option("--pipeline-sessions", type=SESSIONS, default=None,
               help="onnxruntime: N single-threaded sessions run whole frames in parallel [default: 0, one session].")
 @click.option("--host", default=None, help="Bind address [default: 127.0.0.1]; others need a token.")
 @click.option("--port", type=int, default=None, help="TCP port [default: 8080].")

@@ -241,6 +241,9 @@ def test_pipeline_sessions_run_the_pipelined_part_on_worker_sessions(small_bundl
     report = run_bench(small_bundle, {"iterations": 5, "warmup": 1, "max_warmup": 3, "parity": False,
                                       "pipeline_sessions": 2}, progress=False)
     assert report.throughput.pipelined_fps > 0
-    _one_line_error(_run("bench", str(small_bundle), "--pipeline-sessions", "1"), "pipeline_sessions 1 adds nothing")
+    res = _run("bench", str(small_bundle), "--pipeline-sessions", "1")
+    assert res.returncode == 2 and "1 adds nothing" in res.stderr and "Traceback" not in res.stderr
+    with pytest.raises(ValueError, match="pipeline_sessions 1 adds nothing"):
+        BenchSettings(pipeline_sessions=1)
     with pytest.raises(ConfigError, match="onnxruntime option"):
         run_bench(small_bundle, BenchSettings(backend="tensorrt", device="cuda", pipeline_sessions=2), progress=False)
