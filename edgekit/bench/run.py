@@ -202,7 +202,7 @@ def run_bench(bundle: Any, settings: Optional[Union[BenchSettings, Dict[str, Any
         edgekit_version=__version__, created_utc=_utc_now(), bundle=_bundle_info(bundle, s),
         settings=RunSettings(backend=s.backend, device=s.device, precision=s.precision, batch=s.batch,
                              iterations=s.timed_iterations, duration_s=s.duration_s, queue_size=s.queue_size,
-                             uint8_input=s.uint8_input,
+                             uint8_input=s.uint8_input, pipeline_sessions=s.pipeline_sessions,
                              source=SourceInfo(kind=kind, path=source_path), data=s.data),
         warmup=_warmup_info(warm, s), latency=_latency(seq), throughput=_throughput(seq, pipe), batch=batch,
         parity=parity, accuracy=accuracy, environment=collect_environment(engine_key),

@@ -51,6 +51,7 @@ class RunSettings(_Model):
     duration_s: Optional[float] = None
     queue_size: int = 2
     uint8_input: bool = False
+    pipeline_sessions: int = 0  # onnxruntime worker sessions of the pipelined run (0: the one session)
     source: SourceInfo
     data: Optional[str] = None
 

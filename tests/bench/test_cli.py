@@ -240,7 +240,7 @@ def test_pipeline_sessions_run_the_pipelined_part_on_worker_sessions(small_bundl
 
     report = run_bench(small_bundle, {"iterations": 5, "warmup": 1, "max_warmup": 3, "parity": False,
                                       "pipeline_sessions": 2}, progress=False)
-    assert report.throughput.pipelined_fps > 0
+    assert report.throughput.pipelined_fps > 0 and report.settings.pipeline_sessions == 2
     res = _run("bench", str(small_bundle), "--pipeline-sessions", "1")
     assert res.returncode == 2 and "1 adds nothing" in res.stderr and "Traceback" not in res.stderr
     with pytest.raises(ValueError, match="pipeline_sessions 1 adds nothing"):
