@@ -47,10 +47,12 @@ class TorchRunner(Runner):
       static shape are captured once as CUDA graphs and replayed (a yolov8n forward is launch-bound:
       5.1 ms eager vs 1.05 ms as a graph on an H200), between pinned host buffers, nothing
       allocated per frame. There are ``slots`` graphs, each with its own buffers and stream, so
-      :meth:`submit` can enqueue frame i+1 while frame i still runs (``max_in_flight = slots``);
+      :meth:`submit` can enqueue frame i+1 while frame i still runs (``max_in_flight = slots``); a
+      frame takes the first free slot, so frames one at a time reuse one graph (and its cached memory);
     * ``kernels``: the device's own work around the forward. ``"triton"``: the input conversion
       (:mod:`.triton_normalise`) and, with ``decode`` and ``device_nms``, the whole decode
-      (:mod:`.triton_obb_decode`: one launch, no sort) as Triton kernels, CUDA only; ``"torch"``: torch
+      (:mod:`.triton_obb_decode`: three launches, no sort, boxes regularised on the device) as Triton
+      kernels, CUDA only; ``"torch"``: torch
       ops (any device; the decode alone is about 110 kernels, :mod:`.torch_decode`); ``"auto"``
       (default): the Triton kernels where they run (CUDA, triton importable, both compiling when the
       runner starts), else the torch ops; :attr:`kernels_used` says which ran;
