@@ -102,9 +102,11 @@ def check_bind(cfg: DaemonConfig, token: Optional[str]) -> None:
                           "set EDGEKIT_TOKEN or pass --token-file, or bind 127.0.0.1")
     if cfg.backend not in ("onnxruntime", "tensorrt"):
         raise ConfigError(f"backend '{cfg.backend}' cannot serve", "use --backend onnxruntime or tensorrt")
-    if cfg.pipeline_sessions and (cfg.backend != "onnxruntime" or cfg.pipeline_sessions == 1):
-        raise ConfigError(f"pipeline_sessions {cfg.pipeline_sessions} with backend {cfg.backend}",
-                          "pipeline_sessions is 0 or 2 and more, with backend onnxruntime")
+    if cfg.pipeline_sessions and cfg.backend != "onnxruntime":
+        raise ConfigError(f"pipeline_sessions is an onnxruntime option, not {cfg.backend}",
+                          "drop pipeline_sessions (--pipeline-sessions) or serve with --backend onnxruntime")
+    if cfg.pipeline_sessions == 1:
+        raise ConfigError("pipeline_sessions 1 adds nothing to the main session", "give 0 (off) or 2 and more")
 
 
 __all__ = ["DaemonConfig", "SourceConfig", "MqttConfig", "is_loopback", "read_token", "check_bind"]
