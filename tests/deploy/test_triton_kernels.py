@@ -173,6 +173,12 @@ def test_cuda_graph_runner_with_the_kernels_equals_host_decode_of_its_own_output
             info = letterbox(f, spec)[1]
             assert len(got) == len(want) and np.array_equal(got.boxes, unletterbox_xywhr(want.boxes, info))
     assert runner.kernels_used == "triton" and runner.decode_fallbacks == 0
+    # the float-input path (no uint8_input, no graph) decodes with the same kernel
+    float_runner = TorchRunner(copy.deepcopy(model), device="cuda", decode=post, kernels="triton")
+    with Detector(float_runner, letterbox=spec, postprocess=post) as det:
+        for f in frames[:2]:
+            assert det(f) is not None
+    assert float_runner.kernels_used == "triton" and float_runner._normalise is None
 
 
 if __name__ == "__main__":  # the interpreter run of test_kernels_in_the_interpreter_equal_numpy_decode_and_torch_input
@@ -189,13 +195,14 @@ def test_auto_falls_back_to_torch_ops_when_the_kernels_cannot_start(caplog):
     def started(kernels: str) -> TorchRunner:
         runner = TorchRunner(torch.nn.Sequential(), device="cuda", uint8_input=LetterboxSpec(imgsz=32),
                              decode=PostprocessSpec(), kernels=kernels)
-        runner._torch, runner._dtype, runner._affine = torch, torch.float16, False
+        runner._torch, runner._dtype = torch, torch.float16
         runner._start_triton()
         return runner
 
     with caplog.at_level("WARNING"):
         runner = started("auto")
-    assert runner.kernels_used == "torch" and runner._triton is None and "Triton kernels unavailable" in caplog.text
+    assert runner.kernels_used == "torch" and runner._normalise is None and runner._triton_decode is None
+    assert "Triton kernels unavailable" in caplog.text
     with pytest.raises(DeviceError, match="Triton kernels cannot run here"):
         started("triton")
 

@@ -104,7 +104,8 @@ class TorchRunner(Runner):
             raise ConfigError("kernels='triton' needs a CUDA device", "use kernels='auto' (torch ops where Triton cannot run)")
         self.kernels = kernels
         self.kernels_used: Optional[str] = None  # "triton" or "torch", known once the runner is active
-        self._triton: Any = None  # (normalise module, decode module, their parameter tensors) when used
+        self._normalise: Any = None  # the Triton input conversion, bound to its parameters, when used
+        self._triton_decode: Any = None  # the Triton decode, bound to its parameters, when used
         self.threaded_copy = bool(threaded_copy)  # host_copy: the frame into the pinned input on torch's threads
         self._decoders: Dict[Tuple[bool, int], Any] = {}
         self.model = None
@@ -139,8 +140,9 @@ class TorchRunner(Runner):
             self.model = self.model.to(memory_format=torch.channels_last)
         self._model_fn = torch.compile(self.model, dynamic=False) if self.compile == "all" else self.model
         self._decoders = {}
-        self._triton, self.kernels_used = None, "torch"  # _prepare_uint8 may start the Triton kernels
         self._slots = []
+        self._dtype = torch.float16 if self.half else torch.float32
+        self._start_triton()
         if self.uint8_input is not None:
             h, w = self.uint8_input.imgsz
             meta = TensorMeta(self.input_name, (1, h, w, 3), np.dtype(np.uint8))
@@ -158,27 +160,23 @@ class TorchRunner(Runner):
         self._scale = torch.tensor(spec.scale, dtype=torch.float32, device=self.device)
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._dtype = torch.float16 if self.half else torch.float32
-        self._affine = spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0)
-        self._start_triton()
         if self.cuda_graph:
             self._slots = [self._capture_slot() for _ in range(self.slots)]
 
     def _forward_uint8(self, frame: Any) -> List[Any]:
         """uint8 NHWC device tensor -> model outputs (every op on the device; graph-capturable)."""
         torch = self._torch
-        if self._triton is not None:  # one kernel, the same values as the ops below
+        if self._normalise is not None:  # one kernel, the same values as the ops below
             _, h, w, _ = frame.shape
             fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-            x = torch.empty((1, 3, h, w), dtype=self._dtype, device=frame.device, memory_format=fmt)
-            self._triton[0].normalise(frame, x, self._triton[2], rgb=self.uint8_input.color_order == "RGB",
-                                      affine=self._affine)
+            x = self._normalise(frame, torch.empty((1, 3, h, w), dtype=self._dtype, device=frame.device,
+                                                   memory_format=fmt))
         else:
             if self.channels_last:  # swap colours on the NHWC frame: the NCHW view of it is channels-last already
                 x = frame.index_select(3, self._order).permute(0, 3, 1, 2).float() * self._scale
             else:
                 x = frame.permute(0, 3, 1, 2).index_select(1, self._order).float() * self._scale
-            if self._affine:
+            if _affine(self.uint8_input):
                 x = (x - self._mean) / self._std
             x = x.to(self._dtype)
         with torch.inference_mode():
@@ -195,10 +193,8 @@ class TorchRunner(Runner):
         """raw -> rows for the current ``device_nms`` and ``max_candidates`` (compiled once each when asked)."""
         key = (self.device_nms, self.max_candidates)
         if key not in self._decoders:
-            if self._triton is not None and self.device_nms:
-                _, dec, _, params = self._triton
-                self._decoders[key] = partial(dec.decode_rows, spec=self.decode_spec,
-                                              max_candidates=self.max_candidates, params=params)
+            if self._triton_decode is not None and self.device_nms:
+                self._decoders[key] = partial(self._triton_decode, max_candidates=self.max_candidates)
             else:
                 fn = partial(decode_obb_rows if self.device_nms else trim_obb_rows, spec=self.decode_spec,
                              max_candidates=self.max_candidates)
@@ -206,27 +202,32 @@ class TorchRunner(Runner):
         return self._decoders[key]
 
     def _start_triton(self) -> None:
-        """Import and build the Triton kernels (``kernels`` auto/triton on CUDA), or leave the torch ops.
+        """Import and build the Triton kernels (``kernels`` auto/triton on CUDA), or leave the torch ops:
+        the input conversion for a uint8 input, the decode for a ``decode`` spec.
 
         Built here, before any graph capture, on tiny inputs: a host where they cannot build (no
         triton, no C compiler for its launcher) fails now, not inside a capture.
         """
-        self._triton, self.kernels_used = None, "torch"
-        if self.kernels == "torch" or not str(self.device).startswith("cuda") or self.uint8_input is None:
+        self._normalise = self._triton_decode = None
+        self.kernels_used = "torch"
+        wanted = self.uint8_input is not None or self.decode_spec is not None
+        if self.kernels == "torch" or not str(self.device).startswith("cuda") or not wanted:
             return
-        torch = self._torch
+        torch, dev = self._torch, self.device
         try:
             from . import triton_normalise, triton_obb_decode
 
-            spec = self.uint8_input
-            norm_params = triton_normalise.normalise_params(spec, self.device)
-            triton_normalise.normalise(torch.zeros((1, 2, 2, 3), dtype=torch.uint8, device=self.device),
-                                       torch.empty((1, 3, 2, 2), dtype=self._dtype, device=self.device), norm_params,
-                                       rgb=spec.color_order == "RGB", affine=self._affine)
-            dec_params = None
+            normalise = decode = None
+            if self.uint8_input is not None:
+                spec = self.uint8_input
+                normalise = partial(triton_normalise.normalise, params=triton_normalise.normalise_params(spec, dev),
+                                    rgb=spec.color_order == "RGB", affine=_affine(spec))
+                normalise(torch.zeros((1, 2, 2, 3), dtype=torch.uint8, device=dev),
+                          torch.empty((1, 3, 2, 2), dtype=self._dtype, device=dev))
             if self.decode_spec is not None:
-                dec_params = triton_obb_decode.decode_params(self.decode_spec, self.device)
-                triton_obb_decode.decode_rows(torch.zeros((6, 8), device=self.device), self.decode_spec, 8, dec_params)
+                decode = partial(triton_obb_decode.decode_rows, spec=self.decode_spec,
+                                 params=triton_obb_decode.decode_params(self.decode_spec, dev))
+                decode(torch.zeros((6, 8), device=dev), max_candidates=8)  # one class, eight anchors
             torch.cuda.synchronize()
         except Exception as e:  # ImportError, or one of the many types a failed triton build raises
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -234,8 +235,7 @@ class TorchRunner(Runner):
                 raise DeviceError(f"the Triton kernels cannot run here: {first}", "use kernels='auto' or 'torch'") from None
             _log.warning("Triton kernels unavailable (%s); using torch ops", first)
             return
-        self._triton = (triton_normalise, triton_obb_decode, norm_params, dec_params)
-        self.kernels_used = "triton"
+        self._normalise, self._triton_decode, self.kernels_used = normalise, decode, "triton"
 
     def _capture_slot(self) -> _Slot:
         """One graph: pinned uint8 in -> H2D -> normalise -> forward [-> decode] -> D2H into pinned outputs.
@@ -368,6 +368,11 @@ class TorchRunner(Runner):
         self._discard_pending()
         self.model = None
         self._slots = []
+
+
+def _affine(spec: Any) -> bool:
+    """Whether the input conversion subtracts a mean or divides by a std (else only scales)."""
+    return spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0)
 
 
 class _Slot:
